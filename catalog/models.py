@@ -1,0 +1,68 @@
+"""The catalog: items with a price in one currency (django-money), which picks the Stripe account."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.urls import reverse
+from djmoney.models.fields import MoneyField
+from djmoney.models.validators import MinMoneyValidator
+
+from payments.money import format_money, from_minor_units, to_minor_units
+
+
+class ItemQuerySet(models.QuerySet["Item"]):
+    def active(self) -> ItemQuerySet:
+        return self.filter(is_active=True)
+
+
+class Item(models.Model):
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    price = MoneyField(
+        max_digits=14,
+        decimal_places=3,
+        validators=[MinMoneyValidator(Decimal("0.001"))],
+        help_text="The price and its currency; the currency picks the Stripe account that takes the payment.",
+    )
+    is_active = models.BooleanField(default=True, help_text="Inactive items are hidden from the shop.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ItemQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["price_currency", "name", "id"]
+        indexes = [models.Index(fields=["price_currency", "name"])]
+        constraints = [models.CheckConstraint(condition=models.Q(price__gt=0), name="item_price_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.display_price})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:item", args=[self.pk])
+
+    @property
+    def currency(self) -> str:
+        """Lower-case ISO code, as Stripe writes it."""
+        return str(self.price.currency.code).lower()
+
+    @property
+    def display_price(self) -> str:
+        return format_money(self.price.amount, self.currency)
+
+    def clean(self) -> None:
+        super().clean()
+        if self.price is None:
+            return
+        code = str(self.price.currency.code).upper()
+        if code not in settings.CURRENCIES:
+            raise ValidationError(
+                {"price": f"{code} has no Stripe account here; use one of {', '.join(settings.CURRENCIES)}."}
+            )
+        amount = self.price.amount
+        if amount > 0 and from_minor_units(to_minor_units(amount, code), code) != amount:
+            raise ValidationError({"price": f"{amount} cannot be charged exactly in {code}; round it to what Stripe accepts."})

@@ -1,0 +1,126 @@
+"""One Stripe account per currency: currency -> keys -> one `StripeClient`, built once per process.
+
+The global `stripe.api_key` is never set: it is shared by every thread, and the shop talks to several
+accounts at once. Each account gets its own `StripeClient` with a timeout and network retries.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import stripe
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+
+class AccountNotConfigured(LookupError):
+    """No Stripe account is configured for a currency."""
+
+    def __init__(self, currency: str) -> None:
+        self.currency = currency.lower()
+        super().__init__(f"Payments in {self.currency.upper()} are not set up.")
+
+
+@dataclass(frozen=True)
+class StripeAccount:
+    currency: str  # lower-case ISO code, as Stripe writes it
+    secret_key: str
+    publishable_key: str
+    webhook_secret: str
+    api_base: str = ""
+    timeout: float = 10.0
+    max_network_retries: int = 2
+    http_client: stripe.HTTPClient | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def livemode(self) -> bool:
+        return self.secret_key.startswith(("sk_live_", "rk_live_"))
+
+    @property
+    def is_complete(self) -> bool:
+        return bool(self.secret_key and self.publishable_key and self.webhook_secret)
+
+    @property
+    def dashboard_url(self) -> str:
+        return "https://dashboard.stripe.com" + ("" if self.livemode else "/test")
+
+    @cached_property
+    def client(self) -> stripe.StripeClient:
+        http_client = self.http_client or stripe.RequestsClient(timeout=self.timeout)
+        base_addresses: stripe.BaseAddresses = {"api": self.api_base} if self.api_base else {}
+        return stripe.StripeClient(
+            self.secret_key,
+            http_client=http_client,
+            base_addresses=base_addresses,
+            max_network_retries=self.max_network_retries,
+        )
+
+
+class AccountRegistry:
+    """The configured accounts, keyed by lower-case currency."""
+
+    def __init__(self, accounts: dict[str, StripeAccount]) -> None:
+        self._accounts = accounts
+
+    @classmethod
+    def from_settings(cls, http_client: stripe.HTTPClient | None = None) -> AccountRegistry:
+        accounts = {
+            currency.lower(): StripeAccount(
+                currency=currency.lower(),
+                secret_key=keys.get("secret_key", ""),
+                publishable_key=keys.get("publishable_key", ""),
+                webhook_secret=keys.get("webhook_secret", ""),
+                api_base=settings.STRIPE_API_BASE,
+                timeout=settings.STRIPE_TIMEOUT,
+                max_network_retries=settings.STRIPE_MAX_NETWORK_RETRIES,
+                http_client=http_client,
+            )
+            for currency, keys in settings.STRIPE_ACCOUNTS.items()
+        }
+        return cls(accounts)
+
+    def get(self, currency: str) -> StripeAccount:
+        account = self._accounts.get(currency.lower())
+        if account is None or not account.secret_key:
+            raise AccountNotConfigured(currency)
+        return account
+
+    def all(self) -> list[StripeAccount]:
+        return list(self._accounts.values())
+
+    def currencies(self) -> list[str]:
+        return list(self._accounts)
+
+
+_lock = threading.Lock()
+_registry: AccountRegistry | None = None
+
+
+def registry() -> AccountRegistry:
+    global _registry
+    if _registry is None:
+        with _lock:
+            if _registry is None:
+                _registry = AccountRegistry.from_settings()
+    return _registry
+
+
+def install_registry(new: AccountRegistry | None) -> None:
+    """Replace the process-wide registry (tests use it to put a fake Stripe behind every account)."""
+    global _registry
+    with _lock:
+        _registry = new
+
+
+def account_for(currency: str) -> StripeAccount:
+    """The Stripe account that takes payments in `currency`."""
+    return registry().get(currency)
+
+
+@receiver(setting_changed)
+def _reset_on_settings_change(setting: str, **kwargs: object) -> None:
+    if setting.startswith("STRIPE_"):
+        install_registry(None)

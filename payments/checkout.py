@@ -1,0 +1,176 @@
+"""Stripe Checkout Sessions for an order: one line per order line, the discount as a coupon and the taxes as
+tax rates, so Checkout shows them; coupons and tax rates live in the order's Stripe account."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import UTC, datetime
+
+import stripe
+from django.db import IntegrityError, transaction
+from stripe.params import CouponCreateParams, TaxRateCreateParams
+from stripe.params.checkout import (
+    SessionCreateParams,
+    SessionCreateParamsLineItem,
+    SessionCreateParamsLineItemPriceDataProductData,
+)
+
+from payments import gateway
+from payments.accounts import StripeAccount
+from payments.models import Order, Payment, PaymentKind, PaymentStatus, StripeObject
+from payments.pricing import DiscountInput, PricedOrder, TaxInput
+
+logger = logging.getLogger("payments.checkout")
+
+
+def _fingerprint(*parts: object) -> str:
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:32]
+
+
+def _remembered(kind: str, local_id: int, acct: StripeAccount, fingerprint: str) -> str | None:
+    return (
+        StripeObject.objects.filter(kind=kind, local_id=local_id, account=acct.currency, fingerprint=fingerprint)
+        .values_list("stripe_id", flat=True)
+        .first()
+    )
+
+
+def _remember(kind: str, local_id: int, acct: StripeAccount, fingerprint: str, stripe_id: str) -> None:
+    try:
+        with transaction.atomic():
+            StripeObject.objects.create(
+                kind=kind, local_id=local_id, account=acct.currency, fingerprint=fingerprint, stripe_id=stripe_id
+            )
+    except IntegrityError:  # a concurrent request stored the same object (same idempotency key)
+        pass
+
+
+def coupon_for(discount: DiscountInput, acct: StripeAccount) -> str:
+    """The Stripe coupon for this discount as it is now, created once per account (coupons are immutable)."""
+    params: CouponCreateParams = {"name": discount.name[:40], "duration": "once", "metadata": {"discount_id": str(discount.id)}}
+    if discount.percent_off is not None:
+        # A rate, not money: Stripe's API types it as a number; a 2-decimal percentage survives float exactly.
+        params["percent_off"] = float(discount.percent_off)
+    else:
+        assert discount.amount_off is not None
+        params["amount_off"] = gateway.to_minor(discount.amount_off, discount.currency)
+        params["currency"] = discount.currency.lower()
+    fingerprint = _fingerprint(sorted(params.items()))
+    found = _remembered(StripeObject.Kind.COUPON, discount.id, acct, fingerprint)
+    if found:
+        return found
+    with gateway.stripe_call("coupon.create", acct, discount=discount.id):
+        coupon = acct.client.v1.coupons.create(
+            params=params, options={"idempotency_key": f"coupon:{discount.id}:{fingerprint}"}
+        )
+    _remember(StripeObject.Kind.COUPON, discount.id, acct, fingerprint, coupon.id)
+    return coupon.id
+
+
+def tax_rate_for(tax: TaxInput, acct: StripeAccount) -> str:
+    """The Stripe tax rate for this tax as it is now, created once per account (tax rates are immutable)."""
+    params: TaxRateCreateParams = {
+        "display_name": tax.name[:50],
+        # A rate, not money: Stripe's API types it as a number; a 4-decimal percentage survives float exactly.
+        "percentage": float(tax.percentage),
+        "inclusive": tax.inclusive,
+        "metadata": {"tax_id": str(tax.id)},
+    }
+    fingerprint = _fingerprint(sorted(params.items()))
+    found = _remembered(StripeObject.Kind.TAX_RATE, tax.id, acct, fingerprint)
+    if found:
+        return found
+    with gateway.stripe_call("tax_rate.create", acct, tax=tax.id):
+        rate = acct.client.v1.tax_rates.create(
+            params=params, options={"idempotency_key": f"tax_rate:{tax.id}:{fingerprint}"}
+        )
+    _remember(StripeObject.Kind.TAX_RATE, tax.id, acct, fingerprint, rate.id)
+    return rate.id
+
+
+def session_params(
+    order: Order, priced: PricedOrder, acct: StripeAccount, *, success_url: str, cancel_url: str
+) -> SessionCreateParams:
+    tax_rates = [tax_rate_for(t.tax, acct) for t in priced.taxes]
+    line_items: list[SessionCreateParamsLineItem] = []
+    for line in priced.lines:
+        product: SessionCreateParamsLineItemPriceDataProductData = {"name": line.name[:250]}
+        if line.description.strip():
+            product["description"] = line.description.strip()[:500]
+        item: SessionCreateParamsLineItem = {
+            "price_data": {"currency": priced.currency, "unit_amount": line.unit_amount, "product_data": product},
+            "quantity": line.quantity,
+        }
+        if tax_rates:
+            item["tax_rates"] = tax_rates
+        line_items.append(item)
+    metadata = {"order_id": str(order.public_id)}
+    params: SessionCreateParams = {
+        "mode": "payment",
+        "line_items": line_items,
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+        "client_reference_id": str(order.public_id),
+        "metadata": metadata,
+        "payment_intent_data": {"metadata": metadata, "description": describe(order, priced)},
+    }
+    if priced.discount is not None:
+        params["discounts"] = [{"coupon": coupon_for(priced.discount, acct)}]
+    return params
+
+
+def describe(order: Order, priced: PricedOrder) -> str:
+    names = ", ".join(f"{line.quantity} x {line.name}" for line in priced.lines)
+    return f"Order {str(order.public_id)[:8]}: {names}"[:1000]
+
+
+def create_session(order: Order, priced: PricedOrder, *, success_url: str, cancel_url: str) -> Payment:
+    """Create (or, for a retried identical request, get back) a Checkout Session and record its Payment.
+
+    The Payment row is written only after Stripe answered, so no row ever claims a session that does not exist.
+    """
+    acct = gateway.account(order.currency)
+    gateway.check_amount(priced.total, order.currency)
+    params = session_params(order, priced, acct, success_url=success_url, cancel_url=cancel_url)
+    attempt = order.payments.filter(kind=PaymentKind.CHECKOUT_SESSION).count()
+    key = gateway.idempotency_key("checkout", order.public_id, priced.total, attempt, params=params)
+    with gateway.stripe_call("checkout.session.create", acct, order=order.public_id):
+        session = acct.client.v1.checkout.sessions.create(params=params, options={"idempotency_key": key})
+    if session.amount_total != priced.total:
+        logger.error(
+            "checkout total differs order=%s session=%s ours=%s stripe=%s",
+            order.public_id,
+            session.id,
+            priced.total,
+            session.amount_total,
+        )
+    payment, _ = Payment.objects.get_or_create(
+        account=acct.currency,
+        stripe_id=session.id,
+        defaults={
+            "order": order,
+            "kind": PaymentKind.CHECKOUT_SESSION,
+            "livemode": session.livemode,
+            "amount": priced.total,
+            "currency": order.currency,
+            "stripe_amount_total": session.amount_total,
+            "status": PaymentStatus.OPEN,
+            "stripe_status": session.status or "",
+            "idempotency_key": key,
+            "expires_at": datetime.fromtimestamp(session.expires_at, tz=UTC) if session.expires_at else None,
+        },
+    )
+    payment.checkout_url = session.url or ""
+    return payment
+
+
+def session_url(payment: Payment) -> str:
+    """The hosted page URL of an open session (kept on the object returned by `create_session`)."""
+    return getattr(payment, "checkout_url", "")
+
+
+def retrieve(payment: Payment) -> stripe.checkout.Session:
+    acct = gateway.account(payment.account)
+    with gateway.stripe_call("checkout.session.retrieve", acct, session=payment.stripe_id):
+        return acct.client.v1.checkout.sessions.retrieve(payment.stripe_id)

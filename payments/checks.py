@@ -1,0 +1,102 @@
+"""System checks for the Stripe configuration (run by `manage.py check`, `runserver` and `migrate`)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from payments.accounts import AccountRegistry
+
+
+def _mode(key: str) -> str | None:
+    for prefix in ("sk_", "rk_", "pk_"):
+        if key.startswith(prefix):
+            rest = key[len(prefix) :]
+            if rest.startswith("live_"):
+                return "live"
+            if rest.startswith("test_"):
+                return "test"
+    return None
+
+
+@register(Tags.compatibility, "stripe")
+def check_stripe_accounts(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    accounts = AccountRegistry.from_settings().all()
+    if not accounts:
+        messages.append(
+            Warning(
+                "No Stripe account is configured: items can be browsed but not paid.",
+                hint="Set STRIPE_CURRENCIES and STRIPE_<CUR>_SECRET_KEY/_PUBLISHABLE_KEY/_WEBHOOK_SECRET "
+                "(or STRIPE_SECRET_KEY/STRIPE_PUBLISHABLE_KEY for one currency).",
+                id="payments.W001",
+            )
+        )
+    modes: set[str] = set()
+    owners: dict[str, list[str]] = defaultdict(list)
+    for account in accounts:
+        cur = account.currency.upper()
+        missing = [
+            name
+            for name, value in (
+                ("secret key", account.secret_key),
+                ("publishable key", account.publishable_key),
+                ("webhook secret", account.webhook_secret),
+            )
+            if not value
+        ]
+        if missing:
+            messages.append(
+                Error(
+                    f"The Stripe account for {cur} is incomplete: missing {', '.join(missing)}.",
+                    hint=f"Set STRIPE_{cur}_SECRET_KEY, STRIPE_{cur}_PUBLISHABLE_KEY and STRIPE_{cur}_WEBHOOK_SECRET.",
+                    id="payments.E001",
+                )
+            )
+        if account.secret_key and not account.secret_key.startswith(("sk_", "rk_")):
+            messages.append(
+                Error(f"STRIPE_{cur}_SECRET_KEY does not look like a Stripe secret key (sk_...).", id="payments.E002")
+            )
+        if account.publishable_key and not account.publishable_key.startswith("pk_"):
+            messages.append(
+                Error(
+                    f"STRIPE_{cur}_PUBLISHABLE_KEY does not look like a Stripe publishable key (pk_...).",
+                    id="payments.E002",
+                )
+            )
+        if account.webhook_secret and not account.webhook_secret.startswith("whsec_"):
+            messages.append(
+                Error(f"STRIPE_{cur}_WEBHOOK_SECRET does not look like a webhook secret (whsec_...).", id="payments.E002")
+            )
+        for key in (account.secret_key, account.publishable_key):
+            mode = _mode(key)
+            if mode:
+                modes.add(mode)
+        for key in (account.secret_key, account.publishable_key, account.webhook_secret):
+            if key:
+                owners[key].append(cur)
+    if len(modes) > 1:
+        messages.append(
+            Error(
+                "Stripe test keys and live keys are mixed.",
+                hint="Use test keys (sk_test_/pk_test_) for every currency, or live keys for every currency.",
+                id="payments.E003",
+            )
+        )
+    for currencies in owners.values():
+        if len(currencies) > 1:
+            messages.append(
+                Error(
+                    f"One Stripe key is used for several currencies: {', '.join(currencies)}.",
+                    hint="Each currency has its own Stripe account and so its own keys.",
+                    id="payments.E004",
+                )
+            )
+    if settings.STRIPE_API_BASE and any(a.livemode for a in accounts):
+        messages.append(
+            Error("STRIPE_API_BASE points live keys away from Stripe.", id="payments.E005")
+        )
+    return messages

@@ -1,0 +1,58 @@
+"""Errors a shopper can cause or meet, each with the HTTP status and the words the shop answers with."""
+
+from __future__ import annotations
+
+
+class ShopError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
+
+class OrderNotEditable(ShopError):
+    status = 409
+    code = "order_not_editable"
+
+
+class NotOrderOwner(ShopError):
+    status = 403
+    code = "not_your_order"
+
+
+class CurrencyMismatch(ShopError):
+    status = 409
+    code = "currency_mismatch"
+
+
+class EmptyOrder(ShopError):
+    status = 409
+    code = "empty_order"
+
+
+class OrderNotPayable(ShopError):
+    status = 409
+    code = "order_not_payable"
+
+
+class AmountNotChargeable(ShopError):
+    status = 422
+    code = "amount_not_chargeable"
+
+
+class PaymentsNotConfigured(ShopError):
+    status = 503
+    code = "payments_not_configured"
+
+
+class PaymentProviderError(ShopError):
+    """Stripe could not be reached or refused the request; details are in the log, not shown."""
+
+    status = 502
+    code = "payment_provider_error"

@@ -1,0 +1,67 @@
+"""Calling Stripe: which account, idempotency keys, and Stripe's errors turned into words for shoppers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import stripe
+
+from payments.accounts import AccountNotConfigured, StripeAccount, account_for
+from payments.errors import AmountNotChargeable, PaymentProviderError, PaymentsNotConfigured
+from payments.money import AmountError, check_chargeable
+
+logger = logging.getLogger("payments.stripe")
+
+OUTAGE_MESSAGE = "We could not reach our payment provider. Nothing was charged; please try again in a minute."
+
+
+def account(currency: str) -> StripeAccount:
+    """The account for `currency`, or a 503 `ShopError` saying payments in it are not set up."""
+    try:
+        return account_for(currency)
+    except AccountNotConfigured as exc:
+        raise PaymentsNotConfigured(f"Payments in {currency.upper()} are not set up in this shop yet.") from exc
+
+
+def check_amount(amount: int, currency: str) -> None:
+    """Stripe's limits, checked before any call so the shopper gets a clear answer."""
+    try:
+        check_chargeable(amount, currency)
+    except AmountError as exc:
+        raise AmountNotChargeable(exc.shopper_message) from exc
+
+
+def idempotency_key(prefix: str, *parts: object, params: Mapping[str, Any] | None = None) -> str:
+    """A key derived from what is being paid: the same request retried gets the same key, and Stripe
+    replays the first answer instead of creating a second object. The params' digest makes any change
+    (another amount, other lines) a new key rather than an idempotency error."""
+    key = ":".join([prefix, *(str(p) for p in parts)])
+    if params is not None:
+        digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        key = f"{key}:{digest}"
+    return key
+
+
+@contextmanager
+def stripe_call(action: str, acct: StripeAccount, **context: object) -> Iterator[None]:
+    """Log and translate every Stripe failure into a 502 `PaymentProviderError` with a shopper message."""
+    try:
+        yield
+    except stripe.StripeError as exc:
+        logger.warning(
+            "stripe %s failed account=%s error=%s status=%s request_id=%s code=%s context=%s message=%s",
+            action,
+            acct.currency,
+            type(exc).__name__,
+            exc.http_status,
+            exc.request_id,
+            exc.code,
+            context,
+            exc.user_message or str(exc),
+        )
+        raise PaymentProviderError(OUTAGE_MESSAGE) from exc

@@ -1,0 +1,320 @@
+"""Orders, their lines, discounts and taxes, the Stripe payments made for them, and Stripe's events.
+
+Every payment is for an `Order`: buying one item creates a one-line order, so there is one payment path.
+Amounts sent to Stripe are integers in minor units (see `payments.money`); prices are Decimals.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+MAX_QUANTITY = 99
+
+
+class Discount(models.Model):
+    """A percentage off, or a fixed amount off in one currency. Becomes a Stripe coupon in Checkout."""
+
+    name = models.CharField(max_length=100)
+    percent_off = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("100"))],
+        help_text="Percent off the order, e.g. 10 for 10%. Leave empty for a fixed amount.",
+    )
+    amount_off = models.DecimalField(
+        max_digits=14,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.001"))],
+        help_text="A fixed amount off, in the currency below. Leave empty for a percentage.",
+    )
+    currency = models.CharField(max_length=3, blank=True, help_text="Currency of the fixed amount (e.g. usd).")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(percent_off__isnull=False, amount_off__isnull=True)
+                    | models.Q(percent_off__isnull=True, amount_off__isnull=False)
+                ),
+                name="discount_percent_xor_amount",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(percent_off__isnull=True) | models.Q(percent_off__gt=0, percent_off__lte=100),
+                name="discount_percent_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount_off__isnull=True) | (models.Q(amount_off__gt=0) & ~models.Q(currency="")),
+                name="discount_amount_has_currency",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.describe()})"
+
+    def describe(self) -> str:
+        from payments.money import format_money
+
+        if self.percent_off is not None:
+            return f"{self.percent_off.normalize():f}% off"
+        return f"{format_money(self.amount_off or 0, self.currency)} off"
+
+    def clean(self) -> None:
+        super().clean()
+        self.currency = self.currency.lower()
+        if (self.percent_off is None) == (self.amount_off is None):
+            raise ValidationError("Give either a percentage or a fixed amount, not both.")
+        if self.amount_off is not None and not self.currency:
+            raise ValidationError({"currency": "A fixed amount needs its currency."})
+        if self.percent_off is not None:
+            self.currency = ""
+
+
+class Tax(models.Model):
+    """A tax rate: exclusive taxes are added on top of prices, inclusive ones are already in them."""
+
+    name = models.CharField(max_length=50, help_text="Shown to the shopper, e.g. VAT or Sales tax.")
+    percentage = models.DecimalField(
+        max_digits=7,
+        decimal_places=4,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+    )
+    inclusive = models.BooleanField(default=False, help_text="Included in the prices (e.g. EU VAT).")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        verbose_name_plural = "taxes"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(percentage__gte=0, percentage__lte=100), name="tax_percentage_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.percentage.normalize():f}% ({'inclusive' if self.inclusive else 'exclusive'})"
+
+
+class OrderStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    PENDING = "pending", "Payment pending"
+    PAID = "paid", "Paid"
+    FAILED = "failed", "Payment failed"
+    CANCELED = "canceled", "Canceled"
+    EXPIRED = "expired", "Expired"
+    REFUNDED = "refunded", "Refunded"
+    PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+
+
+class Order(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    currency = models.CharField(max_length=3, help_text="Lower-case ISO code; every line is in it.")
+    status = models.CharField(max_length=20, choices=OrderStatus.choices, default=OrderStatus.DRAFT, db_index=True)
+    session_key = models.CharField(
+        max_length=64, blank=True, db_index=True, help_text="The browser session that owns this draft."
+    )
+    discount = models.ForeignKey(Discount, null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
+    taxes = models.ManyToManyField(Tax, blank=True, related_name="orders")
+    amount_refunded = models.BigIntegerField(default=0, help_text="Refunded so far, in minor units.")
+    needs_attention = models.BooleanField(default=False, help_text="Flagged for staff, see the note.")
+    attention_note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["currency", "status"])]
+
+    def __str__(self) -> str:
+        return f"Order {str(self.public_id)[:8]} ({self.currency.upper()}, {self.get_status_display()})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("payments:order", args=[self.public_id])
+
+    @property
+    def is_editable(self) -> bool:
+        return self.status in (OrderStatus.DRAFT, OrderStatus.FAILED, OrderStatus.CANCELED, OrderStatus.EXPIRED)
+
+    @property
+    def is_payable(self) -> bool:
+        return self.status in (
+            OrderStatus.DRAFT,
+            OrderStatus.PENDING,
+            OrderStatus.FAILED,
+            OrderStatus.CANCELED,
+            OrderStatus.EXPIRED,
+        )
+
+    def flag(self, note: str) -> None:
+        self.needs_attention = True
+        stamp = timezone.now().strftime("%Y-%m-%d %H:%M:%S")
+        self.attention_note = f"{self.attention_note}\n{stamp} {note}".strip()
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    item = models.ForeignKey("catalog.Item", on_delete=models.PROTECT, related_name="order_lines")
+    quantity = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_QUANTITY)]
+    )
+    unit_price = models.DecimalField(
+        max_digits=14, decimal_places=3, help_text="The item's price when it was added, in the order's currency."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "item"], name="orderline_one_per_item"),
+            models.CheckConstraint(
+                condition=models.Q(quantity__gte=1, quantity__lte=MAX_QUANTITY), name="orderline_quantity_range"
+            ),
+            models.CheckConstraint(condition=models.Q(unit_price__gt=0), name="orderline_unit_price_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.item_id}"
+
+
+class PaymentKind(models.TextChoices):
+    PAYMENT_INTENT = "payment_intent", "PaymentIntent"
+    CHECKOUT_SESSION = "checkout_session", "Checkout Session"
+
+
+class PaymentStatus(models.TextChoices):
+    """Our view of a Stripe object; Stripe's own status string is kept in `stripe_status`."""
+
+    OPEN = "open", "Open"
+    PROCESSING = "processing", "Processing"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+    EXPIRED = "expired", "Expired"
+
+
+class Payment(models.Model):
+    """One Stripe object (PaymentIntent or Checkout Session) created for an order, in one account."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="payments")
+    kind = models.CharField(max_length=20, choices=PaymentKind.choices)
+    account = models.CharField(max_length=3, help_text="Currency of the Stripe account that holds the object.")
+    livemode = models.BooleanField(default=False)
+    stripe_id = models.CharField(max_length=255)
+    payment_intent_id = models.CharField(
+        max_length=255, blank=True, db_index=True, help_text="The PaymentIntent (for a session: once paid)."
+    )
+    amount = models.BigIntegerField(help_text="What the shop asked for, in minor units.")
+    currency = models.CharField(max_length=3)
+    stripe_amount_total = models.BigIntegerField(
+        null=True, blank=True, help_text="The total Stripe computed (Checkout), in minor units."
+    )
+    amount_received = models.BigIntegerField(default=0)
+    amount_refunded = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.OPEN, db_index=True)
+    stripe_status = models.CharField(max_length=40, blank=True)
+    idempotency_key = models.CharField(max_length=255)
+    last_error = models.TextField(blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "stripe_id"], name="payment_unique_stripe_object"),
+        ]
+        indexes = [models.Index(fields=["status", "updated_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.stripe_id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (PaymentStatus.OPEN, PaymentStatus.PROCESSING)
+
+    @property
+    def dashboard_url(self) -> str:
+        base = "https://dashboard.stripe.com" + ("" if self.livemode else "/test")
+        if self.kind == PaymentKind.PAYMENT_INTENT:
+            return f"{base}/payments/{self.stripe_id}"
+        return f"{base}/checkout/sessions/{self.stripe_id}"
+
+
+class StripeObject(models.Model):
+    """A coupon or tax rate created in one Stripe account for a Discount or Tax as it was then.
+
+    Stripe's coupons and tax rates are immutable; the fingerprint of the attributes Stripe holds tells when
+    an edit needs a new one.
+    """
+
+    class Kind(models.TextChoices):
+        COUPON = "coupon", "Coupon"
+        TAX_RATE = "tax_rate", "Tax rate"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    local_id = models.BigIntegerField()
+    account = models.CharField(max_length=3)
+    fingerprint = models.CharField(max_length=64)
+    stripe_id = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "local_id", "account", "fingerprint"], name="stripeobject_unique_version"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.stripe_id} ({self.account})"
+
+
+class StripeEvent(models.Model):
+    """A webhook event, stored once per account and processed in the same transaction."""
+
+    class Status(models.TextChoices):
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored (nothing to do)"
+        FAILED = "failed", "Failed"
+
+    account = models.CharField(max_length=3)
+    event_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=100, db_index=True)
+    livemode = models.BooleanField(default=False)
+    stripe_created = models.DateTimeField(null=True, blank=True)
+    object_id = models.CharField(max_length=255, blank=True, db_index=True)
+    payload = models.JSONField()
+    status = models.CharField(max_length=20, choices=Status.choices, db_index=True)
+    attempts = models.PositiveIntegerField(default=1)
+    last_error = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["account", "event_id"], name="stripeevent_unique_per_account")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+    @property
+    def dashboard_url(self) -> str:
+        base = "https://dashboard.stripe.com" + ("" if self.livemode else "/test")
+        return f"{base}/events/{self.event_id}"

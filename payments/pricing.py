@@ -1,0 +1,225 @@
+"""Order -> priced lines and totals, in minor units. The one source of every amount the shop shows or charges.
+
+Rules (the same Stripe Checkout applies to a coupon and tax rates, so both payment paths charge one total):
+- each line's amount is unit price x quantity, in minor units;
+- a discount (percentage, or a fixed amount capped at the subtotal) is spread over the lines in proportion
+  to their amounts, with shares that add up exactly (largest remainder, ties to the earlier line);
+- each exclusive tax is computed per line on the discounted amount, rounded half up, and added;
+- an inclusive tax is already in the price: its part is shown, nothing is added;
+- amounts are computed in the steps Stripe accepts for the currency (`money.minor_unit_step`: 10 minor
+  units for three-decimal currencies such as KWD, whole kronur for ISK).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
+
+from payments.money import format_money, minor_unit_step, to_minor_units
+
+if TYPE_CHECKING:
+    from payments.models import Order
+
+HUNDRED = Decimal(100)
+
+
+@dataclass(frozen=True)
+class LineInput:
+    item_id: int
+    name: str
+    description: str
+    unit_price: Decimal
+    quantity: int
+
+
+@dataclass(frozen=True)
+class DiscountInput:
+    id: int
+    name: str
+    percent_off: Decimal | None = None
+    amount_off: Decimal | None = None
+    currency: str = ""
+
+
+@dataclass(frozen=True)
+class TaxInput:
+    id: int
+    name: str
+    percentage: Decimal
+    inclusive: bool
+
+
+@dataclass(frozen=True)
+class LineTax:
+    tax_id: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class PricedLine:
+    item_id: int
+    name: str
+    description: str
+    quantity: int
+    unit_amount: int
+    amount: int  # unit_amount x quantity
+    discount: int  # this line's share of the order discount
+    taxes: tuple[LineTax, ...]
+    exclusive_tax: int
+    total: int  # amount - discount + exclusive_tax
+
+
+@dataclass(frozen=True)
+class TaxTotal:
+    tax: TaxInput
+    amount: int
+
+
+@dataclass(frozen=True)
+class PricedOrder:
+    currency: str
+    lines: tuple[PricedLine, ...]
+    discount: DiscountInput | None
+    taxes: tuple[TaxTotal, ...]
+    subtotal: int
+    discount_total: int
+    exclusive_tax: int
+    inclusive_tax: int
+    total: int
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.lines
+
+    def display(self, amount: int) -> str:
+        return format_money(amount, self.currency, minor=True)
+
+
+def _round(value: Decimal, step: int) -> int:
+    """Round half up to a whole number of `step` minor units."""
+    return int((value / step).quantize(Decimal(1), rounding=ROUND_HALF_UP)) * step
+
+
+def spread(total: int, weights: Sequence[int], step: int = 1) -> list[int]:
+    """Split `total` over `weights` in proportion, in multiples of `step`, with shares summing exactly."""
+    weight_sum = sum(weights)
+    if total == 0 or weight_sum == 0:
+        return [0 for _ in weights]
+    units = total // step
+    exact = [Decimal(units) * w / weight_sum for w in weights]
+    shares = [int(e) for e in exact]  # floor, all values are >= 0
+    leftover = units - sum(shares)
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-(exact[i] - shares[i]), i))
+    for i in by_remainder[:leftover]:
+        shares[i] += 1
+    return [s * step for s in shares]
+
+
+def discount_amount(discount: DiscountInput | None, subtotal: int, currency: str) -> int:
+    """The order-level discount in minor units, never more than the subtotal."""
+    if discount is None or subtotal <= 0:
+        return 0
+    step = minor_unit_step(currency)
+    if discount.percent_off is not None:
+        amount = _round(Decimal(subtotal) * discount.percent_off / HUNDRED, step)
+    elif discount.amount_off is not None:
+        if discount.currency.lower() != currency.lower():
+            raise ValueError(
+                f"The discount {discount.name} is in {discount.currency.upper()}, the order in {currency.upper()}."
+            )
+        amount = to_minor_units(discount.amount_off, currency)
+    else:
+        amount = 0
+    return min(amount, subtotal)
+
+
+def price(
+    currency: str,
+    lines: Sequence[LineInput],
+    discount: DiscountInput | None = None,
+    taxes: Sequence[TaxInput] = (),
+) -> PricedOrder:
+    currency = currency.lower()
+    step = minor_unit_step(currency)
+    unit_amounts = [to_minor_units(line.unit_price, currency) for line in lines]
+    amounts = [u * line.quantity for u, line in zip(unit_amounts, lines, strict=True)]
+    subtotal = sum(amounts)
+    discount_total = discount_amount(discount, subtotal, currency)
+    shares = spread(discount_total, amounts, step)
+
+    inclusive_sum = sum((t.percentage for t in taxes if t.inclusive), Decimal(0))
+    tax_totals = {t.id: 0 for t in taxes}
+    priced: list[PricedLine] = []
+    for line, unit_amount, amount, share in zip(lines, unit_amounts, amounts, shares, strict=True):
+        taxable = amount - share
+        line_taxes: list[LineTax] = []
+        exclusive = 0
+        for tax in taxes:
+            if tax.inclusive:
+                # The tax's part of a price that already contains all inclusive taxes.
+                value = _round(Decimal(taxable) * tax.percentage / (HUNDRED + inclusive_sum), step)
+            else:
+                value = _round(Decimal(taxable) * tax.percentage / HUNDRED, step)
+                exclusive += value
+            tax_totals[tax.id] += value
+            line_taxes.append(LineTax(tax_id=tax.id, amount=value))
+        priced.append(
+            PricedLine(
+                item_id=line.item_id,
+                name=line.name,
+                description=line.description,
+                quantity=line.quantity,
+                unit_amount=unit_amount,
+                amount=amount,
+                discount=share,
+                taxes=tuple(line_taxes),
+                exclusive_tax=exclusive,
+                total=taxable + exclusive,
+            )
+        )
+    exclusive_total = sum(p.exclusive_tax for p in priced)
+    inclusive_total = sum(tax_totals[t.id] for t in taxes if t.inclusive)
+    return PricedOrder(
+        currency=currency,
+        lines=tuple(priced),
+        discount=discount if discount_total else None,
+        taxes=tuple(TaxTotal(tax=t, amount=tax_totals[t.id]) for t in taxes),
+        subtotal=subtotal,
+        discount_total=discount_total,
+        exclusive_tax=exclusive_total,
+        inclusive_tax=inclusive_total,
+        total=subtotal - discount_total + exclusive_total,
+    )
+
+
+def order_inputs(order: Order) -> tuple[list[LineInput], DiscountInput | None, list[TaxInput]]:
+    """Read an order's lines, discount and taxes (use `orders.with_pricing()` to fetch them in 3 queries)."""
+    lines = [
+        LineInput(
+            item_id=line.item_id,
+            name=line.item.name,
+            description=line.item.description,
+            unit_price=line.unit_price,
+            quantity=line.quantity,
+        )
+        for line in order.lines.all()
+    ]
+    discount = None
+    if order.discount is not None and order.discount.is_active:
+        d = order.discount
+        discount = DiscountInput(
+            id=d.pk, name=d.name, percent_off=d.percent_off, amount_off=d.amount_off, currency=d.currency
+        )
+    taxes = [
+        TaxInput(id=t.pk, name=t.name, percentage=t.percentage, inclusive=t.inclusive)
+        for t in order.taxes.all()
+        if t.is_active
+    ]
+    return lines, discount, taxes
+
+
+def price_order(order: Order) -> PricedOrder:
+    lines, discount, taxes = order_inputs(order)
+    return price(order.currency, lines, discount, taxes)
