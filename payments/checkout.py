@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import stripe
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from stripe.params import CouponCreateParams, TaxRateCreateParams
 from stripe.params.checkout import (
     SessionCreateParams,
@@ -16,8 +18,10 @@ from stripe.params.checkout import (
     SessionCreateParamsLineItemPriceDataProductData,
 )
 
-from payments import gateway
+from payments import gateway, lifecycle
 from payments.accounts import StripeAccount
+from payments.errors import OrderNotPayable
+from payments.money import to_minor_units
 from payments.models import Order, Payment, PaymentKind, PaymentStatus, StripeObject
 from payments.pricing import DiscountInput, PricedOrder, TaxInput
 
@@ -54,7 +58,7 @@ def coupon_for(discount: DiscountInput, acct: StripeAccount) -> str:
         params["percent_off"] = float(discount.percent_off)
     else:
         assert discount.amount_off is not None
-        params["amount_off"] = gateway.to_minor(discount.amount_off, discount.currency)
+        params["amount_off"] = to_minor_units(discount.amount_off, discount.currency)
         params["currency"] = discount.currency.lower()
     fingerprint = _fingerprint(sorted(params.items()))
     found = _remembered(StripeObject.Kind.COUPON, discount.id, acct, fingerprint)
@@ -125,52 +129,85 @@ def describe(order: Order, priced: PricedOrder) -> str:
     return f"Order {str(order.public_id)[:8]}: {names}"[:1000]
 
 
-def create_session(order: Order, priced: PricedOrder, *, success_url: str, cancel_url: str) -> Payment:
-    """Create (or, for a retried identical request, get back) a Checkout Session and record its Payment.
+@dataclass(frozen=True)
+class OpenSession:
+    payment: Payment
+    url: str
 
-    The Payment row is written only after Stripe answered, so no row ever claims a session that does not exist.
+
+def _reusable_session(order: Order, total: int, acct: StripeAccount) -> OpenSession | None:
+    """The order's open session for the same total, if Stripe still has it open for a while longer."""
+    soon = timezone.now() + timedelta(minutes=5)
+    candidate = (
+        order.payments.filter(kind=PaymentKind.CHECKOUT_SESSION, status=PaymentStatus.OPEN, account=acct.currency)
+        .filter(amount=total, expires_at__gt=soon)
+        .order_by("-id")
+        .first()
+    )
+    if candidate is None:
+        return None
+    session = retrieve(candidate)
+    if session.status != "open" or not session.url:
+        lifecycle.apply_checkout_session(candidate, session.to_dict())
+        return None
+    return OpenSession(candidate, session.url)
+
+
+def create_session(order: Order, priced: PricedOrder, *, success_url: str, cancel_url: str) -> OpenSession:
+    """The order's Checkout Session for `priced.total`: an open one is reused, otherwise one is created (a
+    retried identical request gets the same session back through its idempotency key).
+
+    Runs with the order row locked. The Payment row is written only after Stripe answered, so no row ever
+    claims a session that does not exist.
     """
     acct = gateway.account(order.currency)
     gateway.check_amount(priced.total, order.currency)
-    params = session_params(order, priced, acct, success_url=success_url, cancel_url=cancel_url)
-    attempt = order.payments.filter(kind=PaymentKind.CHECKOUT_SESSION).count()
-    key = gateway.idempotency_key("checkout", order.public_id, priced.total, attempt, params=params)
-    with gateway.stripe_call("checkout.session.create", acct, order=order.public_id):
-        session = acct.client.v1.checkout.sessions.create(params=params, options={"idempotency_key": key})
-    if session.amount_total != priced.total:
-        logger.error(
-            "checkout total differs order=%s session=%s ours=%s stripe=%s",
-            order.public_id,
-            session.id,
-            priced.total,
-            session.amount_total,
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if not order.is_payable:
+            raise OrderNotPayable(f"This order is {order.get_status_display().lower()}; there is nothing to pay.")
+        reused = _reusable_session(order, priced.total, acct)
+        if reused is not None:
+            return reused
+        params = session_params(order, priced, acct, success_url=success_url, cancel_url=cancel_url)
+        attempt = order.payments.filter(kind=PaymentKind.CHECKOUT_SESSION).count()
+        key = gateway.idempotency_key("checkout", order.public_id, priced.total, attempt, params=params)
+        with gateway.stripe_call("checkout.session.create", acct, order=order.public_id):
+            session = acct.client.v1.checkout.sessions.create(params=params, options={"idempotency_key": key})
+        if session.amount_total != priced.total:
+            logger.error(
+                "checkout total differs order=%s session=%s ours=%s stripe=%s",
+                order.public_id,
+                session.id,
+                priced.total,
+                session.amount_total,
+            )
+        payment, _ = Payment.objects.get_or_create(
+            account=acct.currency,
+            stripe_id=session.id,
+            defaults={
+                "order": order,
+                "kind": PaymentKind.CHECKOUT_SESSION,
+                "livemode": session.livemode,
+                "amount": priced.total,
+                "currency": order.currency,
+                "stripe_amount_total": session.amount_total,
+                "status": PaymentStatus.OPEN,
+                "stripe_status": session.status or "",
+                "idempotency_key": key,
+                "expires_at": datetime.fromtimestamp(session.expires_at, tz=UTC) if session.expires_at else None,
+            },
         )
-    payment, _ = Payment.objects.get_or_create(
-        account=acct.currency,
-        stripe_id=session.id,
-        defaults={
-            "order": order,
-            "kind": PaymentKind.CHECKOUT_SESSION,
-            "livemode": session.livemode,
-            "amount": priced.total,
-            "currency": order.currency,
-            "stripe_amount_total": session.amount_total,
-            "status": PaymentStatus.OPEN,
-            "stripe_status": session.status or "",
-            "idempotency_key": key,
-            "expires_at": datetime.fromtimestamp(session.expires_at, tz=UTC) if session.expires_at else None,
-        },
-    )
-    payment.checkout_url = session.url or ""
-    return payment
-
-
-def session_url(payment: Payment) -> str:
-    """The hosted page URL of an open session (kept on the object returned by `create_session`)."""
-    return getattr(payment, "checkout_url", "")
+        logger.info("checkout_session %s created order=%s amount=%s", session.id, order.public_id, priced.total)
+    return OpenSession(payment, session.url or "")
 
 
 def retrieve(payment: Payment) -> stripe.checkout.Session:
     acct = gateway.account(payment.account)
     with gateway.stripe_call("checkout.session.retrieve", acct, session=payment.stripe_id):
         return acct.client.v1.checkout.sessions.retrieve(payment.stripe_id)
+
+
+def refresh(payment: Payment) -> Payment:
+    """Ask Stripe once for a session's state and apply it (success page, reconciliation)."""
+    return lifecycle.apply_checkout_session(payment, retrieve(payment).to_dict())

@@ -1,0 +1,40 @@
+"""The shop's pages: the catalog by currency and an item page with both ways to pay."""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from catalog.models import Item
+from payments.accounts import AccountNotConfigured, account_for
+from payments.orders import CART_SESSION_KEY
+
+
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    items = list(Item.objects.active())
+    by_currency = [(currency.upper(), list(group)) for currency, group in groupby(items, key=lambda i: i.currency)]
+    return render(request, "catalog/index.html", {"by_currency": by_currency})
+
+
+@require_GET
+def item_page(request: HttpRequest, item_id: int) -> HttpResponse:
+    item = get_object_or_404(Item.objects.active(), pk=item_id)
+    try:
+        publishable_key = account_for(item.currency).publishable_key
+    except AccountNotConfigured:
+        publishable_key = ""
+    return render(
+        request,
+        "catalog/item.html",
+        {
+            "item": item,
+            "publishable_key": publishable_key,
+            "stripe_js_url": settings.STRIPE_JS_URL,
+            "cart_id": request.session.get(CART_SESSION_KEY, ""),
+        },
+    )

@@ -1,0 +1,132 @@
+"""Staff views of orders, payments and webhook events, and refunds from the order list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from payments import refunds
+from payments.errors import ShopError
+from payments.models import Discount, Order, OrderLine, Payment, StripeEvent, StripeObject, Tax
+from payments.money import format_money
+from payments.orders import with_pricing
+from payments.pricing import price_order
+
+
+@admin.register(Discount)
+class DiscountAdmin(admin.ModelAdmin):
+    list_display = ("name", "describe", "is_active", "updated_at")
+    list_filter = ("is_active", "currency")
+    search_fields = ("name",)
+
+
+@admin.register(Tax)
+class TaxAdmin(admin.ModelAdmin):
+    list_display = ("name", "percentage", "inclusive", "is_active", "updated_at")
+    list_filter = ("inclusive", "is_active")
+    search_fields = ("name",)
+
+
+class OrderLineInline(admin.TabularInline):
+    model = OrderLine
+    extra = 0
+    autocomplete_fields = ("item",)
+    fields = ("item", "quantity", "unit_price")
+
+
+class PaymentInline(admin.TabularInline):
+    model = Payment
+    extra = 0
+    can_delete = False
+    fields = ("kind", "stripe_id", "account", "amount", "status", "stripe_status", "amount_refunded", "last_error")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ("short_id", "currency_code", "status", "total", "refunded", "needs_attention", "created_at")
+    list_filter = ("status", "currency", "needs_attention")
+    search_fields = ("public_id", "payments__stripe_id", "lines__item__name")
+    readonly_fields = ("public_id", "total", "refunded", "amount_refunded", "paid_at", "session_key", "created_at")
+    filter_horizontal = ("taxes",)
+    inlines = (OrderLineInline, PaymentInline)
+    actions = ("refund_in_full",)
+    date_hierarchy = "created_at"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Order]:
+        return with_pricing(super().get_queryset(request))
+
+    @admin.display(description="Order", ordering="public_id")
+    def short_id(self, order: Order) -> str:
+        return str(order.public_id)[:8]
+
+    @admin.display(description="Currency", ordering="currency")
+    def currency_code(self, order: Order) -> str:
+        return order.currency.upper()
+
+    @admin.display(description="Total")
+    def total(self, order: Order) -> str:
+        return price_order(order).display(price_order(order).total) if order.pk else "-"
+
+    @admin.display(description="Refunded")
+    def refunded(self, order: Order) -> str:
+        return format_money(order.amount_refunded, order.currency, minor=True) if order.amount_refunded else "-"
+
+    @admin.action(description="Refund selected paid orders in full (through each order's Stripe account)")
+    def refund_in_full(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        for order in queryset:
+            try:
+                refund = refunds.refund_order(order)
+            except ShopError as exc:
+                self.message_user(request, f"{order}: {exc.message}", messages.ERROR)
+                continue
+            self.message_user(
+                request,
+                f"{order}: refund {refund.id} of {format_money(refund.amount, order.currency, minor=True)} asked; "
+                "the order changes when Stripe confirms it.",
+                messages.SUCCESS,
+            )
+
+
+@admin.register(Payment)
+class PaymentAdmin(admin.ModelAdmin):
+    list_display = ("stripe_id", "kind", "account", "amount_display", "status", "stripe_status", "created_at")
+    list_filter = ("kind", "status", "account", "livemode")
+    search_fields = ("stripe_id", "payment_intent_id", "order__public_id")
+    readonly_fields = [f.name for f in Payment._meta.fields] + ["dashboard_link"]
+
+    @admin.display(description="Amount")
+    def amount_display(self, payment: Payment) -> str:
+        return format_money(payment.amount, payment.currency, minor=True)
+
+    @admin.display(description="Stripe dashboard")
+    def dashboard_link(self, payment: Payment) -> str:
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', payment.dashboard_url, payment.stripe_id)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(admin.ModelAdmin):
+    list_display = ("event_id", "account", "type", "status", "attempts", "received_at")
+    list_filter = ("status", "account", "type")
+    search_fields = ("event_id", "object_id")
+    readonly_fields = [f.name for f in StripeEvent._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(StripeObject)
+class StripeObjectAdmin(admin.ModelAdmin):
+    list_display = ("kind", "local_id", "account", "stripe_id", "created_at")
+    list_filter = ("kind", "account")
+    readonly_fields = [f.name for f in StripeObject._meta.fields]

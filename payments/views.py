@@ -1,0 +1,328 @@
+"""HTTP endpoints of the payments app. Views stay thin: they read the request, call the plain functions in
+`orders`, `intents`, `checkout` and `webhooks`, and turn a `ShopError` into a clear JSON or page answer."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec
+
+from django.conf import settings
+from django.contrib import messages
+from django.db import DatabaseError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from catalog.models import Item
+from payments import checkout, gateway, intents, orders, webhooks
+from payments.accounts import AccountNotConfigured, account_for
+from payments.errors import PaymentProviderError, ShopError
+from payments.models import Order, OrderStatus, Payment, PaymentKind, PaymentStatus
+from payments.pricing import price_order
+
+logger = logging.getLogger("payments.views")
+P = ParamSpec("P")
+View = Callable[Concatenate[HttpRequest, P], HttpResponse]
+
+
+def error_json(code: str, message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+def json_errors(view: View[P]) -> View[P]:
+    """Answer a `ShopError` with its status and message as JSON; nothing was changed by it."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except ShopError as exc:
+            return error_json(exc.code, exc.message, exc.status)
+
+    return wrapper
+
+
+def wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "") or request.content_type == "application/json"
+
+
+def absolute(request: HttpRequest, path: str) -> str:
+    return f"{settings.SITE_URL}{path}" if settings.SITE_URL else request.build_absolute_uri(path)
+
+
+def get_item(item_id: int) -> Item:
+    return get_object_or_404(Item.objects.active(), pk=item_id)
+
+
+def get_order(request: HttpRequest, order_id: str, *, pricing: bool = False) -> Order:
+    public_id = orders.parse_order_id(order_id)
+    if public_id is None:
+        raise Http404("No such order.")
+    qs = orders.with_pricing() if pricing else Order.objects.all()
+    order = qs.filter(public_id=public_id).first()
+    if order is None or not orders.can_view(request, order):
+        raise Http404("No such order.")
+    return order
+
+
+def parse_quantity(value: str | None, default: int = 1) -> int:
+    try:
+        return int(value) if value not in (None, "") else default
+    except (TypeError, ValueError) as exc:
+        raise ShopError("Quantity must be a whole number.", code="invalid_quantity") from exc
+
+
+def parse_item_id(value: str | None) -> int:
+    try:
+        item_id = int(value or "")
+    except ValueError as exc:
+        raise ShopError("Choose an item.", code="invalid_item") from exc
+    if not 0 < item_id < 2**63:
+        raise ShopError("Choose an item.", code="invalid_item")
+    return item_id
+
+
+def order_urls(request: HttpRequest, order: Order) -> dict[str, str]:
+    oid = order.public_id
+    return {
+        "return_url": absolute(request, reverse("payments:intent_return", args=[oid])),
+        "success_url": absolute(request, reverse("payments:checkout_success", args=[oid])) + "?session_id={CHECKOUT_SESSION_ID}",
+        "cancel_url": absolute(request, reverse("payments:checkout_cancel", args=[oid])),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ Checkout
+
+
+def checkout_answer(request: HttpRequest, order: Order) -> JsonResponse:
+    urls = order_urls(request, order)
+    opened = checkout.create_session(
+        order, orders.priced_for_payment(order), success_url=urls["success_url"], cancel_url=urls["cancel_url"]
+    )
+    return JsonResponse({"id": opened.payment.stripe_id, "url": opened.url, "order_id": str(order.public_id)})
+
+
+@require_GET
+@json_errors
+def buy_item(request: HttpRequest, item_id: int) -> HttpResponse:
+    """`GET /buy/<id>`: a Checkout Session for one item; answers its id and hosted page URL."""
+    item = get_item(item_id)
+    gateway.account(item.currency)
+    order = orders.buy_now_order(request, item)
+    return checkout_answer(request, orders.with_pricing().get(pk=order.pk))
+
+
+@require_GET
+@json_errors
+def buy_order(request: HttpRequest, order_id: str) -> HttpResponse:
+    """`GET /order/buy/<order_id>`: a Checkout Session for the whole order."""
+    return checkout_answer(request, get_order(request, order_id, pricing=True))
+
+
+# ------------------------------------------------------------------------------------------------ PaymentIntents
+
+
+def intent_answer(request: HttpRequest, order: Order) -> JsonResponse:
+    opened = intents.open_intent(order, orders.priced_for_payment(order))
+    return JsonResponse(
+        {
+            "client_secret": opened.client_secret,
+            "publishable_key": opened.publishable_key,
+            "amount": opened.amount,
+            "currency": opened.currency,
+            "order_id": str(order.public_id),
+            "return_url": order_urls(request, order)["return_url"],
+        }
+    )
+
+
+@require_POST
+@json_errors
+def item_intent(request: HttpRequest, item_id: int) -> HttpResponse:
+    """`POST /item/<id>/intent`: the open PaymentIntent of the shopper's order for this item."""
+    item = get_item(item_id)
+    gateway.account(item.currency)
+    order = orders.buy_now_order(request, item)
+    return intent_answer(request, orders.with_pricing().get(pk=order.pk))
+
+
+@require_POST
+@json_errors
+def order_intent(request: HttpRequest, order_id: str) -> HttpResponse:
+    """`POST /order/intent/<order_id>`: the open PaymentIntent for the whole order."""
+    return intent_answer(request, get_order(request, order_id, pricing=True))
+
+
+# ------------------------------------------------------------------------------------------------ cart
+
+
+def cart_answer(request: HttpRequest, order: Order, status: int = 200) -> HttpResponse:
+    if wants_json(request):
+        priced = price_order(orders.with_pricing().get(pk=order.pk))
+        return JsonResponse(
+            {
+                "id": str(order.public_id),
+                "url": order.get_absolute_url(),
+                "currency": order.currency,
+                "status": order.status,
+                "lines": [{"item_id": line.item_id, "quantity": line.quantity} for line in priced.lines],
+                "total": priced.total,
+            },
+            status=status,
+        )
+    return HttpResponseRedirect(order.get_absolute_url())
+
+
+def cart_error(request: HttpRequest, exc: ShopError, back: str) -> HttpResponse:
+    if wants_json(request):
+        return error_json(exc.code, exc.message, exc.status)
+    messages.error(request, exc.message)
+    return HttpResponseRedirect(back)
+
+
+@require_POST
+def order_new(request: HttpRequest) -> HttpResponse:
+    """`POST /order/new/`: a new draft order bound to this browser; with `item_id`, the item goes in."""
+    try:
+        item = get_item(parse_item_id(request.POST["item_id"])) if request.POST.get("item_id") else None
+        quantity = parse_quantity(request.POST.get("quantity"))
+        currency = item.currency if item else request.POST.get("currency", settings.STRIPE_DEFAULT_CURRENCY).lower()
+        gateway.account(currency)
+        order = orders.new_cart(request, currency)
+        if item is not None:
+            orders.put_item(request, order, item, quantity)
+    except ShopError as exc:
+        return cart_error(request, exc, request.headers.get("Referer") or reverse("catalog:index"))
+    except ValueError as exc:
+        return cart_error(request, ShopError(str(exc), code="invalid_quantity"), reverse("catalog:index"))
+    return cart_answer(request, order, status=201)
+
+
+@require_POST
+def order_put(request: HttpRequest, order_id: str) -> HttpResponse:
+    """`POST /order/put/<order_id>`: add an item (`mode=add`, the default) or set its quantity (`mode=set`)."""
+    order = get_order(request, order_id)
+    try:
+        item = get_item(parse_item_id(request.POST.get("item_id")))
+        quantity = parse_quantity(request.POST.get("quantity"))
+        orders.put_item(request, order, item, quantity, add=request.POST.get("mode", "add") != "set")
+    except ShopError as exc:
+        return cart_error(request, exc, order.get_absolute_url())
+    except ValueError as exc:
+        return cart_error(request, ShopError(str(exc), code="invalid_quantity"), order.get_absolute_url())
+    return cart_answer(request, order)
+
+
+@require_POST
+def order_remove(request: HttpRequest, order_id: str) -> HttpResponse:
+    """`POST /order/remove/<order_id>`: take an item's line out of the order."""
+    order = get_order(request, order_id)
+    try:
+        orders.remove_item(request, order, parse_item_id(request.POST.get("item_id")))
+    except ShopError as exc:
+        return cart_error(request, exc, order.get_absolute_url())
+    return cart_answer(request, order)
+
+
+# ------------------------------------------------------------------------------------------------ pages
+
+
+def publishable_key(currency: str) -> str:
+    try:
+        return account_for(currency).publishable_key
+    except AccountNotConfigured:
+        return ""
+
+
+@require_GET
+def order_page(request: HttpRequest, order_id: str) -> HttpResponse:
+    order = get_order(request, order_id, pricing=True)
+    priced = price_order(order)
+    return render(
+        request,
+        "payments/order.html",
+        {
+            "order": order,
+            "priced": priced,
+            "can_change": order.is_editable and orders.can_change(request, order),
+            "publishable_key": publishable_key(order.currency),
+            "stripe_js_url": settings.STRIPE_JS_URL,
+        },
+    )
+
+
+def result_page(request: HttpRequest, order: Order, payment: Payment | None, *, stripe_error: str = "") -> HttpResponse:
+    order.refresh_from_db()
+    return render(
+        request, "payments/result.html", {"order": order, "payment": payment, "stripe_error": stripe_error}
+    )
+
+
+def refreshed(payment: Payment) -> tuple[Payment, str]:
+    """The payment as the webhook left it; if it is still open, ask Stripe once (never the URL)."""
+    if payment.status not in (PaymentStatus.OPEN, PaymentStatus.PROCESSING):
+        return payment, ""
+    try:
+        if payment.kind == PaymentKind.PAYMENT_INTENT:
+            return intents.refresh(payment), ""
+        return checkout.refresh(payment), ""
+    except PaymentProviderError as exc:
+        return payment, exc.message
+
+
+@require_GET
+def intent_return(request: HttpRequest, order_id: str) -> HttpResponse:
+    """Where Stripe.js sends the shopper after `confirmPayment`; the status comes from the server."""
+    order = get_order(request, order_id)
+    payment = order.payments.filter(
+        kind=PaymentKind.PAYMENT_INTENT, stripe_id=request.GET.get("payment_intent", "")
+    ).first()
+    if payment is None:
+        raise Http404("No such payment for this order.")
+    payment, error = refreshed(payment)
+    return result_page(request, order, payment, stripe_error=error)
+
+
+@require_GET
+def checkout_success(request: HttpRequest, order_id: str) -> HttpResponse:
+    order = get_order(request, order_id)
+    payment = order.payments.filter(
+        kind=PaymentKind.CHECKOUT_SESSION, stripe_id=request.GET.get("session_id", "")
+    ).first()
+    if payment is None:
+        raise Http404("No such payment for this order.")
+    payment, error = refreshed(payment)
+    return result_page(request, order, payment, stripe_error=error)
+
+
+@require_GET
+def checkout_cancel(request: HttpRequest, order_id: str) -> HttpResponse:
+    order = get_order(request, order_id)
+    return render(request, "payments/canceled.html", {"order": order, "paid": order.status in (OrderStatus.PAID,)})
+
+
+# ------------------------------------------------------------------------------------------------ webhooks
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request: HttpRequest, currency: str) -> HttpResponse:
+    """`POST /webhooks/stripe/<currency>/`: one endpoint per Stripe account."""
+    try:
+        acct = account_for(currency)
+    except AccountNotConfigured:
+        return error_json("unknown_account", f"No Stripe account for {currency.upper()[:3]}.", 400)
+    try:
+        receipt = webhooks.receive(acct, request.body, request.headers.get("Stripe-Signature"))
+    except webhooks.InvalidEvent as exc:
+        logger.warning("webhook %s refused: %s", acct.currency, exc)
+        return error_json("invalid_event", str(exc), 400)
+    except DatabaseError:
+        logger.exception("webhook %s: database unavailable", acct.currency)
+        return error_json("unavailable", "The shop could not store the event; Stripe will retry.", 500)
+    body: dict[str, Any] = {"received": True, "id": receipt.event_id, "status": receipt.status}
+    return JsonResponse(body, status=receipt.http_status)
