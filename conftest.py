@@ -1,0 +1,122 @@
+"""Fixtures shared by every app's tests: the in-memory Stripe emulator behind both test accounts, items in
+USD and EUR, and helpers that drive payments the way a shopper's browser and Stripe's webhooks would."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from djmoney.money import Money
+
+from payments.accounts import AccountRegistry, install_registry
+from payments.emulator import Emulator, EmulatorAccount, EmulatorHTTPClient, sign_payload
+
+
+class FakeStripe:
+    """The emulator as tests see it: every call the app makes is recorded by `client.requests`; webhooks wait
+    in `outbox` until `deliver_webhooks()` posts them, signed, to the shop's real webhook view."""
+
+    def __init__(self) -> None:
+        self.accounts = {
+            currency: EmulatorAccount(
+                currency=currency,
+                secret_key=keys["secret_key"],
+                publishable_key=keys["publishable_key"],
+                webhook_secret=keys["webhook_secret"],
+            )
+            for currency, keys in settings.STRIPE_ACCOUNTS.items()
+        }
+        self.emulator = Emulator(list(self.accounts.values()), base_url="http://stripe-emulator.test")
+        self.client = EmulatorHTTPClient(self.emulator)
+        self.outbox: list[tuple[str, bytes, str]] = []
+        self.emulator.deliver = self._queue
+
+    def _queue(self, account: EmulatorAccount, payload: bytes, signature: str) -> int:
+        self.outbox.append((account.currency, payload, signature))
+        return 200
+
+    @property
+    def requests(self) -> list[Any]:
+        return self.client.requests
+
+    def calls(self, method: str, path_prefix: str) -> list[Any]:
+        return [r for r in self.client.requests if r.method.upper() == method.upper() and r.path.startswith(path_prefix)]
+
+    def deliver_webhooks(self, web: Client | None = None) -> list[int]:
+        web = web or Client()
+        statuses = []
+        while self.outbox:
+            currency, payload, signature = self.outbox.pop(0)
+            response = web.post(
+                f"/webhooks/stripe/{currency}/",
+                data=payload,
+                content_type="application/json",
+                HTTP_STRIPE_SIGNATURE=signature,
+            )
+            statuses.append(response.status_code)
+        return statuses
+
+    def pay_intent(self, intent_id: str, card: str = "4242424242424242") -> dict[str, Any]:
+        intent = self.emulator.confirm_payment_intent(intent_id, card=card)
+        self.deliver_webhooks()
+        return intent
+
+    def pay_session(self, session_id: str, card: str = "4242424242424242") -> dict[str, Any]:
+        session = self.emulator.pay_checkout_session(session_id, card=card)
+        self.deliver_webhooks()
+        return session
+
+
+@pytest.fixture(autouse=True)
+def stripe_fake() -> Iterator[FakeStripe]:
+    """Every test runs against a fresh emulator: no test can reach the real Stripe."""
+    fake = FakeStripe()
+    install_registry(AccountRegistry.from_settings(http_client=fake.client))
+    yield fake
+    install_registry(None)
+
+
+def signed_event(currency: str, event: dict[str, Any], secret: str | None = None) -> tuple[bytes, str]:
+    payload = json.dumps(event).encode()
+    secret = secret or settings.STRIPE_ACCOUNTS[currency]["webhook_secret"]
+    return payload, sign_payload(payload, secret)
+
+
+@pytest.fixture
+def post_event(client: Client) -> Any:
+    """Post an event to the shop's webhook for `currency`, signed with that account's secret."""
+
+    def post(currency: str, event: dict[str, Any], secret: str | None = None) -> Any:
+        payload, signature = signed_event(currency, event, secret)
+        return client.post(
+            f"/webhooks/stripe/{currency}/", data=payload, content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=signature,
+        )
+
+    return post
+
+
+@pytest.fixture
+def usd_item(db: None) -> Any:
+    from catalog.models import Item
+
+    return Item.objects.create(name="Espresso beans", description="1 kg, roasted for espresso.", price=Money(Decimal("24.50"), "USD"))
+
+
+@pytest.fixture
+def usd_item_2(db: None) -> Any:
+    from catalog.models import Item
+
+    return Item.objects.create(name="Ceramic dripper", description="Porcelain.", price=Money(Decimal("18.00"), "USD"))
+
+
+@pytest.fixture
+def eur_item(db: None) -> Any:
+    from catalog.models import Item
+
+    return Item.objects.create(name="Hand grinder", description="Steel burrs.", price=Money(Decimal("89.90"), "EUR"))
