@@ -47,6 +47,10 @@ class FakeStripe:
     def calls(self, method: str, path_prefix: str) -> list[Any]:
         return [r for r in self.client.requests if r.method.upper() == method.upper() and r.path.startswith(path_prefix)]
 
+    def recover(self) -> None:
+        """Stripe is reachable again: drop the failures still queued by `client.fail_next`."""
+        self.client._failures.clear()
+
     def deliver_webhooks(self, web: Client | None = None) -> list[int]:
         web = web or Client()
         statuses = []

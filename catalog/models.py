@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -10,6 +11,7 @@ from django.db import models
 from django.urls import reverse
 from djmoney.models.fields import MoneyField
 from djmoney.models.validators import MinMoneyValidator
+from djmoney.money import Money
 
 from payments.money import format_money, from_minor_units, to_minor_units
 
@@ -46,23 +48,32 @@ class Item(models.Model):
         return reverse("catalog:item", args=[self.pk])
 
     @property
+    def money(self) -> Money:
+        """The price as django-money's `Money` (the type stubs see a MoneyField as a plain DecimalField)."""
+        return cast(Money, self.price)
+
+    @property
+    def amount(self) -> Decimal:
+        return Decimal(self.money.amount)
+
+    @property
     def currency(self) -> str:
         """Lower-case ISO code, as Stripe writes it."""
-        return str(self.price.currency.code).lower()
+        return str(self.money.currency.code).lower()
 
     @property
     def display_price(self) -> str:
-        return format_money(self.price.amount, self.currency)
+        return format_money(self.amount, self.currency)
 
     def clean(self) -> None:
         super().clean()
         if self.price is None:
             return
-        code = str(self.price.currency.code).upper()
+        code = str(self.money.currency.code).upper()
         if code not in settings.CURRENCIES:
             raise ValidationError(
                 {"price": f"{code} has no Stripe account here; use one of {', '.join(settings.CURRENCIES)}."}
             )
-        amount = self.price.amount
+        amount = self.amount
         if amount > 0 and from_minor_units(to_minor_units(amount, code), code) != amount:
             raise ValidationError({"price": f"{amount} cannot be charged exactly in {code}; round it to what Stripe accepts."})

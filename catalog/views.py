@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET
 
 from catalog.models import Item
 from payments.accounts import AccountNotConfigured, account_for
-from payments.orders import CART_SESSION_KEY
+from payments.orders import CART_SESSION_KEY, session_key
 
 
 @require_GET
@@ -24,6 +24,7 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_GET
 def item_page(request: HttpRequest, item_id: int) -> HttpResponse:
     item = get_object_or_404(Item.objects.active(), pk=item_id)
+    session_key(request)  # the shopper's orders are bound to this session, so it exists before paying
     try:
         publishable_key = account_for(item.currency).publishable_key
     except AccountNotConfigured:

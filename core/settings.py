@@ -42,7 +42,7 @@ if not SECRET_KEY:
             "SECRET_KEY is not set. Set SECRET_KEY in the environment or in .env "
             "(for local development you may set DEBUG=1 instead, which uses an insecure development key)."
         )
-    SECRET_KEY = "django-insecure-development-only-key"  # noqa: S105 - only with DEBUG on
+    SECRET_KEY = "django-insecure-development-only-key"
 
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])

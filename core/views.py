@@ -26,7 +26,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 def _wants_json(request: HttpRequest) -> bool:
-    return "application/json" in request.headers.get("Accept", "") or not request.method in ("GET", "HEAD")
+    return "application/json" in request.headers.get("Accept", "") or request.method not in ("GET", "HEAD")
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

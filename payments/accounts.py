@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import stripe
+from stripe._base_address import BaseAddresses
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -50,7 +51,7 @@ class StripeAccount:
     @cached_property
     def client(self) -> stripe.StripeClient:
         http_client = self.http_client or stripe.RequestsClient(timeout=self.timeout)
-        base_addresses: stripe.BaseAddresses = {"api": self.api_base} if self.api_base else {}
+        base_addresses: BaseAddresses = {"api": self.api_base} if self.api_base else {}
         return stripe.StripeClient(
             self.secret_key,
             http_client=http_client,

@@ -21,8 +21,8 @@ from stripe.params.checkout import (
 from payments import gateway, lifecycle
 from payments.accounts import StripeAccount
 from payments.errors import OrderNotPayable
-from payments.money import to_minor_units
 from payments.models import Order, Payment, PaymentKind, PaymentStatus, StripeObject
+from payments.money import to_minor_units
 from payments.pricing import DiscountInput, PricedOrder, TaxInput
 
 logger = logging.getLogger("payments.checkout")

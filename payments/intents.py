@@ -89,33 +89,43 @@ def open_intent(order: Order, priced: PricedOrder) -> OpenIntent:
             raise OrderNotPayable(f"This order is {order.get_status_display().lower()}; there is nothing to pay.")
         intents = order.payments.filter(kind=PaymentKind.PAYMENT_INTENT)
         current = intents.filter(status=PaymentStatus.OPEN, account=acct.currency).order_by("-id").first()
+        refusal: OrderNotPayable | None = None
         if current is not None:
-            reused = _reuse(order, current, priced, acct)
+            try:
+                reused = _reuse(order, current, priced, acct)
+            except OrderNotPayable as exc:  # raised below, so that the state Stripe reported is kept
+                refusal, reused = exc, None
             if reused is not None:
                 return reused
-        attempt = intents.count()
-        params = create_params(order, priced, attempt)
-        key = gateway.idempotency_key("pi", order.public_id, priced.total, attempt, params=params)
-        with gateway.stripe_call("payment_intent.create", acct, order=order.public_id):
-            intent = acct.client.v1.payment_intents.create(params=params, options={"idempotency_key": key})
-        payment, _ = Payment.objects.get_or_create(
-            account=acct.currency,
-            stripe_id=intent.id,
-            defaults={
-                "order": order,
-                "kind": PaymentKind.PAYMENT_INTENT,
-                "livemode": intent.livemode,
-                "payment_intent_id": intent.id,
-                "amount": priced.total,
-                "currency": order.currency,
-                "stripe_amount_total": intent.amount,
-                "status": PaymentStatus.OPEN,
-                "stripe_status": intent.status,
-                "idempotency_key": key,
-            },
-        )
-        logger.info("payment_intent %s created order=%s amount=%s", intent.id, order.public_id, intent.amount)
-        return OpenIntent(payment, intent.client_secret or "", intent.amount, intent.currency, acct.publishable_key)
+        if refusal is None:
+            return _create(order, priced, acct, attempt=intents.count())
+    raise refusal
+
+
+def _create(order: Order, priced: PricedOrder, acct: StripeAccount, *, attempt: int) -> OpenIntent:
+    """Create the PaymentIntent (a retried identical request gets the first one back) and record it."""
+    params = create_params(order, priced, attempt)
+    key = gateway.idempotency_key("pi", order.public_id, priced.total, attempt, params=params)
+    with gateway.stripe_call("payment_intent.create", acct, order=order.public_id):
+        intent = acct.client.v1.payment_intents.create(params=params, options={"idempotency_key": key})
+    payment, _ = Payment.objects.get_or_create(
+        account=acct.currency,
+        stripe_id=intent.id,
+        defaults={
+            "order": order,
+            "kind": PaymentKind.PAYMENT_INTENT,
+            "livemode": intent.livemode,
+            "payment_intent_id": intent.id,
+            "amount": priced.total,
+            "currency": order.currency,
+            "stripe_amount_total": intent.amount,
+            "status": PaymentStatus.OPEN,
+            "stripe_status": intent.status,
+            "idempotency_key": key,
+        },
+    )
+    logger.info("payment_intent %s created order=%s amount=%s", intent.id, order.public_id, intent.amount)
+    return OpenIntent(payment, intent.client_secret or "", intent.amount, intent.currency, acct.publishable_key)
 
 
 def refresh(payment: Payment) -> Payment:

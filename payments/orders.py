@@ -14,7 +14,13 @@ from django.http import HttpRequest
 
 from catalog.models import Item
 from payments.accounts import AccountNotConfigured, account_for
-from payments.errors import CurrencyMismatch, EmptyOrder, NotOrderOwner, OrderNotEditable, PaymentsNotConfigured
+from payments.errors import (
+    CurrencyMismatch,
+    EmptyOrder,
+    NotOrderOwner,
+    OrderNotEditable,
+    PaymentsNotConfigured,
+)
 from payments.models import MAX_QUANTITY, Order, OrderLine, OrderStatus, Tax
 from payments.pricing import PricedOrder, price_order
 
@@ -69,6 +75,7 @@ def check_currency_configured(currency: str) -> None:
 def new_cart(request: HttpRequest, currency: str) -> Order:
     order = Order.objects.create(currency=currency.lower(), session_key=session_key(request))
     request.session[CART_SESSION_KEY] = str(order.public_id)
+    request.session.save()
     return order
 
 
@@ -106,7 +113,7 @@ def put_item(request: HttpRequest, order: Order, item: Item, quantity: int, *, a
             order.currency = item.currency
         line = order.lines.filter(item=item).first()
         if line is None:
-            line = OrderLine(order=order, item=item, quantity=quantity, unit_price=item.price.amount)
+            line = OrderLine(order=order, item=item, quantity=quantity, unit_price=item.amount)
         else:
             new_quantity = line.quantity + quantity if add else quantity
             _check_quantity(new_quantity)
@@ -149,13 +156,14 @@ def buy_now_order(request: HttpRequest, item: Item) -> Order:
         )
         if existing is not None and existing.currency == item.currency:
             if existing.is_editable:  # a price change since the last visit applies to the open order
-                existing.lines.filter(item=item).exclude(unit_price=item.price.amount).update(
-                    unit_price=item.price.amount
+                existing.lines.filter(item=item).exclude(unit_price=item.amount).update(
+                    unit_price=item.amount
                 )
             return existing
     with transaction.atomic():
         order = Order.objects.create(currency=item.currency, session_key=session_key(request))
-        OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.price.amount)
+        OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.amount)
     orders[str(item.pk)] = str(order.public_id)
     request.session[ITEM_ORDERS_SESSION_KEY] = orders
+    request.session.save()  # now, not with the response: a 502 answer is not saved, the retry needs the order
     return order

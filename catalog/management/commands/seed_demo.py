@@ -34,7 +34,8 @@ class Command(BaseCommand):
             if currency not in currencies:
                 continue
             _, was_created = Item.objects.get_or_create(
-                name=name, defaults={"description": description, "price": Money(Decimal(price), currency)}
+                name=name,
+                defaults={"description": description, "price": Money(Decimal(price), currency)},  # type: ignore[misc]
             )
             created += was_created
         discount, _ = Discount.objects.get_or_create(name="Welcome 10%", defaults={"percent_off": Decimal("10")})
@@ -48,7 +49,7 @@ class Command(BaseCommand):
             sample = Order.objects.create(currency="usd", discount=discount)
             sample.taxes.set([vat, levy])
             for quantity, item in enumerate(usd_items, start=1):
-                OrderLine.objects.create(order=sample, item=item, quantity=quantity, unit_price=item.price.amount)
+                OrderLine.objects.create(order=sample, item=item, quantity=quantity, unit_price=item.amount)
         self.stdout.write(self.style.SUCCESS(f"Demo data ready: {created} new items, {Item.objects.count()} in all."))
         if sample is not None:
             self.stdout.write(f"Sample order with a discount and two taxes: /order/{sample.public_id}")

@@ -1,0 +1,106 @@
+"""Run the shop locally: `python -m core.devserver` (what `make run` does).
+
+It migrates the database, loads the demo catalog and starts Django's development server. When no Stripe keys are
+configured (neither in the environment nor in `.env`), it runs in demo mode: it starts the local Stripe
+emulator (`python -m payments.emulator`, in-memory, not a payment processor) with demo keys for USD and EUR,
+points `STRIPE_API_BASE` and `STRIPE_JS_URL` at it, and every page shows a banner saying so. With real keys,
+nothing of the emulator is used.
+
+This launcher imports only the standard library; Django reads the environment it prepares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEMO_ACCOUNTS = {
+    "usd": ("sk_test_demo_usd_51DemoShopUSD", "pk_test_demo_usd_51DemoShopUSD", "whsec_demo_usd_51DemoShopUSD"),
+    "eur": ("sk_test_demo_eur_51DemoShopEUR", "pk_test_demo_eur_51DemoShopEUR", "whsec_demo_eur_51DemoShopEUR"),
+}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+    return values
+
+
+def has_stripe_keys(env: dict[str, str]) -> bool:
+    return any(key.endswith("SECRET_KEY") and key.startswith("STRIPE_") and value for key, value in env.items())
+
+
+def wait_for(url: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - a local URL we started
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"The Stripe emulator did not start at {url}.") from None
+            time.sleep(0.1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--emulator-port", type=int, default=12111)
+    parser.add_argument("--no-seed", action="store_true", help="Do not load the demo catalog.")
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    file_env = read_env_file(Path(env.get("ENV_FILE", BASE_DIR / ".env")))
+    merged = {**file_env, **env}
+    if "DEBUG" not in merged and "debug" not in merged:
+        env["DEBUG"] = "1"  # a local development server; production runs gunicorn (see deploy/)
+    emulator: subprocess.Popen[bytes] | None = None
+    if not has_stripe_keys(merged):
+        base = f"http://127.0.0.1:{args.emulator_port}"
+        command = [sys.executable, "-m", "payments.emulator", "--port", str(args.emulator_port)]
+        command += ["--webhook-base", f"http://127.0.0.1:{args.port}"]
+        for currency, (sk, pk, whsec) in DEMO_ACCOUNTS.items():
+            command += ["--account", f"{currency}:{sk}:{pk}:{whsec}"]
+            env[f"STRIPE_{currency.upper()}_SECRET_KEY"] = sk
+            env[f"STRIPE_{currency.upper()}_PUBLISHABLE_KEY"] = pk
+            env[f"STRIPE_{currency.upper()}_WEBHOOK_SECRET"] = whsec
+        env.update(
+            STRIPE_CURRENCIES=",".join(DEMO_ACCOUNTS),
+            STRIPE_API_BASE=base,
+            STRIPE_JS_URL=f"{base}/js/stripe.js",
+            STRIPE_DEMO_MODE="1",
+        )
+        emulator = subprocess.Popen(command, cwd=BASE_DIR, env=env)  # noqa: S603 - our own module
+        wait_for(f"{base}/healthz")
+        print(f"Demo mode: no Stripe keys found, payments go to the local emulator at {base}.", flush=True)
+    manage = [sys.executable, str(BASE_DIR / "manage.py")]
+    try:
+        subprocess.run([*manage, "migrate", "--noinput"], env=env, check=True)  # noqa: S603
+        if not args.no_seed:
+            subprocess.run([*manage, "seed_demo"], env=env, check=True)  # noqa: S603
+        print(f"The shop runs at http://127.0.0.1:{args.port}/ (Ctrl+C stops it).", flush=True)
+        subprocess.run([*manage, "runserver", f"127.0.0.1:{args.port}", "--noreload"], env=env, check=False)  # noqa: S603
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if emulator is not None:
+            emulator.send_signal(signal.SIGTERM)
+            emulator.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

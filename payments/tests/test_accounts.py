@@ -1,0 +1,121 @@
+"""One Stripe account per currency: the registry, the system check, and isolation between accounts."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.core.checks import run_checks
+from django.db import connection
+from django.test import Client, override_settings
+
+from payments.accounts import AccountNotConfigured, AccountRegistry, account_for
+from payments.checks import check_stripe_accounts
+
+USD_SK = "sk_test_usd_0000000000000000"
+EUR_SK = "sk_test_eur_1111111111111111"
+
+
+def keys(sk: str, pk: str, wh: str = "whsec_x") -> dict[str, str]:
+    return {"secret_key": sk, "publishable_key": pk, "webhook_secret": wh}
+
+
+def check_ids(accounts: dict[str, dict[str, str]], **extra: str) -> list[str]:
+    with override_settings(STRIPE_ACCOUNTS=accounts, **extra):
+        return sorted(m.id for m in check_stripe_accounts())
+
+
+class TestSystemCheck:
+    def test_the_test_configuration_is_clean(self) -> None:
+        assert [m for m in run_checks() if m.id and m.id.startswith("payments.")] == []
+
+    def test_no_account_is_a_warning(self) -> None:
+        assert check_ids({}) == ["payments.W001"]
+
+    def test_incomplete_keypair(self) -> None:
+        assert "payments.E001" in check_ids({"usd": keys("sk_test_a", "")})
+
+    def test_malformed_keys(self) -> None:
+        assert "payments.E002" in check_ids({"usd": keys("pk_test_a", "sk_test_a")})
+
+    def test_test_and_live_keys_mixed_in_one_account(self) -> None:
+        assert "payments.E003" in check_ids({"usd": keys("sk_live_a", "pk_test_a")})
+
+    def test_test_and_live_accounts_mixed(self) -> None:
+        ids = check_ids({"usd": keys("sk_live_a", "pk_live_a", "whsec_a"), "eur": keys("sk_test_b", "pk_test_b", "whsec_b")})
+        assert "payments.E003" in ids
+
+    def test_one_key_for_two_currencies(self) -> None:
+        ids = check_ids({"usd": keys("sk_test_same", "pk_test_a", "whsec_a"), "eur": keys("sk_test_same", "pk_test_b", "whsec_b")})
+        assert "payments.E004" in ids
+
+    def test_live_keys_pointed_at_another_api(self) -> None:
+        ids = check_ids({"usd": keys("sk_live_a", "pk_live_a", "whsec_a")}, STRIPE_API_BASE="http://127.0.0.1:12111")
+        assert "payments.E005" in ids
+
+
+class TestRegistry:
+    def test_each_currency_has_its_own_client_built_once(self) -> None:
+        usd, eur = account_for("usd"), account_for("EUR")
+        assert usd.secret_key == USD_SK and eur.secret_key == EUR_SK
+        assert usd.client is account_for("usd").client
+        assert usd.client is not eur.client
+
+    def test_timeout_and_retries_come_from_settings(self) -> None:
+        with override_settings(
+            STRIPE_ACCOUNTS={"usd": keys(USD_SK, "pk_test_x")}, STRIPE_TIMEOUT=4.5, STRIPE_MAX_NETWORK_RETRIES=3
+        ):
+            acct = AccountRegistry.from_settings().get("usd")
+            assert acct.timeout == 4.5 and acct.max_network_retries == 3
+            requestor = acct.client._requestor  # the SDK's own settings
+            assert requestor._options.max_network_retries == 3
+            assert requestor._client._timeout == 4.5
+
+    def test_unknown_currency(self) -> None:
+        with pytest.raises(AccountNotConfigured):
+            account_for("gbp")
+
+    def test_no_code_sets_the_global_api_key(self) -> None:
+        import stripe
+
+        assert stripe.api_key is None
+
+
+@pytest.mark.django_db
+class TestIsolation:
+    def test_buy_uses_only_the_account_of_the_item_currency(self, client, usd_item, eur_item, stripe_fake) -> None:
+        assert client.get(f"/buy/{eur_item.pk}").status_code == 200
+        assert {r.api_key for r in stripe_fake.requests} == {EUR_SK}
+        stripe_fake.requests.clear()
+        assert client.get(f"/buy/{usd_item.pk}").status_code == 200
+        assert {r.api_key for r in stripe_fake.requests} == {USD_SK}
+
+    @pytest.mark.django_db(transaction=True)
+    def test_accounts_stay_apart_across_threads(self, usd_item, eur_item, stripe_fake) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("concurrent writers need PostgreSQL; SQLite serialises them (runs in CI on PostgreSQL)")
+        errors: list[BaseException] = []
+        items = [usd_item, eur_item] * 6
+
+        def buy(item) -> None:
+            try:
+                response = Client().get(f"/buy/{item.pk}")
+                assert response.status_code == 200, response.content
+                session = stripe_fake.emulator.get(response.json()["id"])
+                assert session["currency"] == item.currency
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=buy, args=(item,)) for item in items]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        sessions = stripe_fake.calls("POST", "/v1/checkout/sessions")
+        assert len(sessions) == 12
+        for call in sessions:
+            currency = call.params["line_items"][0]["price_data"]["currency"]
+            assert call.api_key == {"usd": USD_SK, "eur": EUR_SK}[currency]
