@@ -45,11 +45,15 @@ class FakeStripe:
         return self.client.requests
 
     def calls(self, method: str, path_prefix: str) -> list[Any]:
-        return [r for r in self.client.requests if r.method.upper() == method.upper() and r.path.startswith(path_prefix)]
+        return [
+            r
+            for r in self.client.requests
+            if r.method.upper() == method.upper() and r.path.startswith(path_prefix)
+        ]
 
     def recover(self) -> None:
         """Stripe is reachable again: drop the failures still queued by `client.fail_next`."""
-        self.client._failures.clear()
+        self.client.clear_failures()
 
     def deliver_webhooks(self, web: Client | None = None) -> list[int]:
         web = web or Client()
@@ -98,7 +102,9 @@ def post_event(client: Client) -> Any:
     def post(currency: str, event: dict[str, Any], secret: str | None = None) -> Any:
         payload, signature = signed_event(currency, event, secret)
         return client.post(
-            f"/webhooks/stripe/{currency}/", data=payload, content_type="application/json",
+            f"/webhooks/stripe/{currency}/",
+            data=payload,
+            content_type="application/json",
             HTTP_STRIPE_SIGNATURE=signature,
         )
 
@@ -109,18 +115,24 @@ def post_event(client: Client) -> Any:
 def usd_item(db: None) -> Any:
     from catalog.models import Item
 
-    return Item.objects.create(name="Espresso beans", description="1 kg, roasted for espresso.", price=Money(Decimal("24.50"), "USD"))
+    return Item.objects.create(
+        name="Espresso beans", description="1 kg, roasted for espresso.", price=Money(Decimal("24.50"), "USD")
+    )
 
 
 @pytest.fixture
 def usd_item_2(db: None) -> Any:
     from catalog.models import Item
 
-    return Item.objects.create(name="Ceramic dripper", description="Porcelain.", price=Money(Decimal("18.00"), "USD"))
+    return Item.objects.create(
+        name="Ceramic dripper", description="Porcelain.", price=Money(Decimal("18.00"), "USD")
+    )
 
 
 @pytest.fixture
 def eur_item(db: None) -> Any:
     from catalog.models import Item
 
-    return Item.objects.create(name="Hand grinder", description="Steel burrs.", price=Money(Decimal("89.90"), "EUR"))
+    return Item.objects.create(
+        name="Hand grinder", description="Steel burrs.", price=Money(Decimal("89.90"), "EUR")
+    )

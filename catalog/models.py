@@ -76,4 +76,6 @@ class Item(models.Model):
             )
         amount = self.amount
         if amount > 0 and from_minor_units(to_minor_units(amount, code), code) != amount:
-            raise ValidationError({"price": f"{amount} cannot be charged exactly in {code}; round it to what Stripe accepts."})
+            raise ValidationError(
+                {"price": f"{amount} cannot be charged exactly in {code}; round it to what Stripe accepts."}
+            )

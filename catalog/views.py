@@ -17,7 +17,9 @@ from payments.orders import CART_SESSION_KEY, session_key
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     items = list(Item.objects.active())
-    by_currency = [(currency.upper(), list(group)) for currency, group in groupby(items, key=lambda i: i.currency)]
+    by_currency = [
+        (currency.upper(), list(group)) for currency, group in groupby(items, key=lambda i: i.currency)
+    ]
     return render(request, "catalog/index.html", {"by_currency": by_currency})
 
 

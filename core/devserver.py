@@ -22,8 +22,16 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEMO_ACCOUNTS = {
-    "usd": ("sk_test_demo_usd_51DemoShopUSD", "pk_test_demo_usd_51DemoShopUSD", "whsec_demo_usd_51DemoShopUSD"),
-    "eur": ("sk_test_demo_eur_51DemoShopEUR", "pk_test_demo_eur_51DemoShopEUR", "whsec_demo_eur_51DemoShopEUR"),
+    "usd": (
+        "sk_test_demo_usd_51DemoShopUSD",
+        "pk_test_demo_usd_51DemoShopUSD",
+        "whsec_demo_usd_51DemoShopUSD",
+    ),
+    "eur": (
+        "sk_test_demo_eur_51DemoShopEUR",
+        "pk_test_demo_eur_51DemoShopEUR",
+        "whsec_demo_eur_51DemoShopEUR",
+    ),
 }
 
 
@@ -41,7 +49,9 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def has_stripe_keys(env: dict[str, str]) -> bool:
-    return any(key.endswith("SECRET_KEY") and key.startswith("STRIPE_") and value for key, value in env.items())
+    return any(
+        key.endswith("SECRET_KEY") and key.startswith("STRIPE_") and value for key, value in env.items()
+    )
 
 
 def wait_for(url: str, timeout: float = 15.0) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -15,10 +16,15 @@ def _origin(url: str) -> str:
 
 
 def build_policy() -> str:
-    stripe_js = _origin(settings.STRIPE_JS_URL)
-    api = _origin(settings.STRIPE_API_BASE) if settings.STRIPE_API_BASE else "https://api.stripe.com"
+    return _policy(settings.STRIPE_JS_URL, settings.STRIPE_API_BASE)
+
+
+@functools.lru_cache(maxsize=8)
+def _policy(stripe_js_url: str, api_base: str) -> str:
+    stripe_js = _origin(stripe_js_url)
+    api = _origin(api_base) if api_base else "https://api.stripe.com"
     scripts = " ".join(filter(None, ["'self'", stripe_js]))
-    frames = " ".join(filter(None, ["'self'", stripe_js, "https://hooks.stripe.com" if not settings.STRIPE_API_BASE else ""]))
+    frames = " ".join(filter(None, ["'self'", stripe_js, "" if api_base else "https://hooks.stripe.com"]))
     connect = " ".join(filter(None, ["'self'", api, stripe_js]))
     return "; ".join(
         [
@@ -29,7 +35,7 @@ def build_policy() -> str:
             "img-src 'self' data: https://*.stripe.com",
             "style-src 'self' 'unsafe-inline'",
             "base-uri 'self'",
-            "form-action 'self' https://checkout.stripe.com" + (f" {api}" if settings.STRIPE_API_BASE else ""),
+            "form-action 'self' https://checkout.stripe.com" + (f" {api}" if api_base else ""),
             "frame-ancestors 'none'",
             "object-src 'none'",
         ]
@@ -39,10 +45,9 @@ def build_policy() -> str:
 class ContentSecurityPolicyMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.policy = build_policy()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if not request.path.startswith("/admin/"):
-            response.headers.setdefault("Content-Security-Policy", self.policy)
+            response.headers.setdefault("Content-Security-Policy", build_policy())
         return response

@@ -44,7 +44,9 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "django-insecure-development-only-key"
 
-ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+ALLOWED_HOSTS: list[str] = env.list(
+    "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
+)
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # Public base URL of the shop, used for absolute URLs handed to Stripe (success/cancel/return) when set;
@@ -99,6 +101,12 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite (development and demo): take the write lock when a transaction starts, so that two requests
+    # (a payment and its webhook) wait for each other instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -151,7 +159,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=512
 # STRIPE_<CUR>_SECRET_KEY / _PUBLISHABLE_KEY / _WEBHOOK_SECRET. The task's STRIPE_SECRET_KEY,
 # STRIPE_PUBLISHABLE_KEY and STRIPE_WEBHOOK_SECRET form the default account, used for the
 # STRIPE_DEFAULT_CURRENCY (default usd) when no per-currency keys are given for it.
-STRIPE_CURRENCIES: list[str] = [c.strip().lower() for c in env.list("STRIPE_CURRENCIES", default=[]) if c.strip()]
+STRIPE_CURRENCIES: list[str] = [
+    c.strip().lower() for c in env.list("STRIPE_CURRENCIES", default=[]) if c.strip()
+]
 STRIPE_DEFAULT_CURRENCY: str = env.str("STRIPE_DEFAULT_CURRENCY", default="usd").lower()
 
 
@@ -200,7 +210,9 @@ LOGGING = {
     "formatters": {
         "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stdout"}},
+    "handlers": {
+        "stdout": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stdout"}
+    },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django.request": {"level": "WARNING"},

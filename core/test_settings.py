@@ -6,6 +6,7 @@ them at the SDK's HTTP boundary, so no test ever opens a connection to Stripe. `
 """
 
 import os
+from pathlib import Path
 
 _TEST_ENV = {
     "SECRET_KEY": "test-only-secret-key-not-for-production",
@@ -29,10 +30,20 @@ for _name in [n for n in os.environ if n.startswith("STRIPE_")]:
 os.environ.update({k: v for k, v in _TEST_ENV.items()})
 os.environ["ENV_FILE"] = os.devnull  # ignore a local .env
 
-from core.settings import *  # noqa: E402,F403
+import tempfile  # noqa: E402
 
+from core.settings import *  # noqa: E402,F403
+from core.settings import DATABASES  # noqa: E402
+
+STATIC_ROOT = Path(tempfile.gettempdir()) / "shop-tests-static-root-unused"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory: the browser tests' live server and the emulator's webhooks use their own connections.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"shop-tests-{os.getpid()}.sqlite3")
+    }

@@ -37,7 +37,9 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if _wants_json(request):
-        return JsonResponse({"error": {"code": "server_error", "message": "Something went wrong on our side."}}, status=500)
+        return JsonResponse(
+            {"error": {"code": "server_error", "message": "Something went wrong on our side."}}, status=500
+        )
     return render(request, "500.html", status=500)
 
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import stripe
-from stripe._base_address import BaseAddresses
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from stripe._base_address import BaseAddresses
 
 
 class AccountNotConfigured(LookupError):

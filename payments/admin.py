@@ -42,7 +42,16 @@ class PaymentInline(admin.TabularInline):
     model = Payment
     extra = 0
     can_delete = False
-    fields = ("kind", "stripe_id", "account", "amount", "status", "stripe_status", "amount_refunded", "last_error")
+    fields = (
+        "kind",
+        "stripe_id",
+        "account",
+        "amount",
+        "status",
+        "stripe_status",
+        "amount_refunded",
+        "last_error",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -51,10 +60,26 @@ class PaymentInline(admin.TabularInline):
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    list_display = ("short_id", "currency_code", "status", "total", "refunded", "needs_attention", "created_at")
+    list_display = (
+        "short_id",
+        "currency_code",
+        "status",
+        "total",
+        "refunded",
+        "needs_attention",
+        "created_at",
+    )
     list_filter = ("status", "currency", "needs_attention")
     search_fields = ("public_id", "payments__stripe_id", "lines__item__name")
-    readonly_fields = ("public_id", "total", "refunded", "amount_refunded", "paid_at", "session_key", "created_at")
+    readonly_fields = (
+        "public_id",
+        "total",
+        "refunded",
+        "amount_refunded",
+        "paid_at",
+        "session_key",
+        "created_at",
+    )
     filter_horizontal = ("taxes",)
     inlines = (OrderLineInline, PaymentInline)
     actions = ("refund_in_full",)
@@ -77,7 +102,9 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="Refunded")
     def refunded(self, order: Order) -> str:
-        return format_money(order.amount_refunded, order.currency, minor=True) if order.amount_refunded else "-"
+        return (
+            format_money(order.amount_refunded, order.currency, minor=True) if order.amount_refunded else "-"
+        )
 
     @admin.action(description="Refund selected paid orders in full (through each order's Stripe account)")
     def refund_in_full(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
@@ -108,7 +135,9 @@ class PaymentAdmin(admin.ModelAdmin):
 
     @admin.display(description="Stripe dashboard")
     def dashboard_link(self, payment: Payment) -> str:
-        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', payment.dashboard_url, payment.stripe_id)
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener">{}</a>', payment.dashboard_url, payment.stripe_id
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -34,7 +34,9 @@ def _fingerprint(*parts: object) -> str:
 
 def _remembered(kind: str, local_id: int, acct: StripeAccount, fingerprint: str) -> str | None:
     return (
-        StripeObject.objects.filter(kind=kind, local_id=local_id, account=acct.currency, fingerprint=fingerprint)
+        StripeObject.objects.filter(
+            kind=kind, local_id=local_id, account=acct.currency, fingerprint=fingerprint
+        )
         .values_list("stripe_id", flat=True)
         .first()
     )
@@ -44,7 +46,11 @@ def _remember(kind: str, local_id: int, acct: StripeAccount, fingerprint: str, s
     try:
         with transaction.atomic():
             StripeObject.objects.create(
-                kind=kind, local_id=local_id, account=acct.currency, fingerprint=fingerprint, stripe_id=stripe_id
+                kind=kind,
+                local_id=local_id,
+                account=acct.currency,
+                fingerprint=fingerprint,
+                stripe_id=stripe_id,
             )
     except IntegrityError:  # a concurrent request stored the same object (same idempotency key)
         pass
@@ -52,7 +58,11 @@ def _remember(kind: str, local_id: int, acct: StripeAccount, fingerprint: str, s
 
 def coupon_for(discount: DiscountInput, acct: StripeAccount) -> str:
     """The Stripe coupon for this discount as it is now, created once per account (coupons are immutable)."""
-    params: CouponCreateParams = {"name": discount.name[:40], "duration": "once", "metadata": {"discount_id": str(discount.id)}}
+    params: CouponCreateParams = {
+        "name": discount.name[:40],
+        "duration": "once",
+        "metadata": {"discount_id": str(discount.id)},
+    }
     if discount.percent_off is not None:
         # A rate, not money: Stripe's API types it as a number; a 2-decimal percentage survives float exactly.
         params["percent_off"] = float(discount.percent_off)
@@ -103,7 +113,11 @@ def session_params(
         if line.description.strip():
             product["description"] = line.description.strip()[:500]
         item: SessionCreateParamsLineItem = {
-            "price_data": {"currency": priced.currency, "unit_amount": line.unit_amount, "product_data": product},
+            "price_data": {
+                "currency": priced.currency,
+                "unit_amount": line.unit_amount,
+                "product_data": product,
+            },
             "quantity": line.quantity,
         }
         if tax_rates:
@@ -139,7 +153,9 @@ def _reusable_session(order: Order, total: int, acct: StripeAccount) -> OpenSess
     """The order's open session for the same total, if Stripe still has it open for a while longer."""
     soon = timezone.now() + timedelta(minutes=5)
     candidate = (
-        order.payments.filter(kind=PaymentKind.CHECKOUT_SESSION, status=PaymentStatus.OPEN, account=acct.currency)
+        order.payments.filter(
+            kind=PaymentKind.CHECKOUT_SESSION, status=PaymentStatus.OPEN, account=acct.currency
+        )
         .filter(amount=total, expires_at__gt=soon)
         .order_by("-id")
         .first()
@@ -165,7 +181,9 @@ def create_session(order: Order, priced: PricedOrder, *, success_url: str, cance
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
         if not order.is_payable:
-            raise OrderNotPayable(f"This order is {order.get_status_display().lower()}; there is nothing to pay.")
+            raise OrderNotPayable(
+                f"This order is {order.get_status_display().lower()}; there is nothing to pay."
+            )
         reused = _reusable_session(order, priced.total, acct)
         if reused is not None:
             return reused
@@ -195,10 +213,14 @@ def create_session(order: Order, priced: PricedOrder, *, success_url: str, cance
                 "status": PaymentStatus.OPEN,
                 "stripe_status": session.status or "",
                 "idempotency_key": key,
-                "expires_at": datetime.fromtimestamp(session.expires_at, tz=UTC) if session.expires_at else None,
+                "expires_at": datetime.fromtimestamp(session.expires_at, tz=UTC)
+                if session.expires_at
+                else None,
             },
         )
-        logger.info("checkout_session %s created order=%s amount=%s", session.id, order.public_id, priced.total)
+        logger.info(
+            "checkout_session %s created order=%s amount=%s", session.id, order.public_id, priced.total
+        )
     return OpenSession(payment, session.url or "")
 
 

@@ -58,7 +58,10 @@ def check_stripe_accounts(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             )
         if account.secret_key and not account.secret_key.startswith(("sk_", "rk_")):
             messages.append(
-                Error(f"STRIPE_{cur}_SECRET_KEY does not look like a Stripe secret key (sk_...).", id="payments.E002")
+                Error(
+                    f"STRIPE_{cur}_SECRET_KEY does not look like a Stripe secret key (sk_...).",
+                    id="payments.E002",
+                )
             )
         if account.publishable_key and not account.publishable_key.startswith("pk_"):
             messages.append(
@@ -69,7 +72,10 @@ def check_stripe_accounts(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             )
         if account.webhook_secret and not account.webhook_secret.startswith("whsec_"):
             messages.append(
-                Error(f"STRIPE_{cur}_WEBHOOK_SECRET does not look like a webhook secret (whsec_...).", id="payments.E002")
+                Error(
+                    f"STRIPE_{cur}_WEBHOOK_SECRET does not look like a webhook secret (whsec_...).",
+                    id="payments.E002",
+                )
             )
         for key in (account.secret_key, account.publishable_key):
             mode = _mode(key)
@@ -96,7 +102,5 @@ def check_stripe_accounts(app_configs: Any = None, **kwargs: Any) -> list[CheckM
                 )
             )
     if settings.STRIPE_API_BASE and any(a.livemode for a in accounts):
-        messages.append(
-            Error("STRIPE_API_BASE points live keys away from Stripe.", id="payments.E005")
-        )
+        messages.append(Error("STRIPE_API_BASE points live keys away from Stripe.", id="payments.E005"))
     return messages

@@ -25,7 +25,9 @@ def account(currency: str) -> StripeAccount:
     try:
         return account_for(currency)
     except AccountNotConfigured as exc:
-        raise PaymentsNotConfigured(f"Payments in {currency.upper()} are not set up in this shop yet.") from exc
+        raise PaymentsNotConfigured(
+            f"Payments in {currency.upper()} are not set up in this shop yet."
+        ) from exc
 
 
 def check_amount(amount: int, currency: str) -> None:

@@ -58,7 +58,9 @@ def _reuse(order: Order, payment: Payment, priced: PricedOrder, acct: StripeAcco
     if intent.status not in REUSABLE:
         lifecycle.apply_payment_intent(payment, intent.to_dict())
         if intent.status in ("processing", "requires_capture"):
-            raise OrderNotPayable("A payment for this order is being processed; there is nothing more to pay now.")
+            raise OrderNotPayable(
+                "A payment for this order is being processed; there is nothing more to pay now."
+            )
         if intent.status == "succeeded":
             raise OrderNotPayable("This order has been paid.")
         return None  # canceled: a new PaymentIntent follows
@@ -76,7 +78,9 @@ def _reuse(order: Order, payment: Payment, priced: PricedOrder, acct: StripeAcco
         payment.amount = priced.total
         payment.stripe_amount_total = intent.amount
         payment.save(update_fields=["amount", "stripe_amount_total", "updated_at"])
-    return OpenIntent(payment, intent.client_secret or "", intent.amount, intent.currency, acct.publishable_key)
+    return OpenIntent(
+        payment, intent.client_secret or "", intent.amount, intent.currency, acct.publishable_key
+    )
 
 
 def open_intent(order: Order, priced: PricedOrder) -> OpenIntent:
@@ -86,7 +90,9 @@ def open_intent(order: Order, priced: PricedOrder) -> OpenIntent:
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
         if not order.is_payable:
-            raise OrderNotPayable(f"This order is {order.get_status_display().lower()}; there is nothing to pay.")
+            raise OrderNotPayable(
+                f"This order is {order.get_status_display().lower()}; there is nothing to pay."
+            )
         intents = order.payments.filter(kind=PaymentKind.PAYMENT_INTENT)
         current = intents.filter(status=PaymentStatus.OPEN, account=acct.currency).order_by("-id").first()
         refusal: OrderNotPayable | None = None
@@ -125,7 +131,9 @@ def _create(order: Order, priced: PricedOrder, acct: StripeAccount, *, attempt: 
         },
     )
     logger.info("payment_intent %s created order=%s amount=%s", intent.id, order.public_id, intent.amount)
-    return OpenIntent(payment, intent.client_secret or "", intent.amount, intent.currency, acct.publishable_key)
+    return OpenIntent(
+        payment, intent.client_secret or "", intent.amount, intent.currency, acct.publishable_key
+    )
 
 
 def refresh(payment: Payment) -> Payment:

@@ -56,7 +56,9 @@ def _set_payment(payment: Payment, status: str, stripe_status: str, **fields: An
     changed = ["stripe_status", "updated_at"]
     payment.stripe_status = stripe_status
     if payment.status in FINAL_PAYMENT_STATES and status != payment.status:
-        logger.info("payment %s stays %s (Stripe now says %s)", payment.stripe_id, payment.status, stripe_status)
+        logger.info(
+            "payment %s stays %s (Stripe now says %s)", payment.stripe_id, payment.status, stripe_status
+        )
         return changed
     payment.status = status
     changed.append("status")
@@ -100,8 +102,17 @@ def _settle_order(order: Order, payment: Payment, *, received: int, currency: st
         return
     order.status = OrderStatus.PAID
     order.paid_at = timezone.now()
+    if order.amount_refunded:  # a `charge.refunded` event arrived before this one (events are not ordered)
+        order.status = _refunded_status(order)
     order.save(update_fields=["status", "paid_at", "updated_at"])
     logger.info("order %s paid by %s", order.public_id, payment.stripe_id)
+
+
+def _refunded_status(order: Order) -> str:
+    """Refunded or partially refunded, from what the order's succeeded payments received."""
+    succeeded = order.payments.filter(status=PaymentStatus.SUCCEEDED)
+    paid = succeeded.aggregate(total=Sum("amount_received"))["total"] or 0
+    return OrderStatus.REFUNDED if order.amount_refunded >= paid else OrderStatus.PARTIALLY_REFUNDED
 
 
 def _order_unpaid(order: Order, payment: Payment, status: str) -> None:
@@ -129,7 +140,9 @@ def apply_payment_intent(payment: Payment, intent: StripeDict) -> Payment:
         if payment.status != status:
             return payment  # a late event for a payment already final
         if status == PaymentStatus.SUCCEEDED:
-            _settle_order(order, payment, received=payment.amount_received, currency=str(intent.get("currency", "")))
+            _settle_order(
+                order, payment, received=payment.amount_received, currency=str(intent.get("currency", ""))
+            )
         elif status == PaymentStatus.PROCESSING:
             if order.status not in PAID_STATES:
                 order.status = OrderStatus.PENDING
@@ -157,7 +170,9 @@ def apply_checkout_session(payment: Payment, session: StripeDict, *, async_faile
             fields["stripe_amount_total"] = int(session["amount_total"])
         if async_failed:
             status = PaymentStatus.FAILED
-            fields["last_error"] = "The payment was not completed (the bank transfer or delayed method failed)."
+            fields["last_error"] = (
+                "The payment was not completed (the bank transfer or delayed method failed)."
+            )
         elif stripe_status == "expired":
             status = PaymentStatus.EXPIRED
         elif stripe_status == "complete" and payment_status in ("paid", "no_payment_required"):
@@ -172,7 +187,9 @@ def apply_checkout_session(payment: Payment, session: StripeDict, *, async_faile
         if payment.status != status:
             return payment
         if status == PaymentStatus.SUCCEEDED:
-            _settle_order(order, payment, received=payment.amount_received, currency=str(session.get("currency", "")))
+            _settle_order(
+                order, payment, received=payment.amount_received, currency=str(session.get("currency", ""))
+            )
         elif status == PaymentStatus.PROCESSING and order.status not in PAID_STATES:
             order.status = OrderStatus.PENDING
             order.save(update_fields=["status", "updated_at"])
@@ -193,10 +210,9 @@ def apply_refund(payment: Payment, charge: StripeDict) -> Payment:
         payment.amount_refunded = refunded
         payment.save(update_fields=["amount_refunded", "updated_at"])
         total = order.payments.aggregate(total=Sum("amount_refunded"))["total"] or 0
-        paid = order.payments.filter(status=PaymentStatus.SUCCEEDED).aggregate(total=Sum("amount_received"))["total"]
         order.amount_refunded = total
         if order.status in PAID_STATES:
-            order.status = OrderStatus.REFUNDED if total >= (paid or 0) else OrderStatus.PARTIALLY_REFUNDED
+            order.status = _refunded_status(order)
         order.save(update_fields=["amount_refunded", "status", "updated_at"])
-        logger.info("order %s refunded %s of %s", order.public_id, total, paid)
+        logger.info("order %s refunded %s, now %s", order.public_id, total, order.status)
     return payment

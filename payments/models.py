@@ -38,7 +38,9 @@ class Discount(models.Model):
         validators=[MinValueValidator(Decimal("0.001"))],
         help_text="A fixed amount off, in the currency below. Leave empty for a percentage.",
     )
-    currency = models.CharField(max_length=3, blank=True, help_text="Currency of the fixed amount (e.g. usd).")
+    currency = models.CharField(
+        max_length=3, blank=True, help_text="Currency of the fixed amount (e.g. usd)."
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -54,11 +56,13 @@ class Discount(models.Model):
                 name="discount_percent_xor_amount",
             ),
             models.CheckConstraint(
-                condition=models.Q(percent_off__isnull=True) | models.Q(percent_off__gt=0, percent_off__lte=100),
+                condition=models.Q(percent_off__isnull=True)
+                | models.Q(percent_off__gt=0, percent_off__lte=100),
                 name="discount_percent_range",
             ),
             models.CheckConstraint(
-                condition=models.Q(amount_off__isnull=True) | (models.Q(amount_off__gt=0) & ~models.Q(currency="")),
+                condition=models.Q(amount_off__isnull=True)
+                | (models.Q(amount_off__gt=0) & ~models.Q(currency="")),
                 name="discount_amount_has_currency",
             ),
         ]
@@ -82,6 +86,10 @@ class Discount(models.Model):
             raise ValidationError({"currency": "A fixed amount needs its currency."})
         if self.percent_off is not None:
             self.currency = ""
+
+    def applies_to(self, currency: str) -> bool:
+        """A percentage applies to any order; a fixed amount only to orders in its currency."""
+        return self.percent_off is not None or self.currency.lower() == currency.lower()
 
 
 class Tax(models.Model):
@@ -108,7 +116,9 @@ class Tax(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} {self.percentage.normalize():f}% ({'inclusive' if self.inclusive else 'exclusive'})"
+        return (
+            f"{self.name} {self.percentage.normalize():f}% ({'inclusive' if self.inclusive else 'exclusive'})"
+        )
 
 
 class OrderStatus(models.TextChoices):
@@ -125,11 +135,15 @@ class OrderStatus(models.TextChoices):
 class Order(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     currency = models.CharField(max_length=3, help_text="Lower-case ISO code; every line is in it.")
-    status = models.CharField(max_length=20, choices=OrderStatus.choices, default=OrderStatus.DRAFT, db_index=True)
+    status = models.CharField(
+        max_length=20, choices=OrderStatus.choices, default=OrderStatus.DRAFT, db_index=True
+    )
     session_key = models.CharField(
         max_length=64, blank=True, db_index=True, help_text="The browser session that owns this draft."
     )
-    discount = models.ForeignKey(Discount, null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
+    discount = models.ForeignKey(
+        Discount, null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
+    )
     taxes = models.ManyToManyField(Tax, blank=True, related_name="orders")
     amount_refunded = models.BigIntegerField(default=0, help_text="Refunded so far, in minor units.")
     needs_attention = models.BooleanField(default=False, help_text="Flagged for staff, see the note.")
@@ -150,7 +164,12 @@ class Order(models.Model):
 
     @property
     def is_editable(self) -> bool:
-        return self.status in (OrderStatus.DRAFT, OrderStatus.FAILED, OrderStatus.CANCELED, OrderStatus.EXPIRED)
+        return self.status in (
+            OrderStatus.DRAFT,
+            OrderStatus.FAILED,
+            OrderStatus.CANCELED,
+            OrderStatus.EXPIRED,
+        )
 
     @property
     def is_payable(self) -> bool:
@@ -161,6 +180,16 @@ class Order(models.Model):
             OrderStatus.CANCELED,
             OrderStatus.EXPIRED,
         )
+
+    def clean(self) -> None:
+        super().clean()
+        if self.discount is not None and not self.discount.applies_to(self.currency):
+            raise ValidationError(
+                {
+                    "discount": f"{self.discount} is a fixed amount in {self.discount.currency.upper()}; "
+                    f"this order is in {self.currency.upper()}."
+                }
+            )
 
     def flag(self, note: str) -> None:
         self.needs_attention = True
@@ -175,7 +204,9 @@ class OrderLine(models.Model):
         default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_QUANTITY)]
     )
     unit_price = models.DecimalField(
-        max_digits=14, decimal_places=3, help_text="The item's price when it was added, in the order's currency."
+        max_digits=14,
+        decimal_places=3,
+        help_text="The item's price when it was added, in the order's currency.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -184,9 +215,12 @@ class OrderLine(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["order", "item"], name="orderline_one_per_item"),
             models.CheckConstraint(
-                condition=models.Q(quantity__gte=1, quantity__lte=MAX_QUANTITY), name="orderline_quantity_range"
+                condition=models.Q(quantity__gte=1, quantity__lte=MAX_QUANTITY),
+                name="orderline_quantity_range",
             ),
-            models.CheckConstraint(condition=models.Q(unit_price__gt=0), name="orderline_unit_price_positive"),
+            models.CheckConstraint(
+                condition=models.Q(unit_price__gt=0), name="orderline_unit_price_positive"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -214,7 +248,9 @@ class Payment(models.Model):
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="payments")
     kind = models.CharField(max_length=20, choices=PaymentKind.choices)
-    account = models.CharField(max_length=3, help_text="Currency of the Stripe account that holds the object.")
+    account = models.CharField(
+        max_length=3, help_text="Currency of the Stripe account that holds the object."
+    )
     livemode = models.BooleanField(default=False)
     stripe_id = models.CharField(max_length=255)
     payment_intent_id = models.CharField(
@@ -227,7 +263,9 @@ class Payment(models.Model):
     )
     amount_received = models.BigIntegerField(default=0)
     amount_refunded = models.BigIntegerField(default=0)
-    status = models.CharField(max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.OPEN, db_index=True)
+    status = models.CharField(
+        max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.OPEN, db_index=True
+    )
     stripe_status = models.CharField(max_length=40, blank=True)
     idempotency_key = models.CharField(max_length=255)
     last_error = models.TextField(blank=True)
@@ -309,7 +347,9 @@ class StripeEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["account", "event_id"], name="stripeevent_unique_per_account")]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "event_id"], name="stripeevent_unique_per_account")
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"

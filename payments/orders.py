@@ -87,19 +87,23 @@ def _check_editable(request: HttpRequest, order: Order) -> None:
     if not can_change(request, order):
         raise NotOrderOwner("This order belongs to another shopper.")
     if not order.is_editable:
-        raise OrderNotEditable(f"This order is {order.get_status_display().lower()} and can no longer be changed.")
+        raise OrderNotEditable(
+            f"This order is {order.get_status_display().lower()} and can no longer be changed."
+        )
     if order.payments.filter(status="processing").exists():
         raise OrderNotEditable("A payment for this order is being processed; it can no longer be changed.")
 
 
-def _check_quantity(quantity: int) -> None:
+def check_quantity(quantity: int) -> None:
     if not 1 <= quantity <= MAX_QUANTITY:
         raise ValueError(f"Quantity must be a whole number from 1 to {MAX_QUANTITY}.")
 
 
-def put_item(request: HttpRequest, order: Order, item: Item, quantity: int, *, add: bool = False) -> OrderLine:
+def put_item(
+    request: HttpRequest, order: Order, item: Item, quantity: int, *, add: bool = False
+) -> OrderLine:
     """Set the quantity of `item` in the order (or add to it when `add`), under the order's row lock."""
-    _check_quantity(quantity)
+    check_quantity(quantity)
     with transaction.atomic():
         order = _locked(order)
         _check_editable(request, order)
@@ -110,13 +114,25 @@ def put_item(request: HttpRequest, order: Order, item: Item, quantity: int, *, a
                 f"{order.currency.upper()}. An order is paid in one currency: start another order for it."
             )
         if not has_lines:
+            discount = order.discount if order.discount_id else None
+            if (
+                discount is not None
+                and discount.amount_off is not None
+                and discount.currency.lower() != item.currency
+            ):
+                # An emptied order takes the next item's currency; its fixed discount cannot follow.
+                raise CurrencyMismatch(
+                    f"This order's discount {discount.name} is in {discount.currency.upper()}, and "
+                    f"{item.name} is priced in {item.currency.upper()}. An order is paid in one currency: "
+                    "start another order for it."
+                )
             order.currency = item.currency
         line = order.lines.filter(item=item).first()
         if line is None:
             line = OrderLine(order=order, item=item, quantity=quantity, unit_price=item.amount)
         else:
             new_quantity = line.quantity + quantity if add else quantity
-            _check_quantity(new_quantity)
+            check_quantity(new_quantity)
             line.quantity = new_quantity
         try:
             with transaction.atomic():

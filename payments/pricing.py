@@ -108,10 +108,12 @@ def spread(total: int, weights: Sequence[int], step: int = 1) -> list[int]:
     if total == 0 or weight_sum == 0:
         return [0 for _ in weights]
     units = total // step
-    exact = [Decimal(units) * w / weight_sum for w in weights]
-    shares = [int(e) for e in exact]  # floor, all values are >= 0
+    # Integer arithmetic: a Decimal quotient is rounded to 28 digits, so equal remainders of lines with
+    # different integer parts compared unequal and a tie went to the wrong line (not Stripe's allocation).
+    shares = [units * w // weight_sum for w in weights]
+    remainders = [units * w % weight_sum for w in weights]
     leftover = units - sum(shares)
-    by_remainder = sorted(range(len(weights)), key=lambda i: (-(exact[i] - shares[i]), i))
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
     for i in by_remainder[:leftover]:
         shares[i] += 1
     return [s * step for s in shares]
@@ -207,7 +209,8 @@ def order_inputs(order: Order) -> tuple[list[LineInput], DiscountInput | None, l
         for line in order.lines.all()
     ]
     discount = None
-    if order.discount is not None and order.discount.is_active:
+    # A fixed discount in another currency cannot apply (Order.clean refuses it in the admin).
+    if order.discount is not None and order.discount.is_active and order.discount.applies_to(order.currency):
         d = order.discount
         discount = DiscountInput(
             id=d.pk, name=d.name, percent_off=d.percent_off, amount_off=d.amount_off, currency=d.currency

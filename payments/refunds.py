@@ -11,7 +11,12 @@ from payments.models import Order, OrderStatus, Payment, PaymentStatus
 
 
 def refundable_payment(order: Order) -> Payment:
-    payment = order.payments.filter(status=PaymentStatus.SUCCEEDED).exclude(payment_intent_id="").order_by("id").first()
+    payment = (
+        order.payments.filter(status=PaymentStatus.SUCCEEDED)
+        .exclude(payment_intent_id="")
+        .order_by("id")
+        .first()
+    )
     if order.status not in (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED) or payment is None:
         raise OrderNotPayable("Only paid orders can be refunded.")
     return payment

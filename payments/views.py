@@ -18,10 +18,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog.models import Item
-from payments import checkout, gateway, intents, orders, webhooks
+from payments import checkout, gateway, intents, lifecycle, orders, webhooks
 from payments.accounts import AccountNotConfigured, account_for
 from payments.errors import PaymentProviderError, ShopError
-from payments.models import Order, OrderStatus, Payment, PaymentKind, PaymentStatus
+from payments.models import Order, Payment, PaymentKind, PaymentStatus
 from payments.pricing import price_order
 
 logger = logging.getLogger("payments.views")
@@ -47,7 +47,9 @@ def json_errors(view: View[P]) -> View[P]:
 
 
 def wants_json(request: HttpRequest) -> bool:
-    return "application/json" in request.headers.get("Accept", "") or request.content_type == "application/json"
+    return (
+        "application/json" in request.headers.get("Accept", "") or request.content_type == "application/json"
+    )
 
 
 def absolute(request: HttpRequest, path: str) -> str:
@@ -90,7 +92,8 @@ def order_urls(request: HttpRequest, order: Order) -> dict[str, str]:
     oid = order.public_id
     return {
         "return_url": absolute(request, reverse("payments:intent_return", args=[oid])),
-        "success_url": absolute(request, reverse("payments:checkout_success", args=[oid])) + "?session_id={CHECKOUT_SESSION_ID}",
+        "success_url": absolute(request, reverse("payments:checkout_success", args=[oid]))
+        + "?session_id={CHECKOUT_SESSION_ID}",
         "cancel_url": absolute(request, reverse("payments:checkout_cancel", args=[oid])),
     }
 
@@ -101,7 +104,10 @@ def order_urls(request: HttpRequest, order: Order) -> dict[str, str]:
 def checkout_answer(request: HttpRequest, order: Order) -> JsonResponse:
     urls = order_urls(request, order)
     opened = checkout.create_session(
-        order, orders.priced_for_payment(order), success_url=urls["success_url"], cancel_url=urls["cancel_url"]
+        order,
+        orders.priced_for_payment(order),
+        success_url=urls["success_url"],
+        cancel_url=urls["cancel_url"],
     )
     return JsonResponse({"id": opened.payment.stripe_id, "url": opened.url, "order_id": str(order.public_id)})
 
@@ -190,7 +196,10 @@ def order_new(request: HttpRequest) -> HttpResponse:
     try:
         item = get_item(parse_item_id(request.POST["item_id"])) if request.POST.get("item_id") else None
         quantity = parse_quantity(request.POST.get("quantity"))
-        currency = item.currency if item else request.POST.get("currency", settings.STRIPE_DEFAULT_CURRENCY).lower()
+        orders.check_quantity(quantity)  # before the cart exists: a refused request leaves nothing behind
+        currency = (
+            item.currency if item else request.POST.get("currency", settings.STRIPE_DEFAULT_CURRENCY).lower()
+        )
         gateway.account(currency)
         order = orders.new_cart(request, currency)
         if item is not None:
@@ -255,7 +264,9 @@ def order_page(request: HttpRequest, order_id: str) -> HttpResponse:
     )
 
 
-def result_page(request: HttpRequest, order: Order, payment: Payment | None, *, stripe_error: str = "") -> HttpResponse:
+def result_page(
+    request: HttpRequest, order: Order, payment: Payment | None, *, stripe_error: str = ""
+) -> HttpResponse:
     order.refresh_from_db()
     return render(
         request, "payments/result.html", {"order": order, "payment": payment, "stripe_error": stripe_error}
@@ -302,7 +313,9 @@ def checkout_success(request: HttpRequest, order_id: str) -> HttpResponse:
 @require_GET
 def checkout_cancel(request: HttpRequest, order_id: str) -> HttpResponse:
     order = get_order(request, order_id)
-    return render(request, "payments/canceled.html", {"order": order, "paid": order.status in (OrderStatus.PAID,)})
+    return render(
+        request, "payments/canceled.html", {"order": order, "paid": order.status in lifecycle.PAID_STATES}
+    )
 
 
 # ------------------------------------------------------------------------------------------------ webhooks

@@ -49,14 +49,24 @@ def verify(acct: StripeAccount, payload: bytes, signature: str | None) -> dict[s
     if not signature:
         raise InvalidEvent("Missing Stripe-Signature header.")
     try:
-        acct.client.construct_event(payload, signature, acct.webhook_secret)
+        # Only the signature (and its age) is checked here: building the SDK's Event object would fail with an
+        # AttributeError on a signed body that is JSON but not an object (a list, a number), i.e. a 500.
+        stripe.WebhookSignature.verify_header(
+            payload, signature, acct.webhook_secret, stripe.Webhook.DEFAULT_TOLERANCE
+        )
         event = json.loads(payload)
     except stripe.SignatureVerificationError as exc:
         raise InvalidEvent("Invalid signature.") from exc
     except ValueError as exc:
         raise InvalidEvent("The body is not a Stripe event.") from exc
-    obj = event.get("data", {}).get("object") if isinstance(event, dict) and isinstance(event.get("data"), dict) else None
-    if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str) or not isinstance(obj, dict):
+    if not isinstance(event, dict):
+        raise InvalidEvent("The body is not a Stripe event.")
+    obj = event["data"].get("object") if isinstance(event.get("data"), dict) else None
+    if (
+        not isinstance(event.get("id"), str)
+        or not isinstance(event.get("type"), str)
+        or not isinstance(obj, dict)
+    ):
         raise InvalidEvent("The body is not a Stripe event.")
     return event
 
@@ -172,14 +182,20 @@ def record_and_process(acct: StripeAccount, event: dict[str, Any]) -> Receipt:
             error = f"{type(exc).__name__}: {exc}"[:2000]
             if row is None:
                 StripeEvent.objects.create(
-                    account=acct.currency, event_id=event_id, status=StripeEvent.Status.FAILED, last_error=error, **fields
+                    account=acct.currency,
+                    event_id=event_id,
+                    status=StripeEvent.Status.FAILED,
+                    last_error=error,
+                    **fields,
                 )
             else:
                 row.attempts += 1
                 row.last_error = error
                 row.save(update_fields=["attempts", "last_error"])
             return Receipt(event_id, "failed", error)
-    logger.info("webhook %s %s %s %s object=%s", acct.currency, event_id, fields["type"], status, fields["object_id"])
+    logger.info(
+        "webhook %s %s %s %s object=%s", acct.currency, event_id, fields["type"], status, fields["object_id"]
+    )
     return Receipt(event_id, str(status))
 
 

@@ -50,7 +50,9 @@ def test_item_page_shows_the_item_and_both_ways_to_pay(client, usd_item) -> None
     assert "csrfmiddlewaretoken" in html
 
 
-def test_item_page_carries_only_its_own_currency_publishable_key(client, usd_item, eur_item, settings) -> None:
+def test_item_page_carries_only_its_own_currency_publishable_key(
+    client, usd_item, eur_item, settings
+) -> None:
     usd_pk = settings.STRIPE_ACCOUNTS["usd"]["publishable_key"]
     eur_pk = settings.STRIPE_ACCOUNTS["eur"]["publishable_key"]
     eur_html = client.get(f"/item/{eur_item.pk}").content.decode()
@@ -63,7 +65,12 @@ def test_item_page_carries_only_its_own_currency_publishable_key(client, usd_ite
 
 @pytest.mark.parametrize(
     ("amount", "currency", "shown"),
-    [("24.50", "USD", "$24.50"), ("89.90", "EUR", "€89.90"), ("1500", "JPY", "¥1,500"), ("12.500", "KWD", "12.500 KWD")],
+    [
+        ("24.50", "USD", "$24.50"),
+        ("89.90", "EUR", "€89.90"),
+        ("1500", "JPY", "¥1,500"),
+        ("12.500", "KWD", "12.500 KWD"),
+    ],
 )
 def test_price_format_per_currency(client, amount, currency, shown) -> None:
     item = Item.objects.create(name="Thing", price=Money(Decimal(amount), currency))

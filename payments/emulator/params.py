@@ -140,7 +140,11 @@ def _short(value: Any) -> str:
 def _kind_matches(value: Any, tp: Any) -> bool:
     """Whether ``value`` is structurally the right kind for union arm ``tp`` (dict/list/scalar)."""
     origin = get_origin(tp)
-    if _is_typeddict(tp) or tp in (dict, UntypedStripeObject) or origin in (dict, Mapping, UntypedStripeObject):
+    if (
+        _is_typeddict(tp)
+        or tp in (dict, UntypedStripeObject)
+        or origin in (dict, Mapping, UntypedStripeObject)
+    ):
         return isinstance(value, dict)
     if tp is list or origin is list:
         return isinstance(value, list | dict)
@@ -171,11 +175,11 @@ def _check(value: Any, tp: Any, path: str) -> tuple[Any, list[ParamError]]:
         for arm in arms:
             if arm is type(None):
                 continue
-            coerced, errors = _check(value, arm, path)
-            if not errors:
+            coerced, arm_errors = _check(value, arm, path)
+            if not arm_errors:
                 return coerced, []
             if first_errors is None and _kind_matches(value, arm) and get_origin(arm) is not Literal:
-                first_errors = errors
+                first_errors = arm_errors
         if first_errors is None:
             candidates = [a for a in arms if a is not type(None)]
             preferred = [a for a in candidates if get_origin(a) is not Literal] or candidates

@@ -42,15 +42,27 @@ class TestSystemCheck:
         assert "payments.E003" in check_ids({"usd": keys("sk_live_a", "pk_test_a")})
 
     def test_test_and_live_accounts_mixed(self) -> None:
-        ids = check_ids({"usd": keys("sk_live_a", "pk_live_a", "whsec_a"), "eur": keys("sk_test_b", "pk_test_b", "whsec_b")})
+        ids = check_ids(
+            {
+                "usd": keys("sk_live_a", "pk_live_a", "whsec_a"),
+                "eur": keys("sk_test_b", "pk_test_b", "whsec_b"),
+            }
+        )
         assert "payments.E003" in ids
 
     def test_one_key_for_two_currencies(self) -> None:
-        ids = check_ids({"usd": keys("sk_test_same", "pk_test_a", "whsec_a"), "eur": keys("sk_test_same", "pk_test_b", "whsec_b")})
+        ids = check_ids(
+            {
+                "usd": keys("sk_test_same", "pk_test_a", "whsec_a"),
+                "eur": keys("sk_test_same", "pk_test_b", "whsec_b"),
+            }
+        )
         assert "payments.E004" in ids
 
     def test_live_keys_pointed_at_another_api(self) -> None:
-        ids = check_ids({"usd": keys("sk_live_a", "pk_live_a", "whsec_a")}, STRIPE_API_BASE="http://127.0.0.1:12111")
+        ids = check_ids(
+            {"usd": keys("sk_live_a", "pk_live_a", "whsec_a")}, STRIPE_API_BASE="http://127.0.0.1:12111"
+        )
         assert "payments.E005" in ids
 
 
@@ -63,7 +75,9 @@ class TestRegistry:
 
     def test_timeout_and_retries_come_from_settings(self) -> None:
         with override_settings(
-            STRIPE_ACCOUNTS={"usd": keys(USD_SK, "pk_test_x")}, STRIPE_TIMEOUT=4.5, STRIPE_MAX_NETWORK_RETRIES=3
+            STRIPE_ACCOUNTS={"usd": keys(USD_SK, "pk_test_x")},
+            STRIPE_TIMEOUT=4.5,
+            STRIPE_MAX_NETWORK_RETRIES=3,
         ):
             acct = AccountRegistry.from_settings().get("usd")
             assert acct.timeout == 4.5 and acct.max_network_retries == 3
@@ -83,7 +97,9 @@ class TestRegistry:
 
 @pytest.mark.django_db
 class TestIsolation:
-    def test_buy_uses_only_the_account_of_the_item_currency(self, client, usd_item, eur_item, stripe_fake) -> None:
+    def test_buy_uses_only_the_account_of_the_item_currency(
+        self, client, usd_item, eur_item, stripe_fake
+    ) -> None:
         assert client.get(f"/buy/{eur_item.pk}").status_code == 200
         assert {r.api_key for r in stripe_fake.requests} == {EUR_SK}
         stripe_fake.requests.clear()
@@ -93,7 +109,9 @@ class TestIsolation:
     @pytest.mark.django_db(transaction=True)
     def test_accounts_stay_apart_across_threads(self, usd_item, eur_item, stripe_fake) -> None:
         if connection.vendor == "sqlite":
-            pytest.skip("concurrent writers need PostgreSQL; SQLite serialises them (runs in CI on PostgreSQL)")
+            pytest.skip(
+                "concurrent writers need PostgreSQL; SQLite serialises them (runs in CI on PostgreSQL)"
+            )
         errors: list[BaseException] = []
         items = [usd_item, eur_item] * 6
 

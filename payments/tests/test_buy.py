@@ -61,7 +61,11 @@ def test_records_the_order_and_the_payment(client, usd_item) -> None:
     assert (order.currency, order.status, order.lines.get().item) == ("usd", "draft", usd_item)
     payment = Payment.objects.get()
     assert (payment.order, payment.kind, payment.account, payment.stripe_id) == (
-        order, PaymentKind.CHECKOUT_SESSION, "usd", body["id"])
+        order,
+        PaymentKind.CHECKOUT_SESSION,
+        "usd",
+        body["id"],
+    )
     assert (payment.amount, payment.stripe_amount_total, payment.status) == (2450, 2450, PaymentStatus.OPEN)
     assert str(order.public_id) == body["order_id"]
 
@@ -82,7 +86,9 @@ def test_paid_item_order_is_not_reused(client, usd_item, stripe_fake) -> None:
     assert second["id"] != first["id"] and second["order_id"] != first["order_id"]
 
 
-@pytest.mark.parametrize("path", ["/buy/999999", "/buy/0", "/buy/99999999999999999999999", "/buy/-1", "/buy/abc"])
+@pytest.mark.parametrize(
+    "path", ["/buy/999999", "/buy/0", "/buy/99999999999999999999999", "/buy/-1", "/buy/abc"]
+)
 def test_unknown_item_is_404(client, path, stripe_fake) -> None:
     assert client.get(path).status_code == 404
     assert stripe_fake.requests == [] and Order.objects.count() == 0

@@ -50,7 +50,11 @@ def test_creates_the_payment_intent_with_server_side_amount(client, usd_item, st
     }
     payment = Payment.objects.get()
     assert (payment.stripe_id, payment.amount, payment.status, payment.idempotency_key) == (
-        intent_id(answer), 2450, PaymentStatus.OPEN, call.idempotency_key)
+        intent_id(answer),
+        2450,
+        PaymentStatus.OPEN,
+        call.idempotency_key,
+    )
 
 
 def test_amount_and_currency_from_the_browser_are_ignored(client, usd_item, stripe_fake) -> None:
@@ -73,7 +77,10 @@ def test_a_changed_amount_updates_the_open_payment_intent(client, usd_item, stri
     usd_item.save()
     second = open_intent(client, usd_item)
     assert intent_id(second) == intent_id(first) and second["amount"] == 2550
-    assert len([c for c in stripe_fake.calls("POST", "/v1/payment_intents") if c.path == "/v1/payment_intents"]) == 1
+    assert (
+        len([c for c in stripe_fake.calls("POST", "/v1/payment_intents") if c.path == "/v1/payment_intents"])
+        == 1
+    )
     [update] = stripe_fake.calls("POST", f"/v1/payment_intents/{intent_id(first)}")
     assert update.params["amount"] == "2550"
     assert stripe_fake.emulator.get(intent_id(first))["amount"] == 2550
@@ -90,7 +97,11 @@ def test_a_canceled_payment_intent_is_never_reused(client, usd_item, stripe_fake
     assert intent_id(second) != intent_id(first)
     statuses = dict(Payment.objects.values_list("stripe_id", "status"))
     assert statuses == {intent_id(first): PaymentStatus.CANCELED, intent_id(second): PaymentStatus.OPEN}
-    keys = [c.idempotency_key for c in stripe_fake.calls("POST", "/v1/payment_intents") if c.path == "/v1/payment_intents"]
+    keys = [
+        c.idempotency_key
+        for c in stripe_fake.calls("POST", "/v1/payment_intents")
+        if c.path == "/v1/payment_intents"
+    ]
     assert keys[0].split(":")[3] == "1"  # the second attempt has its own idempotency key
 
 
@@ -194,7 +205,9 @@ class TestReturnPage:
         stripe_fake.requests.clear()
         html = self.visit(client, answer).content.decode()
         assert "Payment received" in html
-        assert [(r.method, r.path) for r in stripe_fake.requests] == [("GET", f"/v1/payment_intents/{intent_id(answer)}")]
+        assert [(r.method, r.path) for r in stripe_fake.requests] == [
+            ("GET", f"/v1/payment_intents/{intent_id(answer)}")
+        ]
         assert Order.objects.get().status == "paid"
 
     def test_declined(self, client, usd_item, stripe_fake) -> None:

@@ -14,7 +14,12 @@ from catalog.models import Item
 from payments.models import Discount, Order, OrderLine, Tax
 
 ITEMS = [
-    ("Espresso beans, 1 kg", "Single-origin beans from Huila, Colombia, roasted for espresso.", "24.50", "USD"),
+    (
+        "Espresso beans, 1 kg",
+        "Single-origin beans from Huila, Colombia, roasted for espresso.",
+        "24.50",
+        "USD",
+    ),
     ("Pour-over kettle", "Gooseneck kettle with a thermometer, 1 litre.", "59.00", "USD"),
     ("Ceramic dripper", "Hand-made porcelain dripper for size 02 filters.", "18.00", "USD"),
     ("Hand grinder", "Steel burrs, 30 clicks per turn, for espresso to French press.", "89.90", "EUR"),
@@ -38,18 +43,26 @@ class Command(BaseCommand):
                 defaults={"description": description, "price": Money(Decimal(price), currency)},  # type: ignore[misc]
             )
             created += was_created
-        discount, _ = Discount.objects.get_or_create(name="Welcome 10%", defaults={"percent_off": Decimal("10")})
-        vat, _ = Tax.objects.get_or_create(name="VAT", defaults={"percentage": Decimal("20"), "inclusive": True})
+        discount, _ = Discount.objects.get_or_create(
+            name="Welcome 10%", defaults={"percent_off": Decimal("10")}
+        )
+        vat, _ = Tax.objects.get_or_create(
+            name="VAT", defaults={"percentage": Decimal("20"), "inclusive": True}
+        )
         levy, _ = Tax.objects.get_or_create(
             name="City levy", defaults={"percentage": Decimal("2.5"), "inclusive": False}
         )
-        sample = Order.objects.filter(session_key="", lines__isnull=False, discount=discount).distinct().first()
+        sample = (
+            Order.objects.filter(session_key="", lines__isnull=False, discount=discount).distinct().first()
+        )
         usd_items = list(Item.objects.filter(price_currency="USD").order_by("id")[:2])
         if sample is None and len(usd_items) == 2:
             sample = Order.objects.create(currency="usd", discount=discount)
             sample.taxes.set([vat, levy])
             for quantity, item in enumerate(usd_items, start=1):
                 OrderLine.objects.create(order=sample, item=item, quantity=quantity, unit_price=item.amount)
-        self.stdout.write(self.style.SUCCESS(f"Demo data ready: {created} new items, {Item.objects.count()} in all."))
+        self.stdout.write(
+            self.style.SUCCESS(f"Demo data ready: {created} new items, {Item.objects.count()} in all.")
+        )
         if sample is not None:
             self.stdout.write(f"Sample order with a discount and two taxes: /order/{sample.public_id}")

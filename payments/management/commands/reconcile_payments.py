@@ -21,7 +21,9 @@ class Command(BaseCommand):
     help = "Apply Stripe's current state to payments still open after --older-than minutes (default 10)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--older-than", type=int, default=10, help="Minutes since the payment last changed.")
+        parser.add_argument(
+            "--older-than", type=int, default=10, help="Minutes since the payment last changed."
+        )
         parser.add_argument("--limit", type=int, default=500, help="At most this many payments per run.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -47,6 +49,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"{payment.stripe_id} ({payment.account}): {before} -> {after.status}")
             else:  # still open: touch it so the next run looks at the others first
                 Payment.objects.filter(pk=payment.pk).update(updated_at=timezone.now())
-        self.stdout.write(f"Reconciled {checked} open payments: {changed} changed, {failed} could not be checked.")
+        self.stdout.write(
+            f"Reconciled {checked} open payments: {changed} changed, {failed} could not be checked."
+        )
         if failed:
             raise SystemExit(1)

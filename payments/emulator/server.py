@@ -1,0 +1,267 @@
+"""HTTP front end of the Stripe emulator (development/test-only; an in-memory emulator, not a processor).
+
+Serves the emulated API under ``/v1``, the Stripe.js double at ``/js/stripe.js``, a hosted
+Checkout page at ``/checkout/{id}`` and ``/healthz``, with permissive CORS so a shop page on
+another port can call it. Built on the standard library's ``ThreadingHTTPServer``.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from payments.emulator import money
+from payments.emulator.core import Emulator
+from payments.emulator.stripe_js import render_stripe_js
+
+__all__ = ["EmulatorServer", "make_server", "render_checkout_page", "start_in_thread"]
+
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": (
+        "Authorization, Content-Type, Idempotency-Key, Stripe-Version, Stripe-Account"
+    ),
+    "Access-Control-Expose-Headers": "Request-Id, Stripe-Version, Idempotent-Replayed",
+    "Access-Control-Max-Age": "600",
+}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f6f9fc;color:#1a1f36;margin:0}
+main{max-width:480px;margin:40px auto;background:#fff;border-radius:10px;padding:28px;
+box-shadow:0 4px 16px rgba(50,50,93,.12)}
+h1{font-size:20px;margin:0 0 4px}.emu{color:#697386;font-size:13px;margin:0 0 20px}
+table{width:100%;border-collapse:collapse;margin-bottom:20px}td{padding:6px 0;vertical-align:top}
+td.amt{text-align:right;white-space:nowrap}
+tr.total td{border-top:1px solid #e3e8ee;font-weight:600;padding-top:10px}
+small{color:#697386}label{display:block;font-size:14px;margin-bottom:6px}
+input{width:100%;box-sizing:border-box;padding:10px;font-size:16px;border:1px solid #cfd7df;border-radius:6px}
+button{margin-top:16px;width:100%;padding:12px;font-size:16px;background:#635bff;color:#fff;border:0;
+border-radius:6px;cursor:pointer}.error{color:#df1b41;margin:12px 0}.notice{padding:12px;background:#fff8e1;
+border-radius:6px}a{color:#635bff}.cancel{display:block;text-align:center;margin-top:14px}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body><main>{body}</main></body></html>"
+    )
+
+
+def _percent(value: Any) -> str:
+    text = f"{float(value):.4f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+def render_checkout_page(
+    session: dict[str, Any], lines: list[dict[str, Any]], error: str | None = None
+) -> str:
+    """The hosted Checkout page for ``session`` (HTML string)."""
+    cur = session["currency"]
+    fmt = money.format_amount
+    esc = html.escape
+    header = (
+        "<h1>Checkout</h1><p class='emu'>Stripe emulator hosted checkout "
+        "(in-memory test double, not a payment processor)</p>"
+    )
+    if session["status"] != "open":
+        message = (
+            "This checkout session has expired."
+            if session["status"] == "expired"
+            else "This checkout session is already complete."
+        )
+        return _page("Checkout", header + f"<p class='notice' id='emulator-checkout-status'>{message}</p>")
+    rows = []
+    for item in lines:
+        name = item["price"].get("_product_name") or item["description"]
+        desc = item["price"].get("_product_description")
+        desc_html = f"<br><small>{esc(desc)}</small>" if desc else ""
+        rows.append(
+            f"<tr class='line'><td>{esc(str(name))}{desc_html}<br><small>Qty {item['quantity']} &times; "
+            f"{fmt(item['price']['unit_amount'], cur)}</small></td>"
+            f"<td class='amt'>{fmt(item['amount_subtotal'], cur)}</td></tr>"
+        )
+    details = session["total_details"]
+    rows.append(
+        f"<tr><td>Subtotal</td><td class='amt' id='emulator-checkout-subtotal'>"
+        f"{fmt(session['amount_subtotal'], cur)}</td></tr>"
+    )
+    for discount in details["breakdown"]["discounts"]:
+        coupon = discount["discount"]["coupon"]
+        label = coupon.get("name") or coupon["id"]
+        rows.append(
+            f"<tr class='discount'><td>Discount ({esc(str(label))})</td>"
+            f"<td class='amt' id='emulator-checkout-discount'>-{fmt(discount['amount'], cur)}</td></tr>"
+        )
+    for tax in details["breakdown"]["taxes"]:
+        rate = tax["rate"]
+        kind = " (included)" if rate["inclusive"] else ""
+        rows.append(
+            f"<tr class='tax'><td>{esc(str(rate['display_name']))} {_percent(rate['percentage'])}{kind}</td>"
+            f"<td class='amt'>{fmt(tax['amount'], cur)}</td></tr>"
+        )
+    rows.append(
+        f"<tr class='total'><td>Total due</td><td class='amt' id='emulator-checkout-total'>"
+        f"{fmt(session['amount_total'], cur)}</td></tr>"
+    )
+    error_html = (
+        f"<p class='error' id='emulator-checkout-error' role='alert'>{esc(error)}</p>" if error else ""
+    )
+    cancel = session.get("cancel_url")
+    cancel_html = (
+        f"<a class='cancel' id='emulator-checkout-cancel' href='{esc(cancel, quote=True)}'>"
+        "Cancel and return</a>"
+        if cancel
+        else ""
+    )
+    form = (
+        f"<form method='post' action='/checkout/{esc(session['id'], quote=True)}/pay'>"
+        "<label for='card_number'>Card number</label>"
+        "<input id='card_number' name='card_number' value='' inputmode='numeric' autocomplete='cc-number' "
+        "placeholder='4242 4242 4242 4242'>"
+        "<small>Stripe emulator test card form: 4242… succeeds, 4000 0000 0000 0002 declines.</small>"
+        f"<button type='submit' id='emulator-checkout-pay'>Pay {fmt(session['amount_total'], cur)}</button>"
+        "</form>"
+    )
+    return _page("Checkout", header + f"<table>{''.join(rows)}</table>" + error_html + form + cancel_html)
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` carrying the emulator and the per-API-call latency."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], emulator: Emulator, latency_ms: int = 0) -> None:
+        self.emulator = emulator
+        self.latency_ms = latency_ms
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: EmulatorServer
+    protocol_version = "HTTP/1.1"
+    server_version = "StripeEmulator/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        merged = {**_CORS, **headers}
+        for key, value in merged.items():
+            if key.lower() not in ("content-length", "connection"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _html(self, status: int, text: str) -> None:
+        self._send(status, text.encode("utf-8"), {"Content-Type": "text/html; charset=utf-8"})
+
+    def do_OPTIONS(self) -> None:
+        self._send(204, b"", {})
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        emu = self.server.emulator
+        path = urlsplit(self.path).path
+        body = self._body() if method in ("POST", "DELETE") else b""
+        if path.startswith("/v1/") or path == "/v1":
+            if self.server.latency_ms:
+                time.sleep(self.server.latency_ms / 1000)
+            status, headers, out = emu.handle(method, self.path, dict(self.headers.items()), body)
+            self._send(status, out, headers)
+            return
+        if method == "GET" and path == "/healthz":
+            self._send(200, b'{"status": "ok"}', {"Content-Type": "application/json"})
+            return
+        if method == "GET" and path == "/js/stripe.js":
+            js = render_stripe_js(emu.base_url).encode("utf-8")
+            self._send(
+                200,
+                js,
+                {"Content-Type": "application/javascript; charset=utf-8", "Cache-Control": "no-store"},
+            )
+            return
+        parts = [p for p in path.split("/") if p]
+        if len(parts) >= 2 and parts[0] == "checkout":
+            self._checkout(method, parts[1], parts[2:], body)
+            return
+        self._send(
+            404,
+            b'{"error": {"type": "invalid_request_error", "message": "Not found"}}',
+            {"Content-Type": "application/json"},
+        )
+
+    def _checkout(self, method: str, cs_id: str, rest: list[str], body: bytes) -> None:
+        emu = self.server.emulator
+        data = emu.checkout_page_data(cs_id)
+        if data is None:
+            self._html(
+                404, _page("Checkout", "<h1>Checkout</h1><p class='notice'>No such checkout session.</p>")
+            )
+            return
+        session, lines = data
+        if method == "GET" and not rest:
+            self._html(200, render_checkout_page(session, lines))
+            return
+        if method == "POST" and rest == ["pay"]:
+            form = parse_qs(body.decode("utf-8", "replace"))
+            card = (form.get("card_number") or [""])[0].replace(" ", "")
+            if session["status"] != "open":
+                self._html(409, render_checkout_page(session, lines))
+                return
+            if not card:
+                self._html(400, render_checkout_page(session, lines, "Your card number is incomplete."))
+                return
+            session, declined = emu.pay_checkout_page(cs_id, card)
+            if declined is not None:
+                self._html(402, render_checkout_page(session, lines, declined))
+                return
+            target = str(session["success_url"]).replace("{CHECKOUT_SESSION_ID}", cs_id)
+            self._send(303, b"", {"Location": target, "Content-Type": "text/plain"})
+            return
+        self._html(404, _page("Checkout", "<p class='notice'>Not found.</p>"))
+
+
+def make_server(
+    emulator: Emulator, host: str = "127.0.0.1", port: int = 0, latency_ms: int = 0
+) -> EmulatorServer:
+    """Bind a server (``port=0`` picks a free port) and point ``emulator.base_url`` at it."""
+    server = EmulatorServer((host, port), emulator, latency_ms)
+    bound_host, bound_port = server.server_address[:2]
+    emulator.base_url = f"http://{host if isinstance(bound_host, str) else bound_host!s}:{bound_port}"
+    return server
+
+
+def start_in_thread(
+    emulator: Emulator, host: str = "127.0.0.1", port: int = 0, latency_ms: int = 0
+) -> EmulatorServer:
+    """Start a server in a daemon thread (for tests).
+
+    Stop it with ``server.shutdown(); server.server_close()``.
+    """
+    server = make_server(emulator, host, port, latency_ms)
+    thread = threading.Thread(target=server.serve_forever, name="stripe-emulator", daemon=True)
+    thread.start()
+    return server

@@ -1,0 +1,152 @@
+"""Races that only a real database with row locks can show: the same webhook delivered from several threads at
+once, a double click opening PaymentIntents, and concurrent adds to one cart. PostgreSQL only."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.db import connection, transaction
+from django.test import Client
+
+from conftest import signed_event
+from payments import intents, lifecycle, orders
+from payments.errors import ShopError
+from payments.models import Order, OrderLine, OrderStatus, Payment, PaymentKind, PaymentStatus, StripeEvent
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+THREADS = 8
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            f"needs PostgreSQL row locks and concurrent connections (database is {connection.vendor}); "
+            "run with DATABASE_URL=postgres://..."
+        )
+
+
+def run_together(target: Callable[[int], Any], n: int = THREADS) -> list[Any]:
+    """Run `target(i)` in `n` threads released at the same moment; each closes its DB connection."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[i] = target(i)
+        except BaseException as exc:  # reported by the test
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a thread is stuck (deadlock?)"
+    return results
+
+
+def draft_order(item: Any, session_key: str = "concurrency-session") -> Order:
+    order = Order.objects.create(currency=item.currency, session_key=session_key)
+    OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.price.amount)
+    return order
+
+
+def priced(order: Order) -> Any:
+    return orders.priced_for_payment(orders.with_pricing().get(pk=order.pk))
+
+
+def test_same_event_from_many_threads_is_processed_once(
+    usd_item: Any, stripe_fake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = draft_order(usd_item)
+    payment = intents.open_intent(order, priced(order)).payment
+    stripe_fake.emulator.confirm_payment_intent(payment.stripe_id)
+    event = [e for e in stripe_fake.emulator.events["usd"] if e["type"] == "payment_intent.succeeded"][-1]
+    stripe_fake.outbox.clear()
+    payload, signature = signed_event("usd", event)
+
+    committed: list[str] = []
+    lock = threading.Lock()
+    real = lifecycle.apply_payment_intent
+
+    def counted(p: Payment, intent: Any) -> Payment:
+        result = real(p, intent)
+
+        def done() -> None:
+            with lock:
+                committed.append(p.stripe_id)
+
+        transaction.on_commit(done)  # dropped when the delivery's work is rolled back
+        return result
+
+    monkeypatch.setattr(lifecycle, "apply_payment_intent", counted)
+
+    def deliver(i: int) -> tuple[int, str]:
+        response = Client().post(
+            "/webhooks/stripe/usd/",
+            data=payload,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=signature,
+        )
+        return response.status_code, response.json()["status"]
+
+    results = run_together(deliver)
+
+    assert all(not isinstance(r, BaseException) for r in results), results
+    assert [code for code, _ in results] == [200] * THREADS, results
+    statuses = sorted(status for _, status in results)
+    assert statuses == ["duplicate"] * (THREADS - 1) + ["processed"], results
+    assert StripeEvent.objects.filter(event_id=event["id"]).count() == 1
+    row = StripeEvent.objects.get(event_id=event["id"])
+    assert (row.status, row.attempts) == (StripeEvent.Status.PROCESSED, 1)
+    assert committed == [payment.stripe_id]
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PAID
+    assert not order.needs_attention
+
+
+def test_open_intent_from_many_threads_creates_one_payment_intent(usd_item: Any, stripe_fake: Any) -> None:
+    order = draft_order(usd_item)
+    the_price = priced(order)
+
+    def open_one(i: int) -> str:
+        return intents.open_intent(Order.objects.get(pk=order.pk), the_price).payment.stripe_id
+
+    results = run_together(open_one)
+
+    assert all(isinstance(r, str) for r in results), results
+    assert len(set(results)) == 1
+    creates = [r for r in stripe_fake.requests if r.method == "POST" and r.path == "/v1/payment_intents"]
+    assert len(creates) == 1
+    payments = Payment.objects.filter(order=order, kind=PaymentKind.PAYMENT_INTENT)
+    assert payments.count() == 1
+    assert payments.get().status == PaymentStatus.OPEN
+
+
+def test_concurrent_adds_to_one_cart_lose_no_update(usd_item: Any) -> None:
+    session_key = "cart-session"
+    order = Order.objects.create(currency="usd", session_key=session_key)
+    request = SimpleNamespace(session=SimpleNamespace(session_key=session_key), user=AnonymousUser())
+
+    def add(i: int) -> bool:
+        orders.put_item(request, Order.objects.get(pk=order.pk), usd_item, 1, add=True)  # type: ignore[arg-type]
+        return True
+
+    results = run_together(add)
+
+    unexpected = [r for r in results if r is not True and not isinstance(r, ShopError)]
+    assert not unexpected, unexpected
+    successes = sum(1 for r in results if r is True)
+    assert successes >= 1
+    line = OrderLine.objects.get(order=order, item=usd_item)
+    assert line.quantity == successes

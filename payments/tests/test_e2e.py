@@ -1,0 +1,225 @@
+"""End to end in headless Chromium: the shop served by a real server, Stripe played by the emulator over HTTP
+(its Stripe.js double in the page, its hosted Checkout page, its signed webhooks), every path ending in an
+assertion on the database. Screenshots of the final pages go to `artifacts/e2e/` (ignored by git)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from djmoney.money import Money
+
+from catalog.models import Item
+from payments.accounts import AccountRegistry, install_registry
+from payments.emulator import Emulator, EmulatorAccount
+from payments.emulator.server import start_in_thread
+from payments.models import Discount, Order, StripeEvent, Tax
+from payments.money import format_money
+from payments.orders import with_pricing
+from payments.pricing import price_order
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "e2e"
+
+
+@dataclass
+class Shop:
+    url: str
+    emulator: Emulator
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    # Playwright's sync API runs an event loop in this thread; the ORM calls in these tests are synchronous.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def shop(live_server: Any, settings: Any) -> Iterator[Shop]:
+    accounts = [
+        EmulatorAccount(currency, keys["secret_key"], keys["publishable_key"], keys["webhook_secret"])
+        for currency, keys in settings.STRIPE_ACCOUNTS.items()
+    ]
+    emulator = Emulator(accounts, webhook_base=live_server.url)
+    server = start_in_thread(emulator)
+    settings.STRIPE_API_BASE = emulator.base_url
+    settings.STRIPE_JS_URL = f"{emulator.base_url}/js/stripe.js"
+    install_registry(AccountRegistry.from_settings())  # real HTTP to the emulator, as in demo mode
+    yield Shop(live_server.url, emulator)
+    emulator.flush_webhooks(timeout=10)
+    server.shutdown()
+    server.server_close()
+    emulator.close()
+    install_registry(None)
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the webhook")
+        time.sleep(0.1)
+
+
+def paid_by_webhook(order: Order) -> bool:
+    order.refresh_from_db()
+    return (
+        order.status == "paid"
+        and StripeEvent.objects.filter(
+            status="processed", type__in=["payment_intent.succeeded", "checkout.session.completed"]
+        ).exists()
+    )
+
+
+def pay_on_page(page: Any, card: str) -> None:
+    page.wait_for_selector("#emulator-card-number")
+    page.fill("#emulator-card-number", card)
+    page.click("#pay-button")
+
+
+@pytest.fixture
+def beans() -> Item:
+    return Item.objects.create(
+        name="Espresso beans", description="1 kg.", price=Money(Decimal("24.50"), "USD")
+    )
+
+
+@pytest.fixture
+def grinder() -> Item:
+    return Item.objects.create(
+        name="Hand grinder", description="Steel burrs.", price=Money(Decimal("89.90"), "EUR")
+    )
+
+
+def test_pay_with_the_payment_element(shop: Shop, page: Any, beans: Item) -> None:
+    page.goto(f"{shop.url}/item/{beans.pk}")
+    pay_on_page(page, "4242424242424242")
+    page.wait_for_url("**/return?**")
+    assert page.inner_text("#result-title") == "Payment received"
+    order = Order.objects.get()
+    wait_until(lambda: paid_by_webhook(order))
+
+
+def test_declined_card_then_a_good_one(shop: Shop, page: Any, beans: Item) -> None:
+    page.goto(f"{shop.url}/item/{beans.pk}")
+    pay_on_page(page, "4000000000009995")
+    page.wait_for_selector("#payment-message:not([hidden])")
+    assert page.inner_text("#payment-message") == "Your card has insufficient funds."
+    order = Order.objects.get()
+    assert order.status != "paid"
+    page.fill("#emulator-card-number", "4242424242424242")
+    page.click("#pay-button")
+    page.wait_for_url("**/return?**")
+    assert page.inner_text("#result-title") == "Payment received"
+    wait_until(lambda: paid_by_webhook(order))
+    assert order.payments.count() == 1  # the same PaymentIntent, paid on the second try
+
+
+def test_authentication_completed(shop: Shop, page: Any, beans: Item) -> None:
+    page.goto(f"{shop.url}/item/{beans.pk}")
+    pay_on_page(page, "4000002500003155")
+    page.click("#emulator-3ds-complete")
+    page.wait_for_url("**/return?**")
+    assert page.inner_text("#result-title") == "Payment received"
+    wait_until(lambda: paid_by_webhook(Order.objects.get()))
+
+
+def test_authentication_failed(shop: Shop, page: Any, beans: Item) -> None:
+    page.goto(f"{shop.url}/item/{beans.pk}")
+    pay_on_page(page, "4000002500003155")
+    page.click("#emulator-3ds-fail")
+    page.wait_for_selector("#payment-message:not([hidden])")
+    assert "unable to authenticate" in page.inner_text("#payment-message")
+    shop.emulator.flush_webhooks()
+    order = Order.objects.get()
+    assert order.status in ("draft", "failed")
+
+
+def test_checkout_fallback(shop: Shop, page: Any, beans: Item) -> None:
+    page.goto(f"{shop.url}/item/{beans.pk}")
+    page.click("#checkout-button")
+    page.wait_for_selector("#emulator-checkout-pay")
+    assert "24.50" in page.inner_text("#emulator-checkout-total")
+    page.fill("#card_number", "4242424242424242")
+    page.click("#emulator-checkout-pay")
+    page.wait_for_url("**/success?session_id=cs_*")
+    assert page.inner_text("#result-title") == "Payment received"
+    wait_until(lambda: paid_by_webhook(Order.objects.get()))
+
+
+def test_canceling_checkout(shop: Shop, page: Any, beans: Item) -> None:
+    page.goto(f"{shop.url}/item/{beans.pk}")
+    page.click("#checkout-button")
+    page.click("#emulator-checkout-cancel")
+    page.wait_for_url("**/canceled")
+    assert page.inner_text("#result-title") == "Payment canceled"
+    assert Order.objects.get().status == "draft"
+
+
+def test_order_with_discount_and_taxes_same_total_everywhere(shop: Shop, page: Any, beans: Item) -> None:
+    dripper = Item.objects.create(name="Ceramic dripper", price=Money(Decimal("18.00"), "USD"))
+    page.goto(f"{shop.url}/item/{beans.pk}")
+    page.fill("input[name=quantity]", "2")
+    page.click("#add-to-order")
+    page.goto(f"{shop.url}/item/{dripper.pk}")
+    page.click("#add-to-order")
+    page.wait_for_url("**/order/*")
+    order = Order.objects.get(public_id=page.url.rstrip("/").rsplit("/", 1)[1])
+    assert sorted(order.lines.values_list("item__name", "quantity")) == [
+        ("Ceramic dripper", 1),
+        ("Espresso beans", 2),
+    ]
+    order.discount = Discount.objects.create(name="Welcome 10%", percent_off=Decimal("10"))
+    order.save()
+    order.taxes.add(Tax.objects.create(name="VAT", percentage=Decimal("20"), inclusive=True))
+    order.taxes.add(Tax.objects.create(name="City levy", percentage=Decimal("2.5"), inclusive=False))
+    expected = format_money(price_order(with_pricing().get(pk=order.pk)).total, "usd", minor=True)
+
+    page.goto(f"{shop.url}/order/{order.public_id}")
+    assert page.inner_text("#order-total") == expected
+    page.click("#checkout-button")
+    page.wait_for_selector("#emulator-checkout-total")
+    assert expected.lstrip("$") in page.inner_text("#emulator-checkout-total")
+    page.go_back()
+    pay_on_page(page, "4242424242424242")
+    page.wait_for_url("**/return?**")
+    assert page.inner_text("#result-title") == "Payment received"
+    wait_until(lambda: paid_by_webhook(order))
+
+
+def test_eur_item_goes_through_the_eur_account(shop: Shop, page: Any, grinder: Item, settings: Any) -> None:
+    page.goto(f"{shop.url}/item/{grinder.pk}")
+    key = page.get_attribute("#payment-form", "data-publishable-key")
+    assert key == settings.STRIPE_ACCOUNTS["eur"]["publishable_key"]
+    pay_on_page(page, "4242424242424242")
+    page.wait_for_url("**/return?**")
+    payment = Order.objects.get().payments.get()
+    assert shop.emulator.owner_of(payment.stripe_id).currency == "eur"
+    assert shop.emulator.events["usd"] == []
+    wait_until(lambda: paid_by_webhook(Order.objects.get()))
