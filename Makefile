@@ -18,10 +18,17 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
 	touch $(VENV)/.runtime $@
 
+# The browser tests drive Debian's Chromium (Playwright with executable_path=/usr/bin/chromium).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(VENV)/.browser: | $(BIN)/python
+	@command -v chromium >/dev/null || { echo "Installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+	touch $@
+
 run: $(VENV)/.runtime
 	$(BIN)/python -m core.devserver
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(VENV)/.browser
 	$(BIN)/pytest
 
 lint: $(VENV)/.dev
