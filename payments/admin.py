@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
@@ -31,11 +33,36 @@ class TaxAdmin(admin.ModelAdmin):
     search_fields = ("name",)
 
 
+class OrderLineFormSet(BaseInlineFormSet):
+    """Lines added by staff: the item's current price when none is typed, and one currency per order."""
+
+    def clean(self) -> None:
+        super().clean()
+        currency = (self.instance.currency or "").lower()
+        for form in self.forms:
+            item = form.cleaned_data.get("item") if hasattr(form, "cleaned_data") else None
+            if item is None or form.cleaned_data.get("DELETE"):
+                continue
+            if currency and item.currency != currency:
+                raise ValidationError(
+                    f"{item.name} is priced in {item.currency.upper()}; this order is in {currency.upper()}."
+                )
+            if form.cleaned_data.get("unit_price") is None:
+                form.instance.unit_price = item.amount
+
+
 class OrderLineInline(admin.TabularInline):
     model = OrderLine
+    formset = OrderLineFormSet
     extra = 0
     autocomplete_fields = ("item",)
     fields = ("item", "quantity", "unit_price")
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form.base_fields["unit_price"].required = False
+        formset.form.base_fields["unit_price"].help_text = "Empty: the item's current price."
+        return formset
 
 
 class PaymentInline(admin.TabularInline):
@@ -98,7 +125,10 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="Total")
     def total(self, order: Order) -> str:
-        return price_order(order).display(price_order(order).total) if order.pk else "-"
+        if not order.pk:
+            return "-"
+        priced = price_order(order)
+        return priced.display(priced.total)
 
     @admin.display(description="Refunded")
     def refunded(self, order: Order) -> str:
