@@ -233,3 +233,11 @@ def retrieve(payment: Payment) -> stripe.checkout.Session:
 def refresh(payment: Payment) -> Payment:
     """Ask Stripe once for a session's state and apply it (success page, reconciliation)."""
     return lifecycle.apply_checkout_session(payment, retrieve(payment).to_dict())
+
+
+def expire(payment: Payment) -> Payment:
+    """Expire an open session the order no longer needs (it was paid another way)."""
+    acct = gateway.account(payment.account)
+    with gateway.stripe_call("checkout.session.expire", acct, session=payment.stripe_id):
+        session = acct.client.v1.checkout.sessions.expire(payment.stripe_id)
+    return lifecycle.apply_checkout_session(payment, session.to_dict())

@@ -141,3 +141,11 @@ def refresh(payment: Payment) -> Payment:
     acct = gateway.account(payment.account)
     intent = _retrieve(acct, payment.stripe_id)
     return lifecycle.apply_payment_intent(payment, intent.to_dict())
+
+
+def cancel(payment: Payment) -> Payment:
+    """Cancel an open PaymentIntent the order no longer needs (it was paid another way)."""
+    acct = gateway.account(payment.account)
+    with gateway.stripe_call("payment_intent.cancel", acct, payment_intent=payment.stripe_id):
+        intent = acct.client.v1.payment_intents.cancel(payment.stripe_id)
+    return lifecycle.apply_payment_intent(payment, intent.to_dict())

@@ -9,7 +9,9 @@ from payments.models import Order, Payment
 pytestmark = pytest.mark.django_db
 
 
-def order_form(item_id: int, *, currency: str = "usd", quantity: int = 2, unit_price: str = "") -> dict[str, object]:
+def order_form(
+    item_id: int, *, currency: str = "usd", quantity: int = 2, unit_price: str = ""
+) -> dict[str, object]:
     return {
         "currency": currency,
         "status": "draft",

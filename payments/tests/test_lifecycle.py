@@ -557,3 +557,20 @@ def test_partial_refund_then_rest(client: Client, usd_item: Any, stripe_fake: An
     assert len({c.idempotency_key for c in calls}) == 2
     with pytest.raises(OrderNotPayable):
         refunds.refund_order(order)
+
+
+def test_reconcile_closes_what_a_paid_order_no_longer_needs(
+    client: Client, usd_item: Any, stripe_fake: Any
+) -> None:
+    client.get(usd_item.get_absolute_url())
+    session_id = client.get(f"/buy/{usd_item.pk}").json()["id"]
+    intent = client.post(f"/item/{usd_item.pk}/intent").json()
+    stripe_fake.pay_intent(intent["client_secret"].split("_secret_")[0])
+    order = Order.objects.get()
+    assert order.status == "paid"
+    out, _ = reconcile()
+    assert f"{session_id} (usd): open -> expired" in out
+    assert stripe_fake.emulator.get(session_id)["status"] == "expired"
+    order.refresh_from_db()
+    assert order.status == "paid"
+    assert reconcile()[0].startswith("Reconciled 0 open payments")

@@ -1,4 +1,5 @@
-"""Ask Stripe for the state of payments still open after a while, for webhooks that never arrived.
+"""Ask Stripe for the state of payments still open after a while, for webhooks that never arrived, and close
+the ones an order no longer needs because it was paid another way.
 
 Safe to run at any time and repeatedly (cron, systemd timer): it applies what Stripe says through the same
 lifecycle functions as the webhooks, which never move a payment or an order backwards.
@@ -14,6 +15,7 @@ from django.utils import timezone
 
 from payments import checkout, intents
 from payments.errors import ShopError
+from payments.lifecycle import PAID_STATES
 from payments.models import Payment, PaymentKind, PaymentStatus
 
 
@@ -28,9 +30,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         cutoff = timezone.now() - timedelta(minutes=options["older_than"])
-        open_payments = Payment.objects.filter(
-            status__in=[PaymentStatus.OPEN, PaymentStatus.PROCESSING], updated_at__lt=cutoff
-        ).order_by("updated_at")[: options["limit"]]
+        open_payments = (
+            Payment.objects.select_related("order")
+            .filter(status__in=[PaymentStatus.OPEN, PaymentStatus.PROCESSING], updated_at__lt=cutoff)
+            .order_by("updated_at")[: options["limit"]]
+        )
         checked = changed = failed = 0
         for payment in open_payments:
             checked += 1
@@ -44,6 +48,18 @@ class Command(BaseCommand):
                 failed += 1
                 self.stderr.write(f"{payment.stripe_id} ({payment.account}): {exc.message}")
                 continue
+            if after.status == PaymentStatus.OPEN and payment.order.status in PAID_STATES:
+                # The order was paid another way: close this one so that it cannot be paid a second time.
+                try:
+                    after = (
+                        intents.cancel(after)
+                        if payment.kind == PaymentKind.PAYMENT_INTENT
+                        else checkout.expire(after)
+                    )
+                except ShopError as exc:
+                    failed += 1
+                    self.stderr.write(f"{payment.stripe_id} ({payment.account}): {exc.message}")
+                    continue
             if after.status != before:
                 changed += 1
                 self.stdout.write(f"{payment.stripe_id} ({payment.account}): {before} -> {after.status}")
