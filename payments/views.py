@@ -285,29 +285,28 @@ def refreshed(payment: Payment) -> tuple[Payment, str]:
         return payment, exc.message
 
 
-@require_GET
-def intent_return(request: HttpRequest, order_id: str) -> HttpResponse:
-    """Where Stripe.js sends the shopper after `confirmPayment`; the status comes from the server."""
+def payment_result(request: HttpRequest, order_id: str, kind: str, stripe_id: str) -> HttpResponse:
+    """The result page of one of the order's payments, with its state from the server (never the URL)."""
     order = get_order(request, order_id)
-    payment = order.payments.filter(
-        kind=PaymentKind.PAYMENT_INTENT, stripe_id=request.GET.get("payment_intent", "")
-    ).first()
+    payment = order.payments.filter(kind=kind, stripe_id=stripe_id).first()
     if payment is None:
         raise Http404("No such payment for this order.")
     payment, error = refreshed(payment)
     return result_page(request, order, payment, stripe_error=error)
+
+
+@require_GET
+def intent_return(request: HttpRequest, order_id: str) -> HttpResponse:
+    """Where Stripe.js sends the shopper after `confirmPayment`."""
+    stripe_id = request.GET.get("payment_intent", "")
+    return payment_result(request, order_id, PaymentKind.PAYMENT_INTENT, stripe_id)
 
 
 @require_GET
 def checkout_success(request: HttpRequest, order_id: str) -> HttpResponse:
-    order = get_order(request, order_id)
-    payment = order.payments.filter(
-        kind=PaymentKind.CHECKOUT_SESSION, stripe_id=request.GET.get("session_id", "")
-    ).first()
-    if payment is None:
-        raise Http404("No such payment for this order.")
-    payment, error = refreshed(payment)
-    return result_page(request, order, payment, stripe_error=error)
+    """Where Checkout sends the shopper after paying."""
+    stripe_id = request.GET.get("session_id", "")
+    return payment_result(request, order_id, PaymentKind.CHECKOUT_SESSION, stripe_id)
 
 
 @require_GET
