@@ -45,3 +45,12 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return JsonResponse({"error": {"code": "bad_request", "message": "Bad request."}}, status=400)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A POST without a valid CSRF token: JSON for the payment endpoints' scripts, a page for forms."""
+    message = "Your session has expired or the form is stale. Reload the page and try again."
+    scripted = request.path.startswith(("/item/", "/order/intent/"))  # called by the page's script
+    if scripted or "application/json" in request.headers.get("Accept", ""):
+        return JsonResponse({"error": {"code": "csrf_failed", "message": message}}, status=403)
+    return render(request, "403_csrf.html", {"message": message}, status=403)

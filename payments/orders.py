@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.sessions.models import Session
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
@@ -161,25 +162,37 @@ def priced_for_payment(order: Order) -> PricedOrder:
 
 
 def buy_now_order(request: HttpRequest, item: Item) -> Order:
-    """The shopper's open one-item order for `item`, kept in the session; a new one once that is paid."""
-    orders: dict[str, str] = request.session.get(ITEM_ORDERS_SESSION_KEY, {})
-    public_id = parse_order_id(orders.get(str(item.pk), ""))
-    if public_id is not None:
-        existing = (
-            Order.objects.filter(public_id=public_id, session_key=request.session.session_key)
-            .exclude(status__in=[OrderStatus.PAID, OrderStatus.REFUNDED, OrderStatus.PARTIALLY_REFUNDED])
-            .first()
-        )
-        if existing is not None and existing.currency == item.currency:
+    """The shopper's open one-item order for `item`, kept in the session; a new one once that is paid.
+
+    The browser session's row is locked while the order is found or created, so that two first clicks (or a
+    reload racing the Pay button) arriving at two app processes find the same order, hence one PaymentIntent.
+    """
+    key = session_key(request)
+    with transaction.atomic():
+        list(Session.objects.select_for_update().filter(session_key=key).values_list("pk", flat=True))
+        # What a concurrent request of this session stored wins over what this request loaded earlier.
+        stored = request.session.__class__(session_key=key).load()
+        orders: dict[str, str] = {
+            **request.session.get(ITEM_ORDERS_SESSION_KEY, {}),
+            **stored.get(ITEM_ORDERS_SESSION_KEY, {}),
+        }
+        public_id = parse_order_id(orders.get(str(item.pk), ""))
+        existing = None
+        if public_id is not None:
+            existing = (
+                Order.objects.filter(public_id=public_id, session_key=key, currency=item.currency)
+                .exclude(status__in=[OrderStatus.PAID, OrderStatus.REFUNDED, OrderStatus.PARTIALLY_REFUNDED])
+                .first()
+            )
+        if existing is not None:
             if existing.is_editable:  # a price change since the last visit applies to the open order
                 existing.lines.filter(item=item).exclude(unit_price=item.amount).update(
                     unit_price=item.amount
                 )
             return existing
-    with transaction.atomic():
-        order = Order.objects.create(currency=item.currency, session_key=session_key(request))
+        order = Order.objects.create(currency=item.currency, session_key=key)
         OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.amount)
-    orders[str(item.pk)] = str(order.public_id)
-    request.session[ITEM_ORDERS_SESSION_KEY] = orders
-    request.session.save()  # now, not with the response: a 502 answer is not saved, the retry needs the order
+        orders[str(item.pk)] = str(order.public_id)
+        request.session[ITEM_ORDERS_SESSION_KEY] = orders
+        request.session.save()  # now, not with the response: a 502 answer is not saved, the retry needs the order
     return order

@@ -200,6 +200,8 @@ def order_new(request: HttpRequest) -> HttpResponse:
         currency = (
             item.currency if item else request.POST.get("currency", settings.STRIPE_DEFAULT_CURRENCY).lower()
         )
+        if item is None and currency not in settings.STRIPE_ACCOUNTS:  # the browser's word, not our setup
+            raise ShopError("This shop does not sell in that currency.", code="invalid_currency")
         gateway.account(currency)
         order = orders.new_cart(request, currency)
         if item is not None:
@@ -298,14 +300,14 @@ def payment_result(request: HttpRequest, order_id: str, kind: str, stripe_id: st
 @require_GET
 def intent_return(request: HttpRequest, order_id: str) -> HttpResponse:
     """Where Stripe.js sends the shopper after `confirmPayment`."""
-    stripe_id = request.GET.get("payment_intent", "")
+    stripe_id = request.GET.get("payment_intent", "").replace("\x00", "")  # PostgreSQL refuses NUL
     return payment_result(request, order_id, PaymentKind.PAYMENT_INTENT, stripe_id)
 
 
 @require_GET
 def checkout_success(request: HttpRequest, order_id: str) -> HttpResponse:
     """Where Checkout sends the shopper after paying."""
-    stripe_id = request.GET.get("session_id", "")
+    stripe_id = request.GET.get("session_id", "").replace("\x00", "")  # PostgreSQL refuses NUL
     return payment_result(request, order_id, PaymentKind.CHECKOUT_SESSION, stripe_id)
 
 

@@ -61,6 +61,8 @@ def verify(acct: StripeAccount, payload: bytes, signature: str | None) -> dict[s
         raise InvalidEvent("The body is not a Stripe event.") from exc
     if not isinstance(event, dict):
         raise InvalidEvent("The body is not a Stripe event.")
+    if b"\\u0000" in payload:  # PostgreSQL's JSON cannot store it; no genuine Stripe event carries one
+        raise InvalidEvent("The event contains a NUL character.")
     obj = event["data"].get("object") if isinstance(event.get("data"), dict) else None
     if (
         not isinstance(event.get("id"), str)

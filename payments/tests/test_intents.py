@@ -253,3 +253,13 @@ class TestReturnPage:
 def test_order_line_unit_price_is_copied(client, usd_item) -> None:
     open_intent(client, usd_item)
     assert OrderLine.objects.get().unit_price == usd_item.price.amount
+
+
+def test_missing_csrf_token_is_a_clear_json_error(usd_item) -> None:
+    browser = Client(enforce_csrf_checks=True)
+    browser.get(usd_item.get_absolute_url())
+    response = browser.post(f"/item/{usd_item.pk}/intent")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "csrf_failed"
+    form = browser.post("/order/new/", {"item_id": usd_item.pk})
+    assert form.status_code == 403 and "Please reload the page" in form.content.decode()

@@ -798,3 +798,16 @@ def test_eur_account_events_only_touch_eur_payments(
         StripeEvent.objects.filter(account="eur", type="payment_intent.succeeded", status="processed").count()
         == 1
     )
+
+
+def test_signed_event_with_a_nul_character_is_refused(post_event) -> None:
+    event = {
+        "id": "evt_\u0000",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": 1,
+        "data": {"object": {"id": "pi_x", "object": "payment_intent"}},
+    }
+    response = post_event("usd", event)
+    assert response.status_code == 400
+    assert not StripeEvent.objects.exists()

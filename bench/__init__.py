@@ -1,0 +1,1 @@
+"""Benchmark of the production-like stack: `python -m bench.run` (see bench/README.md)."""
