@@ -26,7 +26,9 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_GET
 def item_page(request: HttpRequest, item_id: int) -> HttpResponse:
     item = get_object_or_404(Item.objects.active(), pk=item_id)
-    session_key(request)  # the shopper's orders are bound to this session, so it exists before paying
+    # The shopper's orders are bound to the browser session: create it with the page, so that the card form's
+    # request and a quick click on Checkout, racing each other, find the same order.
+    session_key(request)
     try:
         publishable_key = account_for(item.currency).publishable_key
     except AccountNotConfigured:

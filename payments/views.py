@@ -41,9 +41,27 @@ def json_errors(view: View[P]) -> View[P]:
         try:
             return view(request, *args, **kwargs)
         except ShopError as exc:
-            return error_json(exc.code, exc.message, exc.status)
+            return keep_session(request, error_json(exc.code, exc.message, exc.status))
 
     return wrapper
+
+
+def keep_session(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """Send the session cookie with an error answer too (Django sends none with a 5xx), so that the shopper's
+    retry after a Stripe outage finds the same order, and Stripe replays the same object for its key."""
+    key = request.session.session_key
+    if response.status_code >= 500 and key and request.COOKIES.get(settings.SESSION_COOKIE_NAME) != key:
+        response.set_cookie(
+            settings.SESSION_COOKIE_NAME,
+            key,
+            max_age=settings.SESSION_COOKIE_AGE,
+            domain=settings.SESSION_COOKIE_DOMAIN,
+            path=settings.SESSION_COOKIE_PATH,
+            secure=settings.SESSION_COOKIE_SECURE,
+            httponly=settings.SESSION_COOKIE_HTTPONLY,
+            samesite=settings.SESSION_COOKIE_SAMESITE,
+        )
+    return response
 
 
 def wants_json(request: HttpRequest) -> bool:

@@ -150,3 +150,17 @@ def test_currency_without_an_account_is_503(client, stripe_fake, settings) -> No
     assert response.status_code == 503
     assert "GBP" in response.json()["error"]["message"]
     assert stripe_fake.requests == [] and Order.objects.count() == 0
+
+
+def test_a_502_still_gives_the_session_cookie_so_the_retry_reuses_the_order(
+    client, usd_item, stripe_fake
+) -> None:
+    # An API client calling /buy directly, with no session yet: the retry must find the same order.
+    stripe_fake.client.fail_next("500_after", times=2)
+    response = client.get(f"/buy/{usd_item.pk}")
+    assert response.status_code == 502
+    assert response.cookies["sessionid"].value
+    body = client.get(f"/buy/{usd_item.pk}").json()
+    assert Order.objects.count() == 1
+    assert len({c.idempotency_key for c in stripe_fake.calls("POST", "/v1/checkout/sessions")}) == 1
+    assert Payment.objects.get().stripe_id == body["id"]
