@@ -14,6 +14,7 @@ from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -208,6 +209,16 @@ def cart_error(request: HttpRequest, exc: ShopError, back: str) -> HttpResponse:
     return HttpResponseRedirect(back)
 
 
+def back_url(request: HttpRequest) -> str:
+    """The page the form was on, if it is one of ours; the catalog otherwise."""
+    referer = request.headers.get("Referer", "")
+    if url_has_allowed_host_and_scheme(
+        referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return referer
+    return reverse("catalog:index")
+
+
 @require_POST
 def order_new(request: HttpRequest) -> HttpResponse:
     """`POST /order/new/`: a new draft order bound to this browser; with `item_id`, the item goes in."""
@@ -225,7 +236,7 @@ def order_new(request: HttpRequest) -> HttpResponse:
         if item is not None:
             orders.put_item(request, order, item, quantity)
     except ShopError as exc:
-        return cart_error(request, exc, request.headers.get("Referer") or reverse("catalog:index"))
+        return cart_error(request, exc, back_url(request))
     except ValueError as exc:
         return cart_error(request, ShopError(str(exc), code="invalid_quantity"), reverse("catalog:index"))
     return cart_answer(request, order, status=201)

@@ -834,3 +834,16 @@ def test_a_fixed_discount_in_another_currency_never_applies(client, cart_with_tw
     response = client.get(f"/order/{cart_with_two_items.public_id}")
     assert response.status_code == 200
     assert "5 EUR off" not in response.content.decode()
+
+
+def test_a_refused_form_goes_back_only_to_a_page_of_the_shop(client, usd_item, eur_item) -> None:
+    cart = client.post("/order/new/", {"item_id": usd_item.pk}).url
+    order_id = cart.rstrip("/").rsplit("/", 1)[1]
+    evil = client.post(
+        f"/order/put/{order_id}", {"item_id": eur_item.pk}, HTTP_REFERER="https://evil.example/"
+    )
+    assert evil.status_code == 302 and evil.url == cart
+    bad = client.post(
+        "/order/new/", {"item_id": usd_item.pk, "quantity": "0"}, HTTP_REFERER="https://evil.example/"
+    )
+    assert bad.status_code == 302 and bad.url == "/"
