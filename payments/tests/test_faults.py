@@ -280,7 +280,9 @@ class AppProcesses:
 
 
 @pytest.fixture(scope="module")
-def two_apps(django_db_setup: None, django_db_blocker: Any) -> Iterator[AppProcesses]:
+def two_apps(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AppProcesses]:
     """Two gunicorn processes (deploy/gunicorn.conf.py, one worker each) on the pytest database, both talking
     to one emulator served over HTTP from this process."""
     if connection.vendor != "postgresql":
@@ -307,7 +309,12 @@ def two_apps(django_db_setup: None, django_db_blocker: Any) -> Iterator[AppProce
             "GUNICORN_MAX_REQUESTS": "0",
             "GUNICORN_LOG_LEVEL": "warning",
             "LOG_LEVEL": "WARNING",
+            # Production settings serve hashed static files from a manifest: collect them for these processes.
+            "STATIC_ROOT": str(tmp_path_factory.mktemp("static")),
         }
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
     )
     apps = AppProcesses([], emulator)
     try:
