@@ -42,6 +42,14 @@ class Receipt:
         return 500 if self.status == "failed" else 200
 
 
+def _storable(event: dict[str, Any]) -> bool:
+    try:
+        json.dumps(event, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def verify(acct: StripeAccount, payload: bytes, signature: str | None) -> dict[str, Any]:
     """The event as a dict, once `signature` proves it came from Stripe for this account."""
     if not acct.webhook_secret:
@@ -61,8 +69,9 @@ def verify(acct: StripeAccount, payload: bytes, signature: str | None) -> dict[s
         raise InvalidEvent("The body is not a Stripe event.") from exc
     if not isinstance(event, dict):
         raise InvalidEvent("The body is not a Stripe event.")
-    if b"\\u0000" in payload:  # PostgreSQL's JSON cannot store it; no genuine Stripe event carries one
-        raise InvalidEvent("The event contains a NUL character.")
+    if b"\\u0000" in payload or not _storable(event):
+        # PostgreSQL's JSON stores neither NUL nor unpaired surrogates; no genuine Stripe event carries them.
+        raise InvalidEvent("The event contains characters that are not valid text.")
     obj = event["data"].get("object") if isinstance(event.get("data"), dict) else None
     if (
         not isinstance(event.get("id"), str)

@@ -811,3 +811,16 @@ def test_signed_event_with_a_nul_character_is_refused(post_event) -> None:
     response = post_event("usd", event)
     assert response.status_code == 400
     assert not StripeEvent.objects.exists()
+
+
+def test_signed_event_with_an_unpaired_surrogate_is_refused(post_event) -> None:
+    event = {
+        "id": "evt_surrogate",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": 1,
+        "data": {"object": {"id": "pi_x", "object": "payment_intent", "description": "\ud800"}},
+    }
+    response = post_event("usd", event)
+    assert response.status_code == 400
+    assert not StripeEvent.objects.exists()
