@@ -77,6 +77,7 @@ def verify(acct: StripeAccount, payload: bytes, signature: str | None) -> dict[s
         not isinstance(event.get("id"), str)
         or not isinstance(event.get("type"), str)
         or not isinstance(obj, dict)
+        or not 0 < len(event["id"]) <= 255  # Stripe's ids are short; the column holds 255
     ):
         raise InvalidEvent("The body is not a Stripe event.")
     return event

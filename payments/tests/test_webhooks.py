@@ -824,3 +824,15 @@ def test_signed_event_with_an_unpaired_surrogate_is_refused(post_event) -> None:
     response = post_event("usd", event)
     assert response.status_code == 400
     assert not StripeEvent.objects.exists()
+
+
+def test_signed_event_with_an_absurd_id_is_refused(post_event) -> None:
+    event = {
+        "id": "evt_" + "x" * 300,
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": 1,
+        "data": {"object": {"id": "pi_x", "object": "payment_intent"}},
+    }
+    assert post_event("usd", event).status_code == 400
+    assert not StripeEvent.objects.exists()
