@@ -104,10 +104,28 @@ def _on_checkout_session(acct: StripeAccount, session: Mapping[str, Any], event_
     payment = _payment(acct, stripe_id=str(session.get("id", "")), kind=PaymentKind.CHECKOUT_SESSION)
     if payment is None:
         return False
-    lifecycle.apply_checkout_session(
+    payment = lifecycle.apply_checkout_session(
         payment, session, async_failed=event_type == "checkout.session.async_payment_failed"
     )
+    if payment.payment_intent_id:
+        _replay_early_refunds(acct, payment)
     return True
+
+
+def _replay_early_refunds(acct: StripeAccount, payment: Payment) -> None:
+    """A `charge.refunded` that arrived before its session's completion (Stripe retried an earlier delivery)
+    was recorded as ignored, since the PaymentIntent was unknown then: apply it now that it is known."""
+    early = StripeEvent.objects.select_for_update().filter(
+        account=acct.currency,
+        type="charge.refunded",
+        status=StripeEvent.Status.IGNORED,
+        payload__data__object__payment_intent=payment.payment_intent_id,
+    )
+    for event in early:
+        lifecycle.apply_refund(payment, event.payload["data"]["object"])
+        event.status = StripeEvent.Status.PROCESSED
+        event.processed_at = timezone.now()
+        event.save(update_fields=["status", "processed_at"])
 
 
 def _on_charge_refunded(acct: StripeAccount, charge: Mapping[str, Any], event_type: str) -> bool:

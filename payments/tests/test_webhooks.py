@@ -836,3 +836,29 @@ def test_signed_event_with_an_absurd_id_is_refused(post_event) -> None:
     }
     assert post_event("usd", event).status_code == 400
     assert not StripeEvent.objects.exists()
+
+
+def test_refund_event_before_checkout_completed_is_applied_once_the_session_completes(
+    client: Client, usd_item: Any, stripe_fake: Any
+) -> None:
+    session_id = client.get(f"/buy/{usd_item.pk}").json()["id"]
+    stripe_fake.outbox.clear()
+    stripe_fake.emulator.pay_checkout_session(session_id)
+    intent_id = stripe_fake.emulator.get(session_id)["payment_intent"]
+    account_for("usd").client.v1.refunds.create(params={"payment_intent": intent_id, "amount": 1000})
+    refunded = [m for m in stripe_fake.outbox if json.loads(m[1])["type"] == "charge.refunded"]
+    others = [m for m in stripe_fake.outbox if m not in refunded]
+    stripe_fake.outbox[:] = refunded + others  # Stripe retried the completion: the refund arrives first
+    assert set(stripe_fake.deliver_webhooks()) == {200}
+
+    order = Order.objects.get()
+    assert (order.status, order.amount_refunded) == (OrderStatus.PARTIALLY_REFUNDED, 1000)
+    assert StripeEvent.objects.get(type="charge.refunded").status == StripeEvent.Status.PROCESSED
+    client.post(  # a duplicate delivery of the refund changes nothing
+        "/webhooks/stripe/usd/",
+        data=refunded[0][1],
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=refunded[0][2],
+    )
+    order.refresh_from_db()
+    assert order.amount_refunded == 1000
