@@ -4,6 +4,7 @@ USD and EUR, and helpers that drive payments the way a shopper's browser and Str
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -12,9 +13,15 @@ import pytest
 from django.conf import settings
 from django.test import Client
 from djmoney.money import Money
+from hypothesis import settings as hypothesis_settings
 
 from payments.accounts import AccountRegistry, install_registry
 from payments.emulator import Emulator, EmulatorAccount, EmulatorHTTPClient, sign_payload
+
+# CI runs the property tests derandomized (the same examples every run, so a landing never hangs on luck);
+# `make test` on a workstation keeps exploring new examples.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 class FakeStripe:
