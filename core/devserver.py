@@ -76,8 +76,10 @@ def main() -> None:
     env = dict(os.environ)
     file_env = read_env_file(Path(env.get("ENV_FILE", BASE_DIR / ".env")))
     merged = {**file_env, **env}
-    if "DEBUG" not in merged and "debug" not in merged:
-        env["DEBUG"] = "1"  # a local development server; production runs gunicorn (see deploy/)
+    # Django's development server always runs with DEBUG on (even if .env, written for production, says
+    # otherwise: no https redirect, no secure-only cookies on http://127.0.0.1); production runs gunicorn.
+    env["DEBUG"] = "1"
+    env.pop("debug", None)
     emulator: subprocess.Popen[bytes] | None = None
     if not has_stripe_keys(merged):
         base = f"http://127.0.0.1:{args.emulator_port}"
