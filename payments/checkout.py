@@ -200,23 +200,17 @@ def create_session(order: Order, priced: PricedOrder, *, success_url: str, cance
                 priced.total,
                 session.amount_total,
             )
-        payment, _ = Payment.objects.get_or_create(
-            account=acct.currency,
-            stripe_id=session.id,
-            defaults={
-                "order": order,
-                "kind": PaymentKind.CHECKOUT_SESSION,
-                "livemode": session.livemode,
-                "amount": priced.total,
-                "currency": order.currency,
-                "stripe_amount_total": session.amount_total,
-                "status": PaymentStatus.OPEN,
-                "stripe_status": session.status or "",
-                "idempotency_key": key,
-                "expires_at": datetime.fromtimestamp(session.expires_at, tz=UTC)
-                if session.expires_at
-                else None,
-            },
+        payment = Payment.objects.record(
+            order,
+            PaymentKind.CHECKOUT_SESSION,
+            acct.currency,
+            session.id,
+            livemode=session.livemode,
+            amount=priced.total,
+            stripe_amount_total=session.amount_total,
+            stripe_status=session.status or "",
+            idempotency_key=key,
+            expires_at=datetime.fromtimestamp(session.expires_at, tz=UTC) if session.expires_at else None,
         )
         logger.info(
             "checkout_session %s created order=%s amount=%s", session.id, order.public_id, priced.total

@@ -114,21 +114,17 @@ def _create(order: Order, priced: PricedOrder, acct: StripeAccount, *, attempt: 
     key = gateway.idempotency_key("pi", order.public_id, priced.total, attempt, params=params)
     with gateway.stripe_call("payment_intent.create", acct, order=order.public_id):
         intent = acct.client.v1.payment_intents.create(params=params, options={"idempotency_key": key})
-    payment, _ = Payment.objects.get_or_create(
-        account=acct.currency,
-        stripe_id=intent.id,
-        defaults={
-            "order": order,
-            "kind": PaymentKind.PAYMENT_INTENT,
-            "livemode": intent.livemode,
-            "payment_intent_id": intent.id,
-            "amount": priced.total,
-            "currency": order.currency,
-            "stripe_amount_total": intent.amount,
-            "status": PaymentStatus.OPEN,
-            "stripe_status": intent.status,
-            "idempotency_key": key,
-        },
+    payment = Payment.objects.record(
+        order,
+        PaymentKind.PAYMENT_INTENT,
+        acct.currency,
+        intent.id,
+        livemode=intent.livemode,
+        payment_intent_id=intent.id,
+        amount=priced.total,
+        stripe_amount_total=intent.amount,
+        stripe_status=intent.status,
+        idempotency_key=key,
     )
     logger.info("payment_intent %s created order=%s amount=%s", intent.id, order.public_id, intent.amount)
     return OpenIntent(

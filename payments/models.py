@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -243,6 +244,21 @@ class PaymentStatus(models.TextChoices):
     EXPIRED = "expired", "Expired"
 
 
+class PaymentManager(models.Manager["Payment"]):
+    def record(self, order: Order, kind: str, account: str, stripe_id: str, **fields: Any) -> Payment:
+        """Record the Stripe object just created for `order`, once Stripe answered; a create that Stripe
+        replayed for its idempotency key finds the row already there."""
+        defaults = {
+            "order": order,
+            "kind": kind,
+            "currency": order.currency,
+            "status": PaymentStatus.OPEN,
+            **fields,
+        }
+        payment, _ = self.get_or_create(account=account, stripe_id=stripe_id, defaults=defaults)
+        return payment
+
+
 class Payment(models.Model):
     """One Stripe object (PaymentIntent or Checkout Session) created for an order, in one account."""
 
@@ -272,6 +288,8 @@ class Payment(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PaymentManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -117,6 +117,14 @@ def order_urls(request: HttpRequest, order: Order) -> dict[str, str]:
     }
 
 
+def item_order(request: HttpRequest, item_id: int) -> Order:
+    """The shopper's one-item order for buying `item_id` now, ready for pricing (none for an unsold currency)."""
+    item = get_item(item_id)
+    gateway.account(item.currency)
+    order = orders.buy_now_order(request, item)
+    return orders.with_pricing().get(pk=order.pk)
+
+
 # ------------------------------------------------------------------------------------------------ Checkout
 
 
@@ -135,10 +143,7 @@ def checkout_answer(request: HttpRequest, order: Order) -> JsonResponse:
 @json_errors
 def buy_item(request: HttpRequest, item_id: int) -> HttpResponse:
     """`GET /buy/<id>`: a Checkout Session for one item; answers its id and hosted page URL."""
-    item = get_item(item_id)
-    gateway.account(item.currency)
-    order = orders.buy_now_order(request, item)
-    return checkout_answer(request, orders.with_pricing().get(pk=order.pk))
+    return checkout_answer(request, item_order(request, item_id))
 
 
 @require_GET
@@ -169,10 +174,7 @@ def intent_answer(request: HttpRequest, order: Order) -> JsonResponse:
 @json_errors
 def item_intent(request: HttpRequest, item_id: int) -> HttpResponse:
     """`POST /item/<id>/intent`: the open PaymentIntent of the shopper's order for this item."""
-    item = get_item(item_id)
-    gateway.account(item.currency)
-    order = orders.buy_now_order(request, item)
-    return intent_answer(request, orders.with_pricing().get(pk=order.pk))
+    return intent_answer(request, item_order(request, item_id))
 
 
 @require_POST
