@@ -121,6 +121,14 @@ def account_for(currency: str) -> StripeAccount:
     return registry().get(currency)
 
 
+def publishable_key_for(currency: str) -> str:
+    """The publishable key pages in `currency` carry, or "" when payments in it are not set up."""
+    try:
+        return account_for(currency).publishable_key
+    except AccountNotConfigured:
+        return ""
+
+
 @receiver(setting_changed)
 def _reset_on_settings_change(setting: str, **kwargs: object) -> None:
     if setting.startswith("STRIPE_"):

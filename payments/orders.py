@@ -14,13 +14,11 @@ from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 
 from catalog.models import Item
-from payments.accounts import AccountNotConfigured, account_for
 from payments.errors import (
     CurrencyMismatch,
     EmptyOrder,
     NotOrderOwner,
     OrderNotEditable,
-    PaymentsNotConfigured,
 )
 from payments.models import MAX_QUANTITY, Order, OrderLine, OrderStatus, Tax
 from payments.pricing import PricedOrder, price_order
@@ -62,15 +60,6 @@ def parse_order_id(value: str) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except (ValueError, TypeError, AttributeError):
         return None
-
-
-def check_currency_configured(currency: str) -> None:
-    try:
-        account_for(currency)
-    except AccountNotConfigured as exc:
-        raise PaymentsNotConfigured(
-            f"Payments in {currency.upper()} are not set up in this shop yet.", status=503
-        ) from exc
 
 
 def new_cart(request: HttpRequest, currency: str) -> Order:

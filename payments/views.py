@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from catalog.models import Item
 from payments import checkout, gateway, intents, lifecycle, orders, webhooks
-from payments.accounts import AccountNotConfigured, account_for
+from payments.accounts import AccountNotConfigured, account_for, publishable_key_for
 from payments.errors import PaymentProviderError, ShopError
 from payments.models import Order, Payment, PaymentKind, PaymentStatus
 from payments.pricing import price_order
@@ -273,13 +273,6 @@ def order_remove(request: HttpRequest, order_id: str) -> HttpResponse:
 # ------------------------------------------------------------------------------------------------ pages
 
 
-def publishable_key(currency: str) -> str:
-    try:
-        return account_for(currency).publishable_key
-    except AccountNotConfigured:
-        return ""
-
-
 @require_GET
 def order_page(request: HttpRequest, order_id: str) -> HttpResponse:
     order = get_order(request, order_id, pricing=True)
@@ -291,7 +284,7 @@ def order_page(request: HttpRequest, order_id: str) -> HttpResponse:
             "order": order,
             "priced": priced,
             "can_change": order.is_editable and orders.can_change(request, order),
-            "publishable_key": publishable_key(order.currency),
+            "publishable_key": publishable_key_for(order.currency),
             "stripe_js_url": settings.STRIPE_JS_URL,
         },
     )
