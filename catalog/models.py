@@ -62,6 +62,11 @@ class Item(models.Model):
         return str(self.money.currency.code).lower()
 
     @property
+    def minor_amount(self) -> int:
+        """The price as Stripe's integer amount (what a one-item order of it costs)."""
+        return to_minor_units(self.amount, self.currency)
+
+    @property
     def display_price(self) -> str:
         return format_money(self.amount, self.currency)
 

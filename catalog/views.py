@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET
 
 from catalog.models import Item
 from payments.accounts import publishable_key_for
-from payments.orders import CART_SESSION_KEY, session_key
+from payments.orders import session_key
 
 
 @require_GET
@@ -36,6 +36,5 @@ def item_page(request: HttpRequest, item_id: int) -> HttpResponse:
             "item": item,
             "publishable_key": publishable_key_for(item.currency),
             "stripe_js_url": settings.STRIPE_JS_URL,
-            "cart_id": request.session.get(CART_SESSION_KEY, ""),
         },
     )

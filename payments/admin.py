@@ -1,4 +1,9 @@
-"""Staff views of orders, payments and webhook events, and refunds from the order list."""
+"""Staff views of orders, payments, refunds and webhook events.
+
+Only carts (drafts) can be edited. An order that is being paid, processing, paid or refunded is shown read-only:
+its snapshot is what Stripe charges. Staff change such orders only through the actions: refund, cancel its open
+payment (which makes it a cart again, as the shopper's "Change order" does), clear the flag.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,9 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from payments import refunds
+from payments import orders, refunds, states
 from payments.errors import ShopError
-from payments.models import Discount, Order, OrderLine, Payment, StripeEvent, StripeObject, Tax
+from payments.models import Discount, Order, OrderLine, Payment, Refund, StripeEvent, StripeObject, Tax
 from payments.money import format_money
 from payments.orders import with_pricing
 from payments.pricing import price_order
@@ -51,6 +56,10 @@ class OrderLineFormSet(BaseInlineFormSet):
                 form.instance.unit_price = item.amount
 
 
+def _is_draft(obj: Any) -> bool:
+    return obj is None or not obj.pk or states.is_editable(obj)
+
+
 class OrderLineInline(admin.TabularInline):
     model = OrderLine
     formset = OrderLineFormSet
@@ -58,10 +67,20 @@ class OrderLineInline(admin.TabularInline):
     autocomplete_fields = ("item",)
     fields = ("item", "quantity", "unit_price")
 
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _is_draft(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _is_draft(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _is_draft(obj) and super().has_delete_permission(request, obj)
+
     def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         formset = super().get_formset(request, obj, **kwargs)
-        formset.form.base_fields["unit_price"].required = False
-        formset.form.base_fields["unit_price"].help_text = "Empty: the item's current price."
+        if "unit_price" in formset.form.base_fields:
+            formset.form.base_fields["unit_price"].required = False
+            formset.form.base_fields["unit_price"].help_text = "Empty: the item's current price."
         return formset
 
 
@@ -85,13 +104,28 @@ class PaymentInline(admin.TabularInline):
         return False
 
 
+class RefundInline(admin.TabularInline):
+    model = Refund
+    extra = 0
+    can_delete = False
+    fields = ("stripe_id", "amount_display", "reason", "status", "created_at", "last_error")
+    readonly_fields = fields
+
+    @admin.display(description="Amount")
+    def amount_display(self, refund: Refund) -> str:
+        return format_money(refund.amount, refund.currency, minor=True)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     list_display = (
         "short_id",
         "currency_code",
         "status",
-        "total",
+        "total_display",
         "refunded",
         "needs_attention",
         "created_at",
@@ -100,7 +134,9 @@ class OrderAdmin(admin.ModelAdmin):
     search_fields = ("public_id", "payments__stripe_id", "lines__item__name")
     readonly_fields = (
         "public_id",
-        "total",
+        "status",
+        "version",
+        "total_display",
         "refunded",
         "amount_refunded",
         "paid_at",
@@ -108,9 +144,21 @@ class OrderAdmin(admin.ModelAdmin):
         "created_at",
     )
     filter_horizontal = ("taxes",)
-    inlines = (OrderLineInline, PaymentInline)
-    actions = ("refund_in_full",)
+    inlines = (OrderLineInline, PaymentInline, RefundInline)
+    actions = ("refund_in_full", "cancel_open_payment", "clear_flag")
     date_hierarchy = "created_at"
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Carts only: an order being paid or paid is changed through the actions."""
+        return _is_draft(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return (
+            obj is not None
+            and _is_draft(obj)
+            and not obj.payments.exists()
+            and super().has_delete_permission(request, obj)
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Order]:
         return with_pricing(super().get_queryset(request))
@@ -124,7 +172,7 @@ class OrderAdmin(admin.ModelAdmin):
         return order.currency.upper()
 
     @admin.display(description="Total")
-    def total(self, order: Order) -> str:
+    def total_display(self, order: Order) -> str:
         if not order.pk:
             return "-"
         priced = price_order(order)
@@ -142,14 +190,37 @@ class OrderAdmin(admin.ModelAdmin):
             try:
                 refund = refunds.refund_order(order)
             except ShopError as exc:
-                self.message_user(request, f"{order}: {exc.message}", messages.ERROR)
+                self.message_user(
+                    request,
+                    f"{order}: {exc.message} A refund already recorded is sent again by the next reconciliation.",
+                    messages.ERROR,
+                )
                 continue
             self.message_user(
                 request,
-                f"{order}: refund {refund.id} of {format_money(refund.amount, order.currency, minor=True)} asked; "
-                "the order changes when Stripe confirms it.",
+                f"{order}: refund {refund.stripe_id} of {format_money(refund.amount, order.currency, minor=True)} "
+                "asked; the order changes when Stripe confirms it.",
                 messages.SUCCESS,
             )
+
+    @admin.action(description="Cancel the open payment of selected orders (they become carts again)")
+    def cancel_open_payment(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        for order in queryset:
+            try:
+                orders.change_order(order, may_change=True)
+            except ShopError as exc:
+                self.message_user(request, f"{order}: {exc.message}", messages.ERROR)
+                continue
+            self.message_user(request, f"{order}: open payments closed at Stripe; it is a cart again.")
+
+    @admin.action(description="Clear the \u201cneeds attention\u201d flag of selected orders")
+    def clear_flag(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        for order in queryset.filter(needs_attention=True):
+            with states.locked(order.pk) as locked:
+                locked.needs_attention = False
+                locked.note(f"Flag cleared by {request.user.get_username()}.")
+                locked.save(update_fields=["needs_attention", "attention_note", "updated_at"])
+            self.message_user(request, f"{order}: flag cleared.")
 
 
 @admin.register(Payment)

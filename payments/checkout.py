@@ -8,7 +8,6 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import stripe
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from stripe.params import CouponCreateParams, TaxRateCreateParams
@@ -18,14 +17,17 @@ from stripe.params.checkout import (
     SessionCreateParamsLineItemPriceDataProductData,
 )
 
-from payments import gateway, lifecycle
+from payments import gateway, paying, sync
 from payments.accounts import StripeAccount
-from payments.errors import OrderNotPayable
+from payments.errors import CheckoutUnavailable
 from payments.models import Order, Payment, PaymentKind, PaymentStatus, StripeObject
 from payments.money import to_minor_units
-from payments.pricing import DiscountInput, PricedOrder, TaxInput
+from payments.pricing import DiscountInput, PricedOrder, TaxInput, describe
 
 logger = logging.getLogger("payments.checkout")
+
+# A session is reused only while it has at least this long left before Stripe expires it.
+REUSE_MARGIN = timedelta(minutes=5)
 
 
 def _fingerprint(*parts: object) -> str:
@@ -123,7 +125,7 @@ def session_params(
         if tax_rates:
             item["tax_rates"] = tax_rates
         line_items.append(item)
-    metadata = {"order_id": str(order.public_id)}
+    metadata = {"order_id": str(order.public_id), "order_version": str(order.version)}
     params: SessionCreateParams = {
         "mode": "payment",
         "line_items": line_items,
@@ -131,16 +133,11 @@ def session_params(
         "cancel_url": cancel_url,
         "client_reference_id": str(order.public_id),
         "metadata": metadata,
-        "payment_intent_data": {"metadata": metadata, "description": describe(order, priced)},
+        "payment_intent_data": {"metadata": metadata, "description": describe(order.public_id, priced)},
     }
     if priced.discount is not None:
         params["discounts"] = [{"coupon": coupon_for(priced.discount, acct)}]
     return params
-
-
-def describe(order: Order, priced: PricedOrder) -> str:
-    names = ", ".join(f"{line.quantity} x {line.name}" for line in priced.lines)
-    return f"Order {str(order.public_id)[:8]}: {names}"[:1000]
 
 
 @dataclass(frozen=True)
@@ -149,89 +146,76 @@ class OpenSession:
     url: str
 
 
-def _reusable_session(order: Order, total: int, acct: StripeAccount) -> OpenSession | None:
-    """The order's open session for the same total, if Stripe still has it open for a while longer."""
-    soon = timezone.now() + timedelta(minutes=5)
-    candidate = (
+def _reuse(order: Order, acct: StripeAccount) -> tuple[Payment, OpenSession] | None:
+    """The session already open for this snapshot, with a while left before Stripe expires it. The database
+    knows it is open and its page; if it was paid meanwhile, Checkout itself says so, so no call is needed."""
+    payment = (
         order.payments.filter(
-            kind=PaymentKind.CHECKOUT_SESSION, status=PaymentStatus.OPEN, account=acct.currency
+            kind=PaymentKind.CHECKOUT_SESSION,
+            status=PaymentStatus.OPEN,
+            account=acct.currency,
+            order_version=order.version,
+            expires_at__gt=timezone.now() + REUSE_MARGIN,
         )
-        .filter(amount=total, expires_at__gt=soon)
+        .exclude(url="")
         .order_by("-id")
         .first()
     )
-    if candidate is None:
-        return None
-    session = retrieve(candidate)
-    if session.status != "open" or not session.url:
-        lifecycle.apply_checkout_session(candidate, session.to_dict())
-        return None
-    return OpenSession(candidate, session.url)
+    return (payment, OpenSession(payment, payment.url)) if payment is not None else None
 
 
-def create_session(order: Order, priced: PricedOrder, *, success_url: str, cancel_url: str) -> OpenSession:
-    """The order's Checkout Session for `priced.total`: an open one is reused, otherwise one is created (a
-    retried identical request gets the same session back through its idempotency key).
+def create_session(
+    order: Order, *, success_url: str, cancel_url: str, owner: str = "", expected_total: int | None = None
+) -> OpenSession:
+    """The order's one payable Checkout Session, for its frozen snapshot (see `paying.open_object`); a retried
+    identical request gets the same session back through its idempotency key."""
 
-    Runs with the order row locked. The Payment row is written only after Stripe answered, so no row ever
-    claims a session that does not exist.
-    """
-    acct = gateway.account(order.currency)
-    gateway.check_amount(priced.total, order.currency)
-    with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order.pk)
-        if not order.is_payable:
-            raise OrderNotPayable(
-                f"This order is {order.get_status_display().lower()}; there is nothing to pay."
-            )
-        reused = _reusable_session(order, priced.total, acct)
-        if reused is not None:
-            return reused
-        params = session_params(order, priced, acct, success_url=success_url, cancel_url=cancel_url)
-        attempt = order.payments.filter(kind=PaymentKind.CHECKOUT_SESSION).count()
-        key = gateway.idempotency_key("checkout", order.public_id, priced.total, attempt, params=params)
-        with gateway.stripe_call("checkout.session.create", acct, order=order.public_id):
-            session = acct.client.v1.checkout.sessions.create(params=params, options={"idempotency_key": key})
-        if session.amount_total != priced.total:
-            logger.error(
-                "checkout total differs order=%s session=%s ours=%s stripe=%s",
-                order.public_id,
-                session.id,
-                priced.total,
-                session.amount_total,
-            )
-        payment = Payment.objects.record(
-            order,
-            PaymentKind.CHECKOUT_SESSION,
-            acct.currency,
+    def create(order: Order, priced: PricedOrder, acct: StripeAccount) -> OpenSession:
+        return _create(order, priced, acct, success_url=success_url, cancel_url=cancel_url)
+
+    return paying.open_object(order, reuse=_reuse, create=create, owner=owner, expected_total=expected_total)
+
+
+def _create(
+    order: Order, priced: PricedOrder, acct: StripeAccount, *, success_url: str, cancel_url: str
+) -> OpenSession:
+    params = session_params(order, priced, acct, success_url=success_url, cancel_url=cancel_url)
+    attempt = order.payments.filter(kind=PaymentKind.CHECKOUT_SESSION, order_version=order.version).count()
+    key = gateway.idempotency_key("checkout", order.public_id, f"v{order.version}", attempt, params=params)
+    with gateway.stripe_call("checkout.session.create", acct, order=order.public_id):
+        session = acct.client.v1.checkout.sessions.create(params=params, options={"idempotency_key": key})
+    payment = Payment.objects.record(
+        order,
+        PaymentKind.CHECKOUT_SESSION,
+        acct.currency,
+        session.id,
+        livemode=session.livemode,
+        order_version=order.version,
+        amount=priced.total,
+        stripe_amount_total=session.amount_total,
+        stripe_status=session.status or "",
+        url=session.url or "",
+        idempotency_key=key,
+        expires_at=datetime.fromtimestamp(session.expires_at, tz=UTC) if session.expires_at else None,
+    )
+    if session.amount_total != priced.total:
+        # Checkout would charge another total than the order's: never let the shopper pay it.
+        logger.error(
+            "checkout total differs order=%s session=%s ours=%s stripe=%s",
+            order.public_id,
             session.id,
-            livemode=session.livemode,
-            amount=priced.total,
-            stripe_amount_total=session.amount_total,
-            stripe_status=session.status or "",
-            idempotency_key=key,
-            expires_at=datetime.fromtimestamp(session.expires_at, tz=UTC) if session.expires_at else None,
+            priced.total,
+            session.amount_total,
         )
-        logger.info(
-            "checkout_session %s created order=%s amount=%s", session.id, order.public_id, priced.total
+        sync.close(payment)
+        raise CheckoutUnavailable(
+            "Stripe Checkout computed another total for this order. Please pay by card on this page instead."
         )
+    logger.info(
+        "checkout_session %s created order=%s v%s amount=%s",
+        session.id,
+        order.public_id,
+        order.version,
+        priced.total,
+    )
     return OpenSession(payment, session.url or "")
-
-
-def retrieve(payment: Payment) -> stripe.checkout.Session:
-    acct = gateway.account(payment.account)
-    with gateway.stripe_call("checkout.session.retrieve", acct, session=payment.stripe_id):
-        return acct.client.v1.checkout.sessions.retrieve(payment.stripe_id)
-
-
-def refresh(payment: Payment) -> Payment:
-    """Ask Stripe once for a session's state and apply it (success page, reconciliation)."""
-    return lifecycle.apply_checkout_session(payment, retrieve(payment).to_dict())
-
-
-def expire(payment: Payment) -> Payment:
-    """Expire an open session the order no longer needs (it was paid another way)."""
-    acct = gateway.account(payment.account)
-    with gateway.stripe_call("checkout.session.expire", acct, session=payment.stripe_id):
-        session = acct.client.v1.checkout.sessions.expire(payment.stripe_id)
-    return lifecycle.apply_checkout_session(payment, session.to_dict())

@@ -41,6 +41,20 @@ class OrderNotPayable(ShopError):
     code = "order_not_payable"
 
 
+class OrderChanged(ShopError):
+    """The shopper's page shows another total than the order has now (changed in another tab)."""
+
+    status = 409
+    code = "order_changed"
+
+
+class OrderBusy(ShopError):
+    """Another request holds the order's lock for longer than we wait; retrying soon works."""
+
+    status = 503
+    code = "order_busy"
+
+
 class AmountNotChargeable(ShopError):
     status = 422
     code = "amount_not_chargeable"
@@ -49,6 +63,13 @@ class AmountNotChargeable(ShopError):
 class PaymentsNotConfigured(ShopError):
     status = 503
     code = "payments_not_configured"
+
+
+class CheckoutUnavailable(ShopError):
+    """Checkout cannot take this order's payment (its total differs from ours); paying by card still works."""
+
+    status = 502
+    code = "checkout_unavailable"
 
 
 class PaymentProviderError(ShopError):

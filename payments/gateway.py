@@ -67,3 +67,32 @@ def stripe_call(action: str, acct: StripeAccount, **context: object) -> Iterator
             exc.user_message or str(exc),
         )
         raise PaymentProviderError(OUTAGE_MESSAGE) from exc
+
+
+# ------------------------------------------------------------------------------------------------ thin wrappers
+# The calls that learn or close a payment object's state, shared by every path that needs them.
+
+
+def retrieve_intent(acct: StripeAccount, intent_id: str) -> stripe.PaymentIntent:
+    with stripe_call("payment_intent.retrieve", acct, payment_intent=intent_id):
+        return acct.client.v1.payment_intents.retrieve(intent_id)
+
+
+def cancel_intent(acct: StripeAccount, intent_id: str) -> stripe.PaymentIntent:
+    with stripe_call("payment_intent.cancel", acct, payment_intent=intent_id):
+        return acct.client.v1.payment_intents.cancel(intent_id)
+
+
+def retrieve_session(acct: StripeAccount, session_id: str) -> stripe.checkout.Session:
+    with stripe_call("checkout.session.retrieve", acct, session=session_id):
+        return acct.client.v1.checkout.sessions.retrieve(session_id)
+
+
+def expire_session(acct: StripeAccount, session_id: str) -> stripe.checkout.Session:
+    with stripe_call("checkout.session.expire", acct, session=session_id):
+        return acct.client.v1.checkout.sessions.expire(session_id)
+
+
+def refused_as_invalid(exc: PaymentProviderError) -> bool:
+    """Stripe answered, refusing the request as invalid (e.g. canceling a PaymentIntent that succeeded)."""
+    return isinstance(exc.__cause__, stripe.InvalidRequestError)

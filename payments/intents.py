@@ -1,10 +1,14 @@
-"""PaymentIntents for orders: at most one open PaymentIntent per order, reused, updated, never doubled.
+"""PaymentIntents for orders: created for the order's frozen snapshot when the shopper pays, reused while they
+can still be paid, never updated and never doubled.
 
-`open_intent(order)` runs with the order row locked, so a reload and a double click that arrive together see
-the same PaymentIntent. Reuse asks Stripe for the PaymentIntent's state first: one still waiting for a payment
-method is reused (its amount updated when the cart changed); one canceled or succeeded is never reused.
-Every create carries an idempotency key from the order, the amount and the attempt number, and the `Payment`
-row is written only after Stripe answered, so no row claims a PaymentIntent that does not exist.
+`open_intent(order)` goes through `paying.open_object` under the order's row lock, so a double click and a
+second tab arriving together see one PaymentIntent: the order is frozen, the PaymentIntent already open for
+this snapshot is reused while Stripe still lets it be paid, otherwise every other open object of the order (a
+Checkout Session, an older PaymentIntent) is closed and a new one created. A PaymentIntent's amount is
+never updated: a changed cart means "change order", which cancels it first, and a new snapshot gets a new
+PaymentIntent. Every create carries an idempotency key of its own: the order, the snapshot's version, the
+attempt within it and a digest of the params, so a retry of the same request gets the same object back and a
+new amount never meets an old key. The `Payment` row is written only after Stripe answered.
 """
 
 from __future__ import annotations
@@ -12,16 +16,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import stripe
-from django.db import transaction
 from stripe.params import PaymentIntentCreateParams
 
-from payments import gateway, lifecycle
+from payments import gateway, lifecycle, paying, sync
 from payments.accounts import StripeAccount
-from payments.checkout import describe
-from payments.errors import OrderNotPayable
 from payments.models import Order, Payment, PaymentKind, PaymentStatus
-from payments.pricing import PricedOrder
+from payments.pricing import PricedOrder, describe
 
 logger = logging.getLogger("payments.intents")
 
@@ -42,76 +42,49 @@ def create_params(order: Order, priced: PricedOrder, attempt: int) -> PaymentInt
         "amount": priced.total,
         "currency": priced.currency,
         "automatic_payment_methods": {"enabled": True},
-        "description": describe(order, priced),
-        "metadata": {"order_id": str(order.public_id), "payment_ref": f"{order.public_id}:{attempt}"},
+        "description": describe(order.public_id, priced),
+        "metadata": {
+            "order_id": str(order.public_id),
+            "order_version": str(order.version),
+            "payment_ref": f"{order.public_id}:{order.version}:{attempt}",
+        },
     }
 
 
-def _retrieve(acct: StripeAccount, intent_id: str) -> stripe.PaymentIntent:
-    with gateway.stripe_call("payment_intent.retrieve", acct, payment_intent=intent_id):
-        return acct.client.v1.payment_intents.retrieve(intent_id)
-
-
-def _reuse(order: Order, payment: Payment, priced: PricedOrder, acct: StripeAccount) -> OpenIntent | None:
-    """The open PaymentIntent if Stripe still lets it be paid, with its amount brought up to date."""
-    intent = _retrieve(acct, payment.stripe_id)
-    if intent.status not in REUSABLE:
-        lifecycle.apply_payment_intent(payment, intent.to_dict())
-        if intent.status in ("processing", "requires_capture"):
-            raise OrderNotPayable(
-                "A payment for this order is being processed; there is nothing more to pay now."
-            )
-        if intent.status == "succeeded":
-            raise OrderNotPayable("This order has been paid.")
-        return None  # canceled: a new PaymentIntent follows
-    if intent.amount != priced.total or intent.currency != priced.currency:
-        if intent.currency != priced.currency:
-            return None
-        key = gateway.idempotency_key("pi-update", payment.stripe_id, priced.total)
-        with gateway.stripe_call("payment_intent.update", acct, payment_intent=payment.stripe_id):
-            intent = acct.client.v1.payment_intents.update(
-                payment.stripe_id,
-                params={"amount": priced.total, "description": describe(order, priced)},
-                options={"idempotency_key": key},
-            )
-        logger.info("payment_intent %s amount %s -> %s", payment.stripe_id, payment.amount, priced.total)
-        payment.amount = priced.total
-        payment.stripe_amount_total = intent.amount
-        payment.save(update_fields=["amount", "stripe_amount_total", "updated_at"])
-    return OpenIntent(
-        payment, intent.client_secret or "", intent.amount, intent.currency, acct.publishable_key
+def _reuse(order: Order, acct: StripeAccount) -> tuple[Payment, OpenIntent] | None:
+    """The PaymentIntent open for this snapshot, if Stripe still lets it be paid (its client secret is never
+    stored, so it is asked for); otherwise its state is applied, and a refusal raised if it is in flight."""
+    payment = (
+        order.payments.filter(
+            kind=PaymentKind.PAYMENT_INTENT,
+            status=PaymentStatus.OPEN,
+            account=acct.currency,
+            order_version=order.version,
+        )
+        .order_by("-id")
+        .first()
     )
+    if payment is None:
+        return None
+    intent = gateway.retrieve_intent(acct, payment.stripe_id)
+    if intent.status in REUSABLE and intent.amount == payment.amount and intent.currency == payment.currency:
+        return payment, OpenIntent(
+            payment, intent.client_secret or "", intent.amount, intent.currency, acct.publishable_key
+        )
+    sync.refuse_if_in_flight(lifecycle.apply_payment_intent(payment, intent.to_dict()))
+    return None
 
 
-def open_intent(order: Order, priced: PricedOrder) -> OpenIntent:
-    """The order's one open PaymentIntent for `priced.total`, created when there is none to reuse."""
-    acct = gateway.account(order.currency)
-    gateway.check_amount(priced.total, order.currency)
-    with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order.pk)
-        if not order.is_payable:
-            raise OrderNotPayable(
-                f"This order is {order.get_status_display().lower()}; there is nothing to pay."
-            )
-        intents = order.payments.filter(kind=PaymentKind.PAYMENT_INTENT)
-        current = intents.filter(status=PaymentStatus.OPEN, account=acct.currency).order_by("-id").first()
-        refusal: OrderNotPayable | None = None
-        if current is not None:
-            try:
-                reused = _reuse(order, current, priced, acct)
-            except OrderNotPayable as exc:  # raised below, so that the state Stripe reported is kept
-                refusal, reused = exc, None
-            if reused is not None:
-                return reused
-        if refusal is None:
-            return _create(order, priced, acct, attempt=intents.count())
-    raise refusal
+def open_intent(order: Order, *, owner: str = "", expected_total: int | None = None) -> OpenIntent:
+    """The order's one payable PaymentIntent, for its frozen snapshot (see `paying.open_object`)."""
+    return paying.open_object(order, reuse=_reuse, create=_create, owner=owner, expected_total=expected_total)
 
 
-def _create(order: Order, priced: PricedOrder, acct: StripeAccount, *, attempt: int) -> OpenIntent:
+def _create(order: Order, priced: PricedOrder, acct: StripeAccount) -> OpenIntent:
     """Create the PaymentIntent (a retried identical request gets the first one back) and record it."""
+    attempt = order.payments.filter(kind=PaymentKind.PAYMENT_INTENT, order_version=order.version).count()
     params = create_params(order, priced, attempt)
-    key = gateway.idempotency_key("pi", order.public_id, priced.total, attempt, params=params)
+    key = gateway.idempotency_key("pi", order.public_id, f"v{order.version}", attempt, params=params)
     with gateway.stripe_call("payment_intent.create", acct, order=order.public_id):
         intent = acct.client.v1.payment_intents.create(params=params, options={"idempotency_key": key})
     payment = Payment.objects.record(
@@ -121,27 +94,19 @@ def _create(order: Order, priced: PricedOrder, acct: StripeAccount, *, attempt: 
         intent.id,
         livemode=intent.livemode,
         payment_intent_id=intent.id,
+        order_version=order.version,
         amount=priced.total,
         stripe_amount_total=intent.amount,
         stripe_status=intent.status,
         idempotency_key=key,
     )
-    logger.info("payment_intent %s created order=%s amount=%s", intent.id, order.public_id, intent.amount)
+    logger.info(
+        "payment_intent %s created order=%s v%s amount=%s",
+        intent.id,
+        order.public_id,
+        order.version,
+        intent.amount,
+    )
     return OpenIntent(
         payment, intent.client_secret or "", intent.amount, intent.currency, acct.publishable_key
     )
-
-
-def refresh(payment: Payment) -> Payment:
-    """Ask Stripe once for a PaymentIntent's state and apply it (return page, reconciliation)."""
-    acct = gateway.account(payment.account)
-    intent = _retrieve(acct, payment.stripe_id)
-    return lifecycle.apply_payment_intent(payment, intent.to_dict())
-
-
-def cancel(payment: Payment) -> Payment:
-    """Cancel an open PaymentIntent the order no longer needs (it was paid another way)."""
-    acct = gateway.account(payment.account)
-    with gateway.stripe_call("payment_intent.cancel", acct, payment_intent=payment.stripe_id):
-        intent = acct.client.v1.payment_intents.cancel(payment.stripe_id)
-    return lifecycle.apply_payment_intent(payment, intent.to_dict())

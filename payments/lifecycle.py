@@ -1,11 +1,17 @@
-"""The payment lifecycle: what Stripe says about a PaymentIntent, a Checkout Session or a charge, applied to our
-`Payment` and `Order` rows.
+"""What Stripe says about a PaymentIntent, a Checkout Session or a charge, applied to our `Payment` and `Order`.
 
-Webhooks, the return pages and the reconcile command all come through here, so the rules live in one place:
-- every change runs in a transaction with the payment and order rows locked (`select_for_update`);
-- states never move backwards: a succeeded payment stays succeeded, a paid order only moves on to refunded;
-- an order becomes paid only when the amount and currency Stripe reports match what the shop asked for;
-  otherwise the order stays unpaid and is flagged for staff;
+Webhooks, the return pages, the shop's own Stripe calls (cancel, expire, retrieve) and the reconcile command
+all come through here, so the rules live in one place. Nothing here calls Stripe: what must happen at Stripe
+afterwards (closing the order's other objects, a refund it owes) is done by `closing.tidy_up()` once the
+transaction has committed.
+
+- Every change runs under `states.locked_payment()` (order row, then payment row).
+- A payment never leaves a final state (succeeded, failed, canceled, expired); a late or repeated event changes
+  nothing, so events may arrive in any order and any number of times.
+- An order becomes paid only when a payment for its current snapshot succeeded with exactly the snapshot's
+  amount and currency; anything else leaves it unpaid and flagged for staff, the difference said in words.
+- A payment succeeding for an order that is already paid is a second payment: it is flagged and a full refund
+  is owed (sent by `tidy_up`).
 - Stripe objects are read as plain dicts (an event's `data.object`, or `to_dict()` of a retrieved object).
 """
 
@@ -15,18 +21,16 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from payments.models import Order, OrderStatus, Payment, PaymentKind, PaymentStatus
+from payments import states
+from payments.models import Order, OrderStatus, Payment, PaymentKind, PaymentStatus, Refund
+from payments.money import format_money
 
 logger = logging.getLogger("payments.lifecycle")
 
 StripeDict = Mapping[str, Any]
-
-PAID_STATES = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED)
-FINAL_PAYMENT_STATES = (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED)
 
 # Stripe's PaymentIntent statuses, as our payment status.
 INTENT_STATUS = {
@@ -40,179 +44,183 @@ INTENT_STATUS = {
 }
 
 
-def _locked(payment: Payment) -> tuple[Payment, Order]:
-    payment = Payment.objects.select_for_update().get(pk=payment.pk)
-    order = Order.objects.select_for_update().get(pk=payment.order_id)
-    return payment, order
+def _money(amount: int, currency: str) -> str:
+    try:
+        return format_money(amount, currency, minor=True)
+    except (TypeError, ValueError):
+        return f"{amount} {currency.upper()} minor units"
 
 
-def _error_message(obj: StripeDict) -> str:
-    error = obj.get("last_payment_error") or {}
-    return str(error.get("message") or "")
+def apply_payment_intent(payment: Payment, intent: StripeDict, *, wait: float | None = None) -> Payment:
+    """Apply a PaymentIntent's state (from an event, a return page, reconciliation or our own call)."""
+    stripe_status = str(intent.get("status") or "")
+    status = INTENT_STATUS.get(stripe_status, PaymentStatus.OPEN)
+    error = intent.get("last_payment_error") or {}
+    fields: dict[str, Any] = {
+        "stripe_status": stripe_status,
+        "last_error": str(error.get("message") or "") if isinstance(error, Mapping) else "",
+    }
+    if status == PaymentStatus.SUCCEEDED:
+        fields["amount_received"] = _int(intent.get("amount_received"))
+    if payment.kind == PaymentKind.PAYMENT_INTENT:
+        fields["stripe_amount_total"] = _int(intent.get("amount"))
+    return _apply(payment, status, str(intent.get("currency") or ""), fields, wait)
 
 
-def _set_payment(payment: Payment, status: str, stripe_status: str, **fields: Any) -> list[str]:
-    """Move the payment to `status` unless that would go backwards; returns the fields changed."""
-    changed = ["stripe_status", "updated_at"]
-    payment.stripe_status = stripe_status
-    if payment.status in FINAL_PAYMENT_STATES and status != payment.status:
-        logger.info(
-            "payment %s stays %s (Stripe now says %s)", payment.stripe_id, payment.status, stripe_status
-        )
-        return changed
-    payment.status = status
-    changed.append("status")
-    for name, value in fields.items():
-        setattr(payment, name, value)
-        changed.append(name)
-    return changed
+def apply_checkout_session(
+    payment: Payment, session: StripeDict, *, async_failed: bool = False, wait: float | None = None
+) -> Payment:
+    """Apply a Checkout Session's state. It is paid only when `payment_status` is `paid`."""
+    stripe_status = str(session.get("status") or "")
+    payment_status = str(session.get("payment_status") or "")
+    fields: dict[str, Any] = {"stripe_status": f"{stripe_status}/{payment_status}"}
+    intent_id = session.get("payment_intent")
+    if isinstance(intent_id, Mapping):
+        intent_id = intent_id.get("id")
+    if intent_id:
+        fields["payment_intent_id"] = str(intent_id)
+    if session.get("amount_total") is not None:
+        fields["stripe_amount_total"] = _int(session["amount_total"])
+    if async_failed:
+        status = PaymentStatus.FAILED
+        fields["last_error"] = "The payment was not completed (the bank transfer or delayed method failed)."
+    elif stripe_status == "expired":
+        status = PaymentStatus.EXPIRED
+    elif stripe_status == "complete" and payment_status in ("paid", "no_payment_required"):
+        status = PaymentStatus.SUCCEEDED
+        fields["amount_received"] = _int(session.get("amount_total"))
+    elif stripe_status == "complete":
+        status = PaymentStatus.PROCESSING
+    else:
+        status = PaymentStatus.OPEN
+    if status != PaymentStatus.OPEN:
+        fields["url"] = ""  # the hosted page can no longer be paid
+    return _apply(payment, status, str(session.get("currency") or ""), fields, wait)
 
 
-def _other_payment_in_flight(order: Order, payment: Payment) -> bool:
-    return order.payments.exclude(pk=payment.pk).filter(status=PaymentStatus.PROCESSING).exists()
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _settle_order(order: Order, payment: Payment, *, received: int, currency: str) -> None:
-    """The payment succeeded at Stripe: mark the order paid if the money matches, else flag it."""
-    if order.status in PAID_STATES:
-        if not order.payments.filter(status=PaymentStatus.SUCCEEDED).exclude(pk=payment.pk).exists():
-            return  # the same payment reported again
+def _apply(
+    payment: Payment, status: str, currency: str, fields: dict[str, Any], wait: float | None
+) -> Payment:
+    with states.locked_payment(payment, wait=wait or states.SHOPPER_LOCK_WAIT) as held:
+        order, payment = held.order, held.payment
+        before = payment.status
+        if before in states.FINAL_PAYMENTS and status != before:
+            logger.info("payment %s stays %s (Stripe now says %s)", payment.stripe_id, before, status)
+            return payment
+        if before == PaymentStatus.SUCCEEDED:
+            return payment  # the same success reported again
+        for name, value in fields.items():
+            setattr(payment, name, value)
+        payment.status = status
+        payment.save(update_fields=[*fields, "status", "updated_at"])
+        if status == before:
+            return payment
+        if status == PaymentStatus.SUCCEEDED:
+            _settle(order, payment, currency)
+        elif status == PaymentStatus.PROCESSING:
+            if order.status == OrderStatus.AWAITING_PAYMENT and payment.order_version == order.version:
+                states.move(order, OrderStatus.PROCESSING)
+                order.save(update_fields=["status", "updated_at"])
+        elif (
+            before == PaymentStatus.PROCESSING
+            and order.status == OrderStatus.PROCESSING
+            and not order.payments.filter(status=PaymentStatus.PROCESSING).exists()
+        ):
+            # The payment in flight did not go through: the order can be paid again (same snapshot).
+            states.move(order, OrderStatus.AWAITING_PAYMENT)
+            order.save(update_fields=["status", "updated_at"])
+    return payment
+
+
+def _settle(order: Order, payment: Payment, currency: str) -> None:
+    """The payment succeeded at Stripe: the order is paid if it took exactly the snapshot, else flagged."""
+    received = payment.amount_received
+    currency = currency.lower()
+    took = _money(received, currency or payment.currency)
+    if states.is_paid(order):
         order.flag(
-            f"Paid twice: {payment.get_kind_display()} {payment.stripe_id} succeeded after the order was paid. "
-            "Refund one of the payments."
-        )
-        logger.error("order %s paid twice, second payment %s", order.public_id, payment.stripe_id)
-        order.save(update_fields=["needs_attention", "attention_note", "updated_at"])
-        return
-    if received != payment.amount or currency.lower() != payment.currency.lower():
-        order.flag(
-            f"Stripe reports {received} {currency.upper()} for {payment.stripe_id}, "
-            f"the shop asked for {payment.amount} {payment.currency.upper()}. Order left unpaid."
-        )
-        logger.error(
-            "amount mismatch order=%s payment=%s stripe=%s %s ours=%s %s",
-            order.public_id,
-            payment.stripe_id,
-            received,
-            currency,
-            payment.amount,
-            payment.currency,
+            f"Paid twice: {payment.get_kind_display()} {payment.stripe_id} took {took} after the order was "
+            "already paid. A full refund of it was started automatically."
         )
         order.save(update_fields=["needs_attention", "attention_note", "updated_at"])
+        if received > 0:
+            Refund.objects.get_or_create(
+                idempotency_key=f"refund-duplicate:{payment.account}:{payment.stripe_id}",
+                defaults={
+                    "order": order,
+                    "payment": payment,
+                    "amount": received,
+                    "currency": payment.currency,
+                    "reason": Refund.Reason.DUPLICATE,
+                },
+            )
+        logger.error("order %s paid twice, refunding %s", order.public_id, payment.stripe_id)
         return
-    order.status = OrderStatus.PAID
+    total = order.total
+    problem = ""
+    if payment.order_version != order.version or order.status not in (
+        OrderStatus.AWAITING_PAYMENT,
+        OrderStatus.PROCESSING,
+    ):
+        problem = (
+            f"Stripe took {took} through {payment.stripe_id}, which was created for an earlier version of "
+            f"this order (v{payment.order_version}; the order is now v{order.version}, {order.status})."
+        )
+    elif currency != order.currency:
+        problem = (
+            f"Stripe took {took} ({currency.upper()}) through {payment.stripe_id}, but the order is in "
+            f"{order.currency.upper()}: "
+            f"its total is {_money(total or 0, order.currency)}."
+        )
+    elif received != total:
+        difference = _money(abs((total or 0) - received), order.currency)
+        problem = (
+            f"Stripe took {took} through {payment.stripe_id}, but the order's total is "
+            f"{_money(total or 0, order.currency)}: {difference} {'short' if received < (total or 0) else 'too much'}."
+        )
+    if problem:
+        order.flag(f"{problem} Order left unpaid.")
+        order.save(update_fields=["needs_attention", "attention_note", "updated_at"])
+        logger.error("order %s not paid: %s", order.public_id, problem)
+        return
+    states.move(order, OrderStatus.PAID)
     order.paid_at = timezone.now()
-    if order.amount_refunded:  # a `charge.refunded` event arrived before this one (events are not ordered)
-        order.status = _refunded_status(order)
+    if order.amount_refunded:  # a refund event arrived before this one (events are not ordered)
+        states.move(order, refunded_status(order))
     order.save(update_fields=["status", "paid_at", "updated_at"])
     logger.info("order %s paid by %s", order.public_id, payment.stripe_id)
 
 
-def _refunded_status(order: Order) -> str:
-    """Refunded or partially refunded, from what the order's succeeded payments received."""
-    succeeded = order.payments.filter(status=PaymentStatus.SUCCEEDED)
-    paid = succeeded.aggregate(total=Sum("amount_received"))["total"] or 0
-    return OrderStatus.REFUNDED if order.amount_refunded >= paid else OrderStatus.PARTIALLY_REFUNDED
+def refunded_status(order: Order) -> str:
+    """Paid, partially refunded or refunded, from what the order's payments received and gave back."""
+    received = (
+        order.payments.filter(status=PaymentStatus.SUCCEEDED).aggregate(total=Sum("amount_received"))["total"]
+        or 0
+    )
+    kept = received - order.amount_refunded
+    if kept <= 0:
+        return OrderStatus.REFUNDED
+    if kept < (order.total or 0):
+        return OrderStatus.PARTIALLY_REFUNDED
+    return OrderStatus.PAID
 
 
-def _order_unpaid(order: Order, payment: Payment, status: str) -> None:
-    """A payment did not go through: the order shows it, unless it is paid or another payment is under way."""
-    if order.status in PAID_STATES or _other_payment_in_flight(order, payment):
-        return
-    order.status = status
-    order.save(update_fields=["status", "updated_at"])
-
-
-def apply_payment_intent(payment: Payment, intent: StripeDict) -> Payment:
-    """Apply a PaymentIntent's state (from an event, a return page or reconciliation)."""
-    with transaction.atomic():
-        payment, order = _locked(payment)
-        stripe_status = str(intent.get("status") or "")
-        status = INTENT_STATUS.get(stripe_status, PaymentStatus.OPEN)
-        error = _error_message(intent)
-        fields: dict[str, Any] = {"last_error": error}
-        if status == PaymentStatus.SUCCEEDED:
-            fields["amount_received"] = int(intent.get("amount_received") or 0)
-        if payment.kind == PaymentKind.PAYMENT_INTENT:
-            fields["stripe_amount_total"] = int(intent.get("amount") or 0)
-        changed = _set_payment(payment, status, stripe_status, **fields)
-        payment.save(update_fields=changed)
-        if payment.status != status:
-            return payment  # a late event for a payment already final
-        if status == PaymentStatus.SUCCEEDED:
-            _settle_order(
-                order, payment, received=payment.amount_received, currency=str(intent.get("currency", ""))
-            )
-        elif status == PaymentStatus.PROCESSING:
-            if order.status not in PAID_STATES:
-                order.status = OrderStatus.PENDING
-                order.save(update_fields=["status", "updated_at"])
-        elif status == PaymentStatus.CANCELED:
-            _order_unpaid(order, payment, OrderStatus.CANCELED)
-        elif error:
-            _order_unpaid(order, payment, OrderStatus.FAILED)
-    return payment
-
-
-def apply_checkout_session(payment: Payment, session: StripeDict, *, async_failed: bool = False) -> Payment:
-    """Apply a Checkout Session's state. It is paid only when `payment_status` is `paid`."""
-    with transaction.atomic():
-        payment, order = _locked(payment)
-        stripe_status = str(session.get("status") or "")
-        payment_status = str(session.get("payment_status") or "")
-        fields: dict[str, Any] = {}
-        intent_id = session.get("payment_intent")
-        if isinstance(intent_id, Mapping):
-            intent_id = intent_id.get("id")
-        if intent_id:
-            fields["payment_intent_id"] = str(intent_id)
-        if session.get("amount_total") is not None:
-            fields["stripe_amount_total"] = int(session["amount_total"])
-        if async_failed:
-            status = PaymentStatus.FAILED
-            fields["last_error"] = (
-                "The payment was not completed (the bank transfer or delayed method failed)."
-            )
-        elif stripe_status == "expired":
-            status = PaymentStatus.EXPIRED
-        elif stripe_status == "complete" and payment_status in ("paid", "no_payment_required"):
-            status = PaymentStatus.SUCCEEDED
-            fields["amount_received"] = int(session.get("amount_total") or 0)
-        elif stripe_status == "complete":
-            status = PaymentStatus.PROCESSING
-        else:
-            status = PaymentStatus.OPEN
-        changed = _set_payment(payment, status, f"{stripe_status}/{payment_status}", **fields)
-        payment.save(update_fields=changed)
-        if payment.status != status:
-            return payment
-        if status == PaymentStatus.SUCCEEDED:
-            _settle_order(
-                order, payment, received=payment.amount_received, currency=str(session.get("currency", ""))
-            )
-        elif status == PaymentStatus.PROCESSING and order.status not in PAID_STATES:
-            order.status = OrderStatus.PENDING
-            order.save(update_fields=["status", "updated_at"])
-        elif status == PaymentStatus.FAILED:
-            _order_unpaid(order, payment, OrderStatus.FAILED)
-        elif status == PaymentStatus.EXPIRED:
-            _order_unpaid(order, payment, OrderStatus.EXPIRED)
-    return payment
-
-
-def apply_refund(payment: Payment, charge: StripeDict) -> Payment:
-    """Apply a charge's refunded amount; the order becomes partially refunded or refunded. Never goes back."""
-    with transaction.atomic():
-        payment, order = _locked(payment)
-        refunded = int(charge.get("amount_refunded") or 0)
+def apply_refund(payment: Payment, charge: StripeDict, *, wait: float | None = None) -> Payment:
+    """Apply a charge's refunded amount; the order's state follows. Never goes back."""
+    with states.locked_payment(payment, wait=wait or states.SHOPPER_LOCK_WAIT) as held:
+        order, payment = held.order, held.payment
+        refunded = _int(charge.get("amount_refunded"))
         if refunded <= payment.amount_refunded:
             return payment  # an older or repeated event
         payment.amount_refunded = refunded
         payment.save(update_fields=["amount_refunded", "updated_at"])
-        total = order.payments.aggregate(total=Sum("amount_refunded"))["total"] or 0
-        order.amount_refunded = total
-        if order.status in PAID_STATES:
-            order.status = _refunded_status(order)
+        order.amount_refunded = order.payments.aggregate(total=Sum("amount_refunded"))["total"] or 0
+        if states.is_paid(order):
+            states.move(order, refunded_status(order))
         order.save(update_fields=["amount_refunded", "status", "updated_at"])
-        logger.info("order %s refunded %s, now %s", order.public_id, total, order.status)
+        logger.info("order %s refunded %s, now %s", order.public_id, order.amount_refunded, order.status)
     return payment

@@ -123,14 +123,14 @@ class Tax(models.Model):
 
 
 class OrderStatus(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    PENDING = "pending", "Payment pending"
+    """An order's states; `payments.states` owns the moves between them."""
+
+    DRAFT = "draft", "Cart"
+    AWAITING_PAYMENT = "awaiting_payment", "Awaiting payment"
+    PROCESSING = "processing", "Payment processing"
     PAID = "paid", "Paid"
-    FAILED = "failed", "Payment failed"
-    CANCELED = "canceled", "Canceled"
-    EXPIRED = "expired", "Expired"
-    REFUNDED = "refunded", "Refunded"
     PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+    REFUNDED = "refunded", "Refunded"
 
 
 class Order(models.Model):
@@ -146,6 +146,15 @@ class Order(models.Model):
         Discount, null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
     )
     taxes = models.ManyToManyField(Tax, blank=True, related_name="orders")
+    snapshot = models.JSONField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The priced order (lines, unit prices, discount, taxes, total) frozen when paying started.",
+    )
+    version = models.PositiveIntegerField(
+        default=0, editable=False, help_text="How many times the order was frozen for payment."
+    )
     amount_refunded = models.BigIntegerField(default=0, help_text="Refunded so far, in minor units.")
     needs_attention = models.BooleanField(default=False, help_text="Flagged for staff, see the note.")
     attention_note = models.TextField(blank=True)
@@ -164,23 +173,9 @@ class Order(models.Model):
         return reverse("payments:order", args=[self.public_id])
 
     @property
-    def is_editable(self) -> bool:
-        return self.status in (
-            OrderStatus.DRAFT,
-            OrderStatus.FAILED,
-            OrderStatus.CANCELED,
-            OrderStatus.EXPIRED,
-        )
-
-    @property
-    def is_payable(self) -> bool:
-        return self.status in (
-            OrderStatus.DRAFT,
-            OrderStatus.PENDING,
-            OrderStatus.FAILED,
-            OrderStatus.CANCELED,
-            OrderStatus.EXPIRED,
-        )
+    def total(self) -> int | None:
+        """The frozen total in minor units (None for a cart, whose total follows its lines)."""
+        return self.snapshot["total"] if self.snapshot else None
 
     def clean(self) -> None:
         super().clean()
@@ -193,9 +188,13 @@ class Order(models.Model):
             )
 
     def flag(self, note: str) -> None:
+        """Flag the order for staff, adding `note` to what they read."""
         self.needs_attention = True
+        self.note(note)
+
+    def note(self, text: str) -> None:
         stamp = timezone.now().strftime("%Y-%m-%d %H:%M:%S")
-        self.attention_note = f"{self.attention_note}\n{stamp} {note}".strip()
+        self.attention_note = f"{self.attention_note}\n{stamp} {text}".strip()
 
 
 class OrderLine(models.Model):
@@ -272,7 +271,12 @@ class Payment(models.Model):
     payment_intent_id = models.CharField(
         max_length=255, blank=True, db_index=True, help_text="The PaymentIntent (for a session: once paid)."
     )
-    amount = models.BigIntegerField(help_text="What the shop asked for, in minor units.")
+    order_version = models.PositiveIntegerField(
+        default=0, help_text="The order's version (frozen snapshot) this object was created for."
+    )
+    amount = models.BigIntegerField(
+        help_text="What the shop asked for (the snapshot's total), in minor units."
+    )
     currency = models.CharField(max_length=3)
     stripe_amount_total = models.BigIntegerField(
         null=True, blank=True, help_text="The total Stripe computed (Checkout), in minor units."
@@ -283,6 +287,9 @@ class Payment(models.Model):
         max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.OPEN, db_index=True
     )
     stripe_status = models.CharField(max_length=40, blank=True)
+    url = models.URLField(
+        max_length=2000, blank=True, help_text="Checkout's hosted page, while the session is open."
+    )
     idempotency_key = models.CharField(max_length=255)
     last_error = models.TextField(blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -302,15 +309,50 @@ class Payment(models.Model):
         return f"{self.get_kind_display()} {self.stripe_id}"
 
     @property
-    def is_open(self) -> bool:
-        return self.status in (PaymentStatus.OPEN, PaymentStatus.PROCESSING)
-
-    @property
     def dashboard_url(self) -> str:
         base = "https://dashboard.stripe.com" + ("" if self.livemode else "/test")
         if self.kind == PaymentKind.PAYMENT_INTENT:
             return f"{base}/payments/{self.stripe_id}"
         return f"{base}/checkout/sessions/{self.stripe_id}"
+
+
+class Refund(models.Model):
+    """Money given back on one payment: asked by staff, or automatic when an order was paid twice.
+
+    The row is written before Stripe is called, with an idempotency key of its own, so one row is one refund
+    at Stripe however often sending it is retried, and two refunds staff asked for are two rows.
+    """
+
+    class Reason(models.TextChoices):
+        DUPLICATE = "duplicate", "Paid twice (refunded automatically)"
+        REQUESTED_BY_STAFF = "requested_by_staff", "Asked by staff"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Not yet sent to Stripe"
+        SENT = "sent", "Sent to Stripe"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="refunds")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.BigIntegerField(help_text="In minor units of the payment's currency.")
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=30, choices=Reason.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    stripe_id = models.CharField(max_length=255, blank=True)
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="refund_amount_positive")
+        ]
+
+    def __str__(self) -> str:
+        return f"Refund {self.stripe_id or self.idempotency_key}"
 
 
 class StripeObject(models.Model):

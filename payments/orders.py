@@ -1,6 +1,7 @@
-"""The shopper's orders: the cart (a draft bound to the browser session) and one-item "buy now" orders.
+"""The shopper's orders: the cart (a draft bound to the browser session), one-item "buy now" orders, and
+"change order", which closes an order's payment objects at Stripe and makes it a cart again.
 
-Every change runs in a transaction with the order row locked, so two requests for one cart never lose an
+Every change runs under the order's row lock (`states.locked`), so two requests for one cart never lose an
 update. Each rule refuses with a clear `ShopError` and changes nothing.
 """
 
@@ -14,14 +15,9 @@ from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 
 from catalog.models import Item
-from payments.errors import (
-    CurrencyMismatch,
-    EmptyOrder,
-    NotOrderOwner,
-    OrderNotEditable,
-)
+from payments import states, sync
+from payments.errors import CurrencyMismatch, NotOrderOwner, OrderNotEditable, OrderNotPayable
 from payments.models import MAX_QUANTITY, Order, OrderLine, OrderStatus, Tax
-from payments.pricing import PricedOrder, price_order
 
 CART_SESSION_KEY = "cart_order_id"
 ITEM_ORDERS_SESSION_KEY = "item_orders"
@@ -51,8 +47,9 @@ def can_change(request: HttpRequest, order: Order) -> bool:
 
 
 def can_view(request: HttpRequest, order: Order) -> bool:
-    """Order pages are reachable by their unguessable id; drafts only by their owner (or staff)."""
-    return order.status != OrderStatus.DRAFT or can_change(request, order) or not order.session_key
+    """An order is seen by the browser that owns it and by staff. An order staff made for a customer has no
+    owner until it is paid: anyone with its (unguessable) link may see and pay it, and the payer owns it."""
+    return can_change(request, order) or not order.session_key
 
 
 def parse_order_id(value: str) -> uuid.UUID | None:
@@ -63,25 +60,28 @@ def parse_order_id(value: str) -> uuid.UUID | None:
 
 
 def new_cart(request: HttpRequest, currency: str) -> Order:
+    """A new cart for this browser; the previous one stays reachable from "Your orders"."""
     order = Order.objects.create(currency=currency.lower(), session_key=session_key(request))
     request.session[CART_SESSION_KEY] = str(order.public_id)
     request.session.save()
     return order
 
 
-def _locked(order: Order) -> Order:
-    return Order.objects.select_for_update().get(pk=order.pk)
+def current_cart(request: HttpRequest) -> Order | None:
+    """The browser's cart, if it has one that is still its own."""
+    public_id = parse_order_id(request.session.get(CART_SESSION_KEY, ""))
+    if public_id is None or not request.session.session_key:
+        return None
+    return Order.objects.filter(public_id=public_id, session_key=request.session.session_key).first()
 
 
-def _check_editable(request: HttpRequest, order: Order) -> None:
-    if not can_change(request, order):
-        raise NotOrderOwner("This order belongs to another shopper.")
-    if not order.is_editable:
-        raise OrderNotEditable(
-            f"This order is {order.get_status_display().lower()} and can no longer be changed."
-        )
-    if order.payments.filter(status="processing").exists():
-        raise OrderNotEditable("A payment for this order is being processed; it can no longer be changed.")
+def browser_orders(request: HttpRequest) -> QuerySet[Order]:
+    """Every order of this browser that has something in it, newest first ("Your orders")."""
+    if not request.session.session_key:
+        return Order.objects.none()
+    return with_pricing(
+        Order.objects.filter(session_key=request.session.session_key, lines__isnull=False).distinct()
+    )
 
 
 def check_quantity(quantity: int) -> None:
@@ -94,9 +94,8 @@ def put_item(
 ) -> OrderLine:
     """Set the quantity of `item` in the order (or add to it when `add`), under the order's row lock."""
     check_quantity(quantity)
-    with transaction.atomic():
-        order = _locked(order)
-        _check_editable(request, order)
+    with states.locked(order.pk) as order:
+        states.check_editable(order, can_change(request, order))
         has_lines = order.lines.exists()
         if has_lines and item.currency != order.currency:
             raise CurrencyMismatch(
@@ -129,29 +128,46 @@ def put_item(
                 line.save()
         except IntegrityError as exc:  # a concurrent request added the same item first
             raise OrderNotEditable("The order changed at the same time; please try again.") from exc
-        order.status = OrderStatus.DRAFT
-        order.save(update_fields=["currency", "status", "updated_at"])
+        order.save(update_fields=["currency", "updated_at"])
     return line
 
 
 def remove_item(request: HttpRequest, order: Order, item_id: int) -> None:
-    with transaction.atomic():
-        order = _locked(order)
-        _check_editable(request, order)
+    with states.locked(order.pk) as order:
+        states.check_editable(order, can_change(request, order))
         order.lines.filter(item_id=item_id).delete()
         order.save(update_fields=["updated_at"])
 
 
-def priced_for_payment(order: Order) -> PricedOrder:
-    """The priced order, refusing an empty one."""
-    priced = price_order(order)
-    if priced.is_empty:
-        raise EmptyOrder("This order is empty: add an item before paying.")
-    return priced
+def change_order(order: Order, *, may_change: bool) -> Order:
+    """Make a frozen order a cart again: every open payment object is closed at Stripe first, and the order
+    thaws only if Stripe confirms none of them was paid or is processing (otherwise `OrderNotPayable`, with
+    what Stripe said applied). A draft is left as it is."""
+    if not may_change:
+        raise NotOrderOwner("This order belongs to another shopper.")
+    refusal: OrderNotEditable | None = None
+    with states.locked(order.pk) as order:
+        if order.status == OrderStatus.DRAFT:
+            return order
+        if order.status != OrderStatus.AWAITING_PAYMENT:
+            raise OrderNotEditable(
+                f"This order is {order.get_status_display().lower()} and can no longer be changed."
+            )
+        try:
+            sync.close_others(order)
+        except OrderNotPayable as exc:  # keep what Stripe said (the order is now processing or paid)
+            refusal = OrderNotEditable(f"{exc.message} It can no longer be changed.")
+        else:
+            order.refresh_from_db()
+            states.thaw(order)
+            return order
+    assert refusal is not None
+    raise refusal
 
 
 def buy_now_order(request: HttpRequest, item: Item) -> Order:
-    """The shopper's open one-item order for `item`, kept in the session; a new one once that is paid.
+    """The shopper's open one-item order for `item`, kept in the session; a new one once that is paid (or
+    processing, or held for staff).
 
     The browser session's row is locked while the order is found or created, so that two first clicks (or a
     reload racing the Pay button) arriving at two app processes find the same order, hence one PaymentIntent.
@@ -168,20 +184,32 @@ def buy_now_order(request: HttpRequest, item: Item) -> Order:
         public_id = parse_order_id(orders.get(str(item.pk), ""))
         existing = None
         if public_id is not None:
-            existing = (
-                Order.objects.filter(public_id=public_id, session_key=key, currency=item.currency)
-                .exclude(status__in=[OrderStatus.PAID, OrderStatus.REFUNDED, OrderStatus.PARTIALLY_REFUNDED])
-                .first()
-            )
+            existing = Order.objects.filter(
+                public_id=public_id,
+                session_key=key,
+                currency=item.currency,
+                status__in=states.PAYABLE,
+                needs_attention=False,
+            ).first()
         if existing is not None:
-            if existing.is_editable:  # a price change since the last visit applies to the open order
-                existing.lines.filter(item=item).exclude(unit_price=item.amount).update(
-                    unit_price=item.amount
-                )
             return existing
         order = Order.objects.create(currency=item.currency, session_key=key)
         OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.amount)
         orders[str(item.pk)] = str(order.public_id)
         request.session[ITEM_ORDERS_SESSION_KEY] = orders
         request.session.save()  # now, not with the response: a 502 answer is not saved, the retry needs the order
+    return order
+
+
+def follow_price(order: Order, item: Item) -> Order:
+    """A one-item order follows its item's price, so the shopper pays what the item page shows: when the
+    price changed since the order was frozen, the order is changed (its objects closed at Stripe first)."""
+    line = order.lines.filter(item=item).first()
+    if line is None or line.unit_price == item.amount:
+        return order
+    if order.status == OrderStatus.AWAITING_PAYMENT:
+        order = change_order(order, may_change=True)
+    with states.locked(order.pk) as order:
+        if states.is_editable(order):
+            order.lines.filter(item=item).update(unit_price=item.amount)
     return order

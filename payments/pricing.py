@@ -12,10 +12,10 @@ Rules (the same Stripe Checkout applies to a coupon and tax rates, so both payme
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from payments.money import format_money, minor_unit_step, to_minor_units
 
@@ -197,7 +197,17 @@ def price(
 
 
 def order_inputs(order: Order) -> tuple[list[LineInput], DiscountInput | None, list[TaxInput]]:
-    """Read an order's lines, discount and taxes (use `orders.with_pricing()` to fetch them in 3 queries)."""
+    """Read an order's lines, discount and taxes, in a fixed order (lines and taxes by id). What
+    `orders.with_pricing()` prefetched is used; anything missing is fetched in one query each."""
+    from django.db.models import Prefetch, prefetch_related_objects
+
+    from payments.models import OrderLine, Tax
+
+    prefetch_related_objects(
+        [order],
+        Prefetch("lines", queryset=OrderLine.objects.select_related("item").order_by("id")),
+        Prefetch("taxes", queryset=Tax.objects.order_by("id")),
+    )
     lines = [
         LineInput(
             item_id=line.item_id,
@@ -224,5 +234,89 @@ def order_inputs(order: Order) -> tuple[list[LineInput], DiscountInput | None, l
 
 
 def price_order(order: Order) -> PricedOrder:
+    """What the order costs: its frozen snapshot once the shopper started paying, else its lines as they are.
+
+    Every page, the admin and both payment paths read amounts through here, so a frozen order shows and is
+    charged exactly the snapshot its Stripe objects were created for, whatever staff edit afterwards.
+    """
+    if order.snapshot:
+        return from_snapshot(order.snapshot)
+    return price_live(order)
+
+
+def price_live(order: Order) -> PricedOrder:
+    """The order priced from its current lines, discount and taxes (a draft; or a new snapshot)."""
     lines, discount, taxes = order_inputs(order)
     return price(order.currency, lines, discount, taxes)
+
+
+def describe(order_id: object, priced: PricedOrder) -> str:
+    """The payment's description at Stripe: the order and its lines (Stripe allows 1000 characters)."""
+    names = ", ".join(f"{line.quantity} x {line.name}" for line in priced.lines)
+    return f"Order {str(order_id)[:8]}: {names}"[:1000]
+
+
+# ------------------------------------------------------------------------------------------------ snapshots
+
+
+def to_snapshot(priced: PricedOrder) -> dict[str, Any]:
+    """The priced order as JSON-safe data (Decimals as strings), stored on the order when it is frozen."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return str(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    data: dict[str, Any] = plain(asdict(priced))
+    return data
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def from_snapshot(data: Mapping[str, Any]) -> PricedOrder:
+    """Inverse of `to_snapshot`."""
+    discount = data.get("discount")
+    return PricedOrder(
+        currency=data["currency"],
+        lines=tuple(
+            PricedLine(
+                **{k: v for k, v in line.items() if k != "taxes"},
+                taxes=tuple(LineTax(**t) for t in line["taxes"]),
+            )
+            for line in data["lines"]
+        ),
+        discount=(
+            DiscountInput(
+                id=discount["id"],
+                name=discount["name"],
+                percent_off=_decimal(discount["percent_off"]),
+                amount_off=_decimal(discount["amount_off"]),
+                currency=discount["currency"],
+            )
+            if discount
+            else None
+        ),
+        taxes=tuple(
+            TaxTotal(
+                tax=TaxInput(
+                    id=t["tax"]["id"],
+                    name=t["tax"]["name"],
+                    percentage=Decimal(str(t["tax"]["percentage"])),
+                    inclusive=t["tax"]["inclusive"],
+                ),
+                amount=t["amount"],
+            )
+            for t in data["taxes"]
+        ),
+        subtotal=data["subtotal"],
+        discount_total=data["discount_total"],
+        exclusive_tax=data["exclusive_tax"],
+        inclusive_tax=data["inclusive_tax"],
+        total=data["total"],
+    )

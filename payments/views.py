@@ -1,5 +1,5 @@
 """HTTP endpoints of the payments app. Views stay thin: they read the request, call the plain functions in
-`orders`, `intents`, `checkout` and `webhooks`, and turn a `ShopError` into a clear JSON or page answer."""
+`orders`, `intents`, `checkout`, `sync` and `webhooks`, and turn a `ShopError` into a clear JSON or page answer."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog.models import Item
-from payments import checkout, gateway, intents, lifecycle, orders, webhooks
+from payments import checkout, gateway, intents, orders, states, sync, webhooks
 from payments.accounts import AccountNotConfigured, account_for, publishable_key_for
-from payments.errors import PaymentProviderError, ShopError
-from payments.models import Order, Payment, PaymentKind, PaymentStatus
+from payments.errors import CurrencyMismatch, PaymentProviderError, ShopError
+from payments.models import Order, OrderStatus, Payment, PaymentKind
 from payments.pricing import price_order
 
 logger = logging.getLogger("payments.views")
@@ -118,11 +118,24 @@ def order_urls(request: HttpRequest, order: Order) -> dict[str, str]:
 
 
 def item_order(request: HttpRequest, item_id: int) -> Order:
-    """The shopper's one-item order for buying `item_id` now, ready for pricing (none for an unsold currency)."""
+    """The shopper's one-item order for buying `item_id` now, at the price the item has now."""
     item = get_item(item_id)
     gateway.account(item.currency)
-    order = orders.buy_now_order(request, item)
-    return orders.with_pricing().get(pk=order.pk)
+    return orders.follow_price(orders.buy_now_order(request, item), item)
+
+
+def expected_amount(request: HttpRequest) -> int | None:
+    """The total the shopper's page showed (`expected_amount`, minor units), checked against the order's
+    before anything is created; never used as the amount to charge. Absent: no check."""
+    value = request.POST.get("expected_amount", "")
+    if value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ShopError(
+            "expected_amount must be a whole number of minor units.", code="invalid_amount"
+        ) from exc
 
 
 # ------------------------------------------------------------------------------------------------ Checkout
@@ -132,9 +145,9 @@ def checkout_answer(request: HttpRequest, order: Order) -> JsonResponse:
     urls = order_urls(request, order)
     opened = checkout.create_session(
         order,
-        orders.priced_for_payment(order),
         success_url=urls["success_url"],
         cancel_url=urls["cancel_url"],
+        owner=orders.session_key(request),
     )
     return JsonResponse({"id": opened.payment.stripe_id, "url": opened.url, "order_id": str(order.public_id)})
 
@@ -150,14 +163,16 @@ def buy_item(request: HttpRequest, item_id: int) -> HttpResponse:
 @json_errors
 def buy_order(request: HttpRequest, order_id: str) -> HttpResponse:
     """`GET /order/buy/<order_id>`: a Checkout Session for the whole order."""
-    return checkout_answer(request, get_order(request, order_id, pricing=True))
+    return checkout_answer(request, get_order(request, order_id))
 
 
 # ------------------------------------------------------------------------------------------------ PaymentIntents
 
 
 def intent_answer(request: HttpRequest, order: Order) -> JsonResponse:
-    opened = intents.open_intent(order, orders.priced_for_payment(order))
+    opened = intents.open_intent(
+        order, owner=orders.session_key(request), expected_total=expected_amount(request)
+    )
     return JsonResponse(
         {
             "client_secret": opened.client_secret,
@@ -173,15 +188,15 @@ def intent_answer(request: HttpRequest, order: Order) -> JsonResponse:
 @require_POST
 @json_errors
 def item_intent(request: HttpRequest, item_id: int) -> HttpResponse:
-    """`POST /item/<id>/intent`: the open PaymentIntent of the shopper's order for this item."""
+    """`POST /item/<id>/intent`: the PaymentIntent of the shopper's one-item order for this item."""
     return intent_answer(request, item_order(request, item_id))
 
 
 @require_POST
 @json_errors
 def order_intent(request: HttpRequest, order_id: str) -> HttpResponse:
-    """`POST /order/intent/<order_id>`: the open PaymentIntent for the whole order."""
-    return intent_answer(request, get_order(request, order_id, pricing=True))
+    """`POST /order/intent/<order_id>`: the PaymentIntent for the whole order."""
+    return intent_answer(request, get_order(request, order_id))
 
 
 # ------------------------------------------------------------------------------------------------ cart
@@ -223,7 +238,8 @@ def back_url(request: HttpRequest) -> str:
 
 @require_POST
 def order_new(request: HttpRequest) -> HttpResponse:
-    """`POST /order/new/`: a new draft order bound to this browser; with `item_id`, the item goes in."""
+    """`POST /order/new/`: a new cart bound to this browser; with `item_id`, the item goes in. The previous
+    cart stays reachable from "Your orders"."""
     try:
         item = get_item(parse_item_id(request.POST["item_id"])) if request.POST.get("item_id") else None
         quantity = parse_quantity(request.POST.get("quantity"))
@@ -242,6 +258,52 @@ def order_new(request: HttpRequest) -> HttpResponse:
     except ValueError as exc:
         return cart_error(request, ShopError(str(exc), code="invalid_quantity"), reverse("catalog:index"))
     return cart_answer(request, order, status=201)
+
+
+@require_POST
+def cart_add(request: HttpRequest) -> HttpResponse:
+    """`POST /cart/add`: "Add to order" from an item page, into this browser's cart. A cart that was paid
+    (or is being paid) is done with: a new cart starts. A cart waiting for payment is frozen: 409 with a
+    link to change it. An item in another currency than the cart's: 409 offering a new cart in that currency."""
+    try:
+        item = get_item(parse_item_id(request.POST.get("item_id")))
+        quantity = parse_quantity(request.POST.get("quantity"))
+        orders.check_quantity(quantity)
+        gateway.account(item.currency)
+        cart = orders.current_cart(request)
+        if cart is not None and not states.is_payable(cart):  # paid, processing or held: a new cart
+            cart = None
+        if cart is not None and cart.currency != item.currency and cart.lines.exists():
+            return other_currency_answer(request, cart, item, quantity)
+        created = cart is None
+        if cart is None:
+            cart = orders.new_cart(request, item.currency)
+        orders.put_item(request, cart, item, quantity, add=True)
+    except ShopError as exc:
+        return cart_error(request, exc, back_url(request))
+    except ValueError as exc:
+        return cart_error(request, ShopError(str(exc), code="invalid_quantity"), back_url(request))
+    return cart_answer(request, cart, status=201 if created else 200)
+
+
+def other_currency_answer(request: HttpRequest, cart: Order, item: Item, quantity: int) -> HttpResponse:
+    message = (
+        f"{item.name} is priced in {item.currency.upper()}, and your order is in {cart.currency.upper()}. "
+        f"An order is paid in one currency: start a new {item.currency.upper()} order for it? "
+        "Your current order stays in “Your orders”."
+    )
+    if wants_json(request):
+        body = {
+            "error": {"code": CurrencyMismatch.code, "message": message},
+            "new_order": {"url": reverse("payments:order_new"), "item_id": item.pk, "quantity": quantity},
+        }
+        return JsonResponse(body, status=409)
+    return render(
+        request,
+        "payments/other_currency.html",
+        {"message": message, "cart": cart, "item": item, "quantity": quantity},
+        status=409,
+    )
 
 
 @require_POST
@@ -270,24 +332,47 @@ def order_remove(request: HttpRequest, order_id: str) -> HttpResponse:
     return cart_answer(request, order)
 
 
+@require_POST
+def order_change(request: HttpRequest, order_id: str) -> HttpResponse:
+    """`POST /order/<order_id>/change`: "Change order". Closes the order's payment objects at Stripe and makes
+    it a cart again, unless Stripe says a payment went through or is processing (409)."""
+    order = get_order(request, order_id)
+    try:
+        order = orders.change_order(order, may_change=orders.can_change(request, order))
+    except ShopError as exc:
+        return cart_error(request, exc, order.get_absolute_url())
+    if not wants_json(request):
+        messages.info(request, "Your order can be changed again. Paying will use the new total.")
+    return cart_answer(request, order)
+
+
 # ------------------------------------------------------------------------------------------------ pages
 
 
 @require_GET
 def order_page(request: HttpRequest, order_id: str) -> HttpResponse:
     order = get_order(request, order_id, pricing=True)
-    priced = price_order(order)
+    may_change = orders.can_change(request, order)
     return render(
         request,
         "payments/order.html",
         {
             "order": order,
-            "priced": priced,
-            "can_change": order.is_editable and orders.can_change(request, order),
+            "priced": price_order(order),
+            "can_edit": states.is_editable(order) and may_change,
+            "can_change_order": order.status == OrderStatus.AWAITING_PAYMENT and may_change,
+            "payable": states.is_payable(order),
             "publishable_key": publishable_key_for(order.currency),
             "stripe_js_url": settings.STRIPE_JS_URL,
         },
     )
+
+
+@require_GET
+def order_list(request: HttpRequest) -> HttpResponse:
+    """`GET /orders/`: this browser's orders, newest first."""
+    listed = [(order, price_order(order)) for order in orders.browser_orders(request)]
+    return render(request, "payments/orders.html", {"orders": listed})
 
 
 def result_page(
@@ -300,15 +385,16 @@ def result_page(
 
 
 def refreshed(payment: Payment) -> tuple[Payment, str]:
-    """The payment as the webhook left it; if it is still open, ask Stripe once (never the URL)."""
-    if payment.status not in (PaymentStatus.OPEN, PaymentStatus.PROCESSING):
+    """The payment as the webhook left it; if it is still open, ask Stripe once (never the URL), then do what
+    follows from the answer (close the order's other objects once it is paid)."""
+    if payment.status not in states.LIVE_PAYMENTS:
         return payment, ""
     try:
-        if payment.kind == PaymentKind.PAYMENT_INTENT:
-            return intents.refresh(payment), ""
-        return checkout.refresh(payment), ""
+        payment = sync.refresh(payment)
     except PaymentProviderError as exc:
         return payment, exc.message
+    sync.tidy_up(payment.order_id)
+    return payment, ""
 
 
 def payment_result(request: HttpRequest, order_id: str, kind: str, stripe_id: str) -> HttpResponse:
@@ -338,9 +424,7 @@ def checkout_success(request: HttpRequest, order_id: str) -> HttpResponse:
 @require_GET
 def checkout_cancel(request: HttpRequest, order_id: str) -> HttpResponse:
     order = get_order(request, order_id)
-    return render(
-        request, "payments/canceled.html", {"order": order, "paid": order.status in lifecycle.PAID_STATES}
-    )
+    return render(request, "payments/canceled.html", {"order": order, "paid": states.is_paid(order)})
 
 
 # ------------------------------------------------------------------------------------------------ webhooks

@@ -20,8 +20,9 @@ import stripe
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from payments import lifecycle
+from payments import lifecycle, states, sync
 from payments.accounts import StripeAccount
+from payments.errors import OrderBusy
 from payments.models import Payment, PaymentKind, StripeEvent
 
 logger = logging.getLogger("payments.webhooks")
@@ -34,12 +35,13 @@ class InvalidEvent(Exception):
 @dataclass(frozen=True)
 class Receipt:
     event_id: str
-    status: str  # processed, ignored, duplicate, failed
+    status: str  # processed, ignored, duplicate, failed, busy
     error: str = ""
+    order_id: int | None = None  # the order the event was about, to tidy up once committed
 
     @property
     def http_status(self) -> int:
-        return 500 if self.status == "failed" else 200
+        return {"failed": 500, "busy": 503}.get(self.status, 200)
 
 
 def _storable(event: dict[str, Any]) -> bool:
@@ -84,61 +86,63 @@ def verify(acct: StripeAccount, payload: bytes, signature: str | None) -> dict[s
 
 
 # ------------------------------------------------------------------------------------------------ handlers
+# Each handler applies its object through `lifecycle` and returns the payment it concerned (None: not ours).
+# Locks are waited for at most `states.WEBHOOK_LOCK_WAIT`: a delivery that cannot get them answers 503 and
+# Stripe delivers it again.
 
-Handler = Callable[[StripeAccount, Mapping[str, Any], str], bool]
+Handler = Callable[[StripeAccount, Mapping[str, Any], str], Payment | None]
+WAIT = states.WEBHOOK_LOCK_WAIT
 
 
 def _payment(acct: StripeAccount, **lookup: str) -> Payment | None:
     return Payment.objects.filter(account=acct.currency, **lookup).order_by("-id").first()
 
 
-def _on_payment_intent(acct: StripeAccount, intent: Mapping[str, Any], event_type: str) -> bool:
+def _on_payment_intent(acct: StripeAccount, intent: Mapping[str, Any], event_type: str) -> Payment | None:
     payment = _payment(acct, stripe_id=str(intent.get("id", "")), kind=PaymentKind.PAYMENT_INTENT)
     if payment is None:
-        return False  # not ours, or the PaymentIntent behind a Checkout Session (its session events count)
-    lifecycle.apply_payment_intent(payment, intent)
-    return True
+        return None  # not ours, or the PaymentIntent behind a Checkout Session (its session events count)
+    return lifecycle.apply_payment_intent(payment, intent, wait=WAIT)
 
 
-def _on_checkout_session(acct: StripeAccount, session: Mapping[str, Any], event_type: str) -> bool:
+def _on_checkout_session(acct: StripeAccount, session: Mapping[str, Any], event_type: str) -> Payment | None:
     payment = _payment(acct, stripe_id=str(session.get("id", "")), kind=PaymentKind.CHECKOUT_SESSION)
     if payment is None:
-        return False
+        return None
     payment = lifecycle.apply_checkout_session(
-        payment, session, async_failed=event_type == "checkout.session.async_payment_failed"
+        payment, session, async_failed=event_type == "checkout.session.async_payment_failed", wait=WAIT
     )
     if payment.payment_intent_id:
         _replay_early_refunds(acct, payment)
-    return True
+    return payment
 
 
 def _replay_early_refunds(acct: StripeAccount, payment: Payment) -> None:
     """A `charge.refunded` that arrived before its session's completion (Stripe retried an earlier delivery)
-    was recorded as ignored, since the PaymentIntent was unknown then: apply it now that it is known."""
-    early = StripeEvent.objects.select_for_update().filter(
+    was recorded as ignored, since the PaymentIntent was unknown then: apply it now that it is known. The
+    event rows are not locked (nothing holding an order lock locks events); applying a refund twice is a
+    no-op, so a concurrent delivery of the same event does no harm."""
+    early = StripeEvent.objects.filter(
         account=acct.currency,
         type="charge.refunded",
         status=StripeEvent.Status.IGNORED,
         payload__data__object__payment_intent=payment.payment_intent_id,
     )
     for event in early:
-        lifecycle.apply_refund(payment, event.payload["data"]["object"])
-        event.status = StripeEvent.Status.PROCESSED
-        event.processed_at = timezone.now()
-        event.save(update_fields=["status", "processed_at"])
+        lifecycle.apply_refund(payment, event.payload["data"]["object"], wait=WAIT)
+    early.update(status=StripeEvent.Status.PROCESSED, processed_at=timezone.now())
 
 
-def _on_charge_refunded(acct: StripeAccount, charge: Mapping[str, Any], event_type: str) -> bool:
+def _on_charge_refunded(acct: StripeAccount, charge: Mapping[str, Any], event_type: str) -> Payment | None:
     intent_id = charge.get("payment_intent")
     if isinstance(intent_id, Mapping):
         intent_id = intent_id.get("id")
     if not intent_id:
-        return False
+        return None
     payment = _payment(acct, payment_intent_id=str(intent_id))
     if payment is None:
-        return False
-    lifecycle.apply_refund(payment, charge)
-    return True
+        return None
+    return lifecycle.apply_refund(payment, charge, wait=WAIT)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -155,11 +159,11 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def dispatch(acct: StripeAccount, event: Mapping[str, Any]) -> bool:
-    """Run the event's handler; False when there was nothing to do (unknown type or object)."""
+def dispatch(acct: StripeAccount, event: Mapping[str, Any]) -> Payment | None:
+    """Run the event's handler; the payment it concerned, or None when there was nothing to do."""
     handler = HANDLERS.get(str(event["type"]))
     if handler is None:
-        return False
+        return None
     return handler(acct, event["data"]["object"], str(event["type"]))
 
 
@@ -182,14 +186,23 @@ def record_and_process(acct: StripeAccount, event: dict[str, Any]) -> Receipt:
         "payload": event,
     }
     with transaction.atomic():
-        row = StripeEvent.objects.select_for_update().filter(account=acct.currency, event_id=event_id).first()
+        states.wait_at_most(WAIT)
+        try:
+            with transaction.atomic(), states.busy_as_error():
+                row = (
+                    StripeEvent.objects.select_for_update()
+                    .filter(account=acct.currency, event_id=event_id)
+                    .first()
+                )
+        except OrderBusy:
+            return Receipt(event_id, "busy")  # another delivery of this event is being processed
         if row is not None and row.status != StripeEvent.Status.FAILED:
             logger.info("webhook %s %s duplicate", acct.currency, event_id)
             return Receipt(event_id, "duplicate")
         try:
             with transaction.atomic():
-                handled = dispatch(acct, event)
-                status = StripeEvent.Status.PROCESSED if handled else StripeEvent.Status.IGNORED
+                payment = dispatch(acct, event)
+                status = StripeEvent.Status.PROCESSED if payment is not None else StripeEvent.Status.IGNORED
                 now = timezone.now()
                 if row is None:
                     StripeEvent.objects.create(
@@ -208,7 +221,11 @@ def record_and_process(acct: StripeAccount, event: dict[str, Any]) -> Receipt:
                 return Receipt(event_id, "duplicate")
             return Receipt(event_id, "failed", "concurrent delivery")
         except Exception as exc:  # a handler failed: its work is rolled back, the failure is kept
-            logger.exception("webhook %s %s %s failed", acct.currency, event_id, fields["type"])
+            busy = isinstance(exc, OrderBusy)
+            if busy:
+                logger.warning("webhook %s %s: order busy, Stripe will retry", acct.currency, event_id)
+            else:
+                logger.exception("webhook %s %s %s failed", acct.currency, event_id, fields["type"])
             error = f"{type(exc).__name__}: {exc}"[:2000]
             if row is None:
                 StripeEvent.objects.create(
@@ -222,12 +239,16 @@ def record_and_process(acct: StripeAccount, event: dict[str, Any]) -> Receipt:
                 row.attempts += 1
                 row.last_error = error
                 row.save(update_fields=["attempts", "last_error"])
-            return Receipt(event_id, "failed", error)
+            return Receipt(event_id, "busy" if busy else "failed", error)
     logger.info(
         "webhook %s %s %s %s object=%s", acct.currency, event_id, fields["type"], status, fields["object_id"]
     )
-    return Receipt(event_id, str(status))
+    return Receipt(event_id, str(status), order_id=payment.order_id if payment is not None else None)
 
 
 def receive(acct: StripeAccount, payload: bytes, signature: str | None) -> Receipt:
-    return record_and_process(acct, verify(acct, payload, signature))
+    """Verify, store and process an event; then, its work committed, do what must follow at Stripe (close the
+    order's other open objects once it is paid or processing, send a refund it owes)."""
+    receipt = record_and_process(acct, verify(acct, payload, signature))
+    sync.tidy_up(receipt.order_id)
+    return receipt

@@ -28,6 +28,10 @@ def order_form(
         "payments-INITIAL_FORMS": "0",
         "payments-MIN_NUM_FORMS": "0",
         "payments-MAX_NUM_FORMS": "0",
+        "refunds-TOTAL_FORMS": "0",
+        "refunds-INITIAL_FORMS": "0",
+        "refunds-MIN_NUM_FORMS": "0",
+        "refunds-MAX_NUM_FORMS": "0",
     }
 
 

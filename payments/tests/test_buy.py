@@ -45,20 +45,22 @@ def test_sends_exactly_these_checkout_params(client, usd_item, stripe_fake) -> N
         "success_url": f"http://testserver/order/{order.public_id}/success?session_id={{CHECKOUT_SESSION_ID}}",
         "cancel_url": f"http://testserver/order/{order.public_id}/canceled",
         "client_reference_id": str(order.public_id),
-        "metadata": {"order_id": str(order.public_id)},
+        "metadata": {"order_id": str(order.public_id), "order_version": "1"},
         "payment_intent_data": {
-            "metadata": {"order_id": str(order.public_id)},
+            "metadata": {"order_id": str(order.public_id), "order_version": "1"},
             "description": f"Order {str(order.public_id)[:8]}: 1 x Espresso beans",
         },
     }
     assert "payment_method_types" not in call.params
-    assert call.idempotency_key and call.idempotency_key.startswith(f"checkout:{order.public_id}:2450:0:")
+    assert call.idempotency_key and call.idempotency_key.startswith(f"checkout:{order.public_id}:v1:0:")
 
 
 def test_records_the_order_and_the_payment(client, usd_item) -> None:
     body = client.get(f"/buy/{usd_item.pk}").json()
     order = Order.objects.get()
-    assert (order.currency, order.status, order.lines.get().item) == ("usd", "draft", usd_item)
+    assert (order.currency, order.status, order.lines.get().item) == ("usd", "awaiting_payment", usd_item)
+    assert order.snapshot is not None
+    assert (order.version, order.total, order.snapshot["lines"][0]["unit_amount"]) == (1, 2450, 2450)
     payment = Payment.objects.get()
     assert (payment.order, payment.kind, payment.account, payment.stripe_id) == (
         order,
@@ -67,6 +69,7 @@ def test_records_the_order_and_the_payment(client, usd_item) -> None:
         body["id"],
     )
     assert (payment.amount, payment.stripe_amount_total, payment.status) == (2450, 2450, PaymentStatus.OPEN)
+    assert (payment.order_version, payment.url) == (1, body["url"])
     assert str(order.public_id) == body["order_id"]
 
 

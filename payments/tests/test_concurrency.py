@@ -14,9 +14,11 @@ from django.db import connection, transaction
 from django.test import Client
 
 from conftest import signed_event
-from payments import intents, lifecycle, orders
+from payments import checkout, intents, lifecycle, orders
+from payments.emulator import EmulatorError
 from payments.errors import ShopError
 from payments.models import Order, OrderLine, OrderStatus, Payment, PaymentKind, PaymentStatus, StripeEvent
+from payments.tests.support import charges_at_stripe
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -61,15 +63,11 @@ def draft_order(item: Any, session_key: str = "concurrency-session") -> Order:
     return order
 
 
-def priced(order: Order) -> Any:
-    return orders.priced_for_payment(orders.with_pricing().get(pk=order.pk))
-
-
 def test_same_event_from_many_threads_is_processed_once(
     usd_item: Any, stripe_fake: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     order = draft_order(usd_item)
-    payment = intents.open_intent(order, priced(order)).payment
+    payment = intents.open_intent(order).payment
     stripe_fake.emulator.confirm_payment_intent(payment.stripe_id)
     event = [e for e in stripe_fake.emulator.events["usd"] if e["type"] == "payment_intent.succeeded"][-1]
     stripe_fake.outbox.clear()
@@ -79,8 +77,8 @@ def test_same_event_from_many_threads_is_processed_once(
     lock = threading.Lock()
     real = lifecycle.apply_payment_intent
 
-    def counted(p: Payment, intent: Any) -> Payment:
-        result = real(p, intent)
+    def counted(p: Payment, intent: Any, **kwargs: Any) -> Payment:
+        result = real(p, intent, **kwargs)
 
         def done() -> None:
             with lock:
@@ -117,10 +115,9 @@ def test_same_event_from_many_threads_is_processed_once(
 
 def test_open_intent_from_many_threads_creates_one_payment_intent(usd_item: Any, stripe_fake: Any) -> None:
     order = draft_order(usd_item)
-    the_price = priced(order)
 
     def open_one(i: int) -> str:
-        return intents.open_intent(Order.objects.get(pk=order.pk), the_price).payment.stripe_id
+        return intents.open_intent(Order.objects.get(pk=order.pk)).payment.stripe_id
 
     results = run_together(open_one)
 
@@ -150,3 +147,108 @@ def test_concurrent_adds_to_one_cart_lose_no_update(usd_item: Any) -> None:
     assert successes >= 1
     line = OrderLine.objects.get(order=order, item=usd_item)
     assert line.quantity == successes
+
+
+# ------------------------------------------------------------------------------------------------ paid once
+
+
+def frozen_with_intent(item: Any, stripe_fake: Any) -> tuple[Order, str]:
+    order = draft_order(item)
+    opened = intents.open_intent(order)
+    stripe_fake.deliver_webhooks()
+    return order, opened.payment.stripe_id
+
+
+def deliver_in_thread(stripe_fake: Any) -> list[int]:
+    statuses = []
+    while stripe_fake.outbox:
+        currency, payload, signature = stripe_fake.outbox.pop(0)
+        response = Client().post(
+            f"/webhooks/stripe/{currency}/",
+            data=payload,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=signature,
+        )
+        statuses.append(response.status_code)
+    return statuses
+
+
+def test_a_webhook_racing_the_reuse_of_an_intent_pays_once(usd_item: Any, stripe_fake: Any) -> None:
+    # The shopper paid in one tab; the success webhook and a reload of the other tab (which reuses the open
+    # PaymentIntent) arrive together. Either the reload sees Stripe's success and refuses, or it is served
+    # first; never is a second object created, and the order ends paid once.
+    for _ in range(5):
+        order, pi = frozen_with_intent(usd_item, stripe_fake)
+        stripe_fake.emulator.confirm_payment_intent(pi)
+
+        def race(i: int, order: Order = order) -> Any:
+            if i == 0:
+                return deliver_in_thread(stripe_fake)
+            try:
+                return intents.open_intent(Order.objects.get(pk=order.pk)).payment.stripe_id
+            except ShopError as exc:
+                return exc.code
+
+        results = run_together(race, n=2)
+        assert not any(isinstance(r, BaseException) for r in results), results
+        assert results[0] == [200] * len(results[0])
+        assert results[1] in (pi, "order_not_payable"), results
+        order.refresh_from_db()
+        assert order.status == OrderStatus.PAID and not order.needs_attention
+        assert list(order.payments.values_list("stripe_id", flat=True)) == [pi]
+
+
+def test_two_tabs_paying_two_ways_at_once_charge_once(usd_item: Any, stripe_fake: Any) -> None:
+    # Tab 1 opens the card form's PaymentIntent and confirms it; tab 2 opens Checkout and pays it, at the same
+    # moment. Opening either closes the other under the order's lock; Stripe refuses the closed one.
+    for _ in range(5):
+        order = draft_order(usd_item)
+        first = intents.open_intent(order).payment.stripe_id
+
+        def tab(i: int, order: Order = order, first: str = first) -> str:
+            try:
+                if i == 0:
+                    stripe_fake.emulator.confirm_payment_intent(first)
+                    return "card"
+                session = checkout.create_session(
+                    Order.objects.get(pk=order.pk), success_url="http://shop/s", cancel_url="http://shop/c"
+                )
+                stripe_fake.emulator.pay_checkout_session(session.payment.stripe_id)
+                return "checkout"
+            except (ShopError, EmulatorError) as exc:
+                return f"refused: {exc}"
+
+        results = run_together(tab, n=2)
+        assert not any(isinstance(r, BaseException) for r in results), results
+        deliver_in_thread(stripe_fake)
+        order.refresh_from_db()
+        taken, refunded = charges_at_stripe(stripe_fake, order)
+        assert order.status == OrderStatus.PAID, results
+        assert taken - refunded == order.total == 2450, (results, taken, refunded)
+
+
+def test_change_order_racing_a_payment_never_thaws_a_paid_order(usd_item: Any, stripe_fake: Any) -> None:
+    for _ in range(5):
+        order, pi = frozen_with_intent(usd_item, stripe_fake)
+
+        def race(i: int, order: Order = order, pi: str = pi) -> str:
+            try:
+                if i == 0:
+                    orders.change_order(Order.objects.get(pk=order.pk), may_change=True)
+                    return "changed"
+                stripe_fake.emulator.confirm_payment_intent(pi)
+                return "paid"
+            except (ShopError, EmulatorError) as exc:
+                return f"refused: {type(exc).__name__}"
+
+        results = run_together(race, n=2)
+        assert not any(isinstance(r, BaseException) for r in results), results
+        deliver_in_thread(stripe_fake)
+        order.refresh_from_db()
+        taken, _ = charges_at_stripe(stripe_fake, order)
+        if results[0] == "changed":  # canceled first: Stripe refused the payment
+            assert results[1].startswith("refused") and taken == 0
+            assert order.status == OrderStatus.DRAFT
+        else:  # paid first: the change was refused, the order is paid
+            assert results[1] == "paid" and taken == 2450
+            assert order.status == OrderStatus.PAID

@@ -189,11 +189,11 @@ def test_database_lost_in_the_handler_is_500_then_processed_once_on_redelivery(
     applied: list[str] = []
     down = [True]
 
-    def flaky(p: Payment, intent: Any) -> Payment:
+    def flaky(p: Payment, intent: Any, **kwargs: Any) -> Payment:
         if down[0]:
             raise OperationalError("server closed the connection unexpectedly")
         applied.append(p.stripe_id)
-        return real(p, intent)
+        return real(p, intent, **kwargs)
 
     monkeypatch.setattr(lifecycle, "apply_payment_intent", flaky)
 
@@ -202,7 +202,7 @@ def test_database_lost_in_the_handler_is_500_then_processed_once_on_redelivery(
     row = StripeEvent.objects.get(event_id=event["id"])
     assert row.status == StripeEvent.Status.FAILED and "OperationalError" in row.last_error
     payment.refresh_from_db()
-    assert payment.status == PaymentStatus.OPEN and payment.order.status == OrderStatus.DRAFT
+    assert payment.status == PaymentStatus.OPEN and payment.order.status == OrderStatus.AWAITING_PAYMENT
 
     down[0] = False  # the database is back; Stripe redelivers the event, twice
     second = post_event("usd", event)
@@ -238,7 +238,7 @@ def test_database_lost_before_the_event_is_stored_is_500_then_processed_once(
     assert first.status_code == 500
     assert first.json()["error"]["code"] == "unavailable"
     assert not StripeEvent.objects.filter(event_id=event["id"]).exists()
-    assert Order.objects.get().status == OrderStatus.DRAFT
+    assert Order.objects.get().status == OrderStatus.AWAITING_PAYMENT
 
     assert post_event("usd", event).json()["status"] == "processed"
     assert post_event("usd", event).json()["status"] == "duplicate"

@@ -36,10 +36,14 @@ def test_creates_the_payment_intent_with_server_side_amount(client, usd_item, st
         "currency": "usd",
         "automatic_payment_methods": {"enabled": "true"},
         "description": f"Order {str(order.public_id)[:8]}: 1 x Espresso beans",
-        "metadata": {"order_id": str(order.public_id), "payment_ref": f"{order.public_id}:0"},
+        "metadata": {
+            "order_id": str(order.public_id),
+            "order_version": "1",
+            "payment_ref": f"{order.public_id}:1:0",
+        },
     }
     assert call.api_key == USD_SK
-    assert call.idempotency_key.startswith(f"pi:{order.public_id}:2450:0:")
+    assert call.idempotency_key.startswith(f"pi:{order.public_id}:v1:0:")
     assert answer == {
         "client_secret": stripe_fake.emulator.get(intent_id(answer))["client_secret"],
         "publishable_key": "pk_test_usd_0000000000000000",
@@ -64,6 +68,21 @@ def test_amount_and_currency_from_the_browser_are_ignored(client, usd_item, stri
     assert (call.params["amount"], call.params["currency"]) == ("2450", "usd")
 
 
+def test_a_total_the_page_did_not_show_is_refused_before_anything_is_created(
+    client, usd_item, stripe_fake
+) -> None:
+    # The page sends the total it showed; the server's own total is what is charged, and a mismatch (the cart
+    # changed in another tab) is a 409 that freezes nothing and calls nobody.
+    response = client.post(
+        f"/item/{usd_item.pk}/intent", {"expected_amount": "100"}, HTTP_ACCEPT="application/json"
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "order_changed"
+    assert stripe_fake.requests == []
+    assert Order.objects.get().status == "draft" and not Payment.objects.exists()
+    assert client.post(f"/item/{usd_item.pk}/intent", {"expected_amount": "2450"}).status_code == 200
+
+
 def test_reload_and_double_submit_reuse_the_same_payment_intent(client, usd_item, stripe_fake) -> None:
     answers = [open_intent(client, usd_item) for _ in range(3)]
     assert len({a["client_secret"] for a in answers}) == 1
@@ -71,20 +90,27 @@ def test_reload_and_double_submit_reuse_the_same_payment_intent(client, usd_item
     assert Payment.objects.count() == 1 and Order.objects.count() == 1
 
 
-def test_a_changed_amount_updates_the_open_payment_intent(client, usd_item, stripe_fake) -> None:
+def test_a_new_price_cancels_the_open_payment_intent_and_opens_one_for_the_new_snapshot(
+    client, usd_item, stripe_fake
+) -> None:
+    # A PaymentIntent is never updated: it belongs to one frozen snapshot. The item's new price makes a new
+    # snapshot (version 2), after the old PaymentIntent is canceled at Stripe.
     first = open_intent(client, usd_item)
     usd_item.price.amount = usd_item.price.amount + 1
     usd_item.save()
     second = open_intent(client, usd_item)
-    assert intent_id(second) == intent_id(first) and second["amount"] == 2550
-    assert (
-        len([c for c in stripe_fake.calls("POST", "/v1/payment_intents") if c.path == "/v1/payment_intents"])
-        == 1
-    )
-    [update] = stripe_fake.calls("POST", f"/v1/payment_intents/{intent_id(first)}")
-    assert update.params["amount"] == "2550"
-    assert stripe_fake.emulator.get(intent_id(first))["amount"] == 2550
-    assert Payment.objects.get().amount == 2550
+    assert intent_id(second) != intent_id(first) and second["amount"] == 2550
+    assert stripe_fake.emulator.get(intent_id(first))["status"] == "canceled"
+    assert not [
+        c
+        for c in stripe_fake.requests
+        if c.path == f"/v1/payment_intents/{intent_id(first)}" and c.method == "POST"
+    ]
+    statuses = dict(Payment.objects.values_list("stripe_id", "status"))
+    assert statuses == {intent_id(first): PaymentStatus.CANCELED, intent_id(second): PaymentStatus.OPEN}
+    order = Order.objects.get()
+    assert (order.version, order.total) == (2, 2550)
+    assert Payment.objects.get(stripe_id=intent_id(second)).order_version == 2
 
 
 def test_a_canceled_payment_intent_is_never_reused(client, usd_item, stripe_fake) -> None:
@@ -215,27 +241,29 @@ class TestReturnPage:
         stripe_fake.pay_intent(intent_id(answer), card="4000000000009995")
         html = self.visit(client, answer, redirect_status="succeeded").content.decode()
         assert "Payment not completed" in html and "insufficient funds" in html and "Try again" in html
-        assert Order.objects.get().status == "failed"
+        assert (
+            Order.objects.get().status == "awaiting_payment"
+        )  # the same PaymentIntent can take another card
 
     def test_requires_action_is_processing_not_paid(self, client, usd_item, stripe_fake) -> None:
         answer = open_intent(client, usd_item)
         stripe_fake.emulator.confirm_payment_intent(intent_id(answer), card="4000002500003155")
         html = self.visit(client, answer, redirect_status="succeeded").content.decode()
         assert "Payment processing" in html
-        assert Order.objects.get().status == "draft"
+        assert Order.objects.get().status == "awaiting_payment"
 
     def test_status_in_the_url_is_never_believed(self, client, usd_item, stripe_fake) -> None:
         answer = open_intent(client, usd_item)
         html = self.visit(client, answer, redirect_status="succeeded").content.decode()
         assert "Payment received" not in html
-        assert Order.objects.get().status == "draft"
+        assert Order.objects.get().status == "awaiting_payment"
 
     def test_payment_intent_of_another_order_is_404(self, client, usd_item, usd_item_2, stripe_fake) -> None:
         mine = open_intent(client, usd_item)
         other = open_intent(client, usd_item_2)
         response = client.get(f"/order/{mine['order_id']}/return", {"payment_intent": intent_id(other)})
         assert response.status_code == 404
-        assert set(Order.objects.values_list("status", flat=True)) == {"draft"}
+        assert set(Order.objects.values_list("status", flat=True)) == {"awaiting_payment"}
 
     @pytest.mark.parametrize("pi", ["pi_unknown", "", "x" * 5000])
     def test_unknown_payment_intent_is_404(self, client, usd_item, pi) -> None:

@@ -28,6 +28,7 @@ from payments.models import (
     OrderStatus,
     Payment,
     PaymentKind,
+    PaymentStatus,
     StripeObject,
     Tax,
 )
@@ -69,6 +70,10 @@ def remove(web: Client, order: Order, item: Item) -> Any:
 
 def buy(web: Client, order: Order) -> Any:
     return web.get(f"/order/buy/{order.public_id}")
+
+
+def change(web: Client, order: Order) -> Any:
+    return web.post(f"/order/{order.public_id}/change", HTTP_ACCEPT="application/json")
 
 
 def intent(web: Client, order: Order) -> Any:
@@ -409,7 +414,7 @@ def test_staff_can_change_a_shoppers_draft(other_browser, cart_with_two_items, u
     assert cart_with_two_items.lines.get(item=usd_item).quantity == 4
 
 
-@pytest.mark.parametrize("status", [OrderStatus.PAID, OrderStatus.PENDING, OrderStatus.REFUNDED])
+@pytest.mark.parametrize("status", [OrderStatus.PAID, OrderStatus.PROCESSING, OrderStatus.REFUNDED])
 def test_paid_or_pending_order_is_read_only(
     client, cart_with_two_items, usd_item, usd_item_2, status
 ) -> None:
@@ -612,6 +617,15 @@ def test_an_edited_discount_or_tax_gets_a_new_coupon_or_tax_rate(
     ten_percent_off.save()
     sales_tax.percentage = Decimal("7.25")
     sales_tax.save()
+    # The order was frozen when Checkout opened: staff's edits do not change what it is being paid for.
+    assert buy(client, discounted_taxed_cart).json()["id"] == first["id"]
+    assert len(stripe_fake.calls("POST", "/v1/checkout/sessions")) == 1
+    page = client.get(f"/order/{discounted_taxed_cart.public_id}").content.decode()
+    assert page_amount(page, "order-total") == "$65.65"
+
+    # Changed by the shopper, the order is a cart again and takes the edited discount and tax.
+    assert change(client, discounted_taxed_cart).status_code == 200
+    assert stripe_fake.emulator.get(first["id"])["status"] == "expired"
     second = buy(client, discounted_taxed_cart).json()
 
     assert second["id"] != first["id"]  # another total, another session
@@ -623,12 +637,15 @@ def test_an_edited_discount_or_tax_gets_a_new_coupon_or_tax_rate(
         ("Sales tax", "8.875"),
         ("Sales tax", "7.25"),  # VAT unchanged: remembered
     ]
-    new_session = stripe_fake.calls("POST", "/v1/checkout/sessions")[1].params
+    new_session = [
+        c for c in stripe_fake.calls("POST", "/v1/checkout/sessions") if c.path == "/v1/checkout/sessions"
+    ][1].params
     assert new_session["discounts"][0]["coupon"] != old_coupon
     assert stripe_fake.emulator.get(second["id"])["amount_total"] == total_of(discounted_taxed_cart)
     assert StripeObject.objects.filter(kind="coupon", local_id=ten_percent_off.pk).count() == 2
 
     # a third session with the edited versions reuses them
+    change(client, discounted_taxed_cart)
     put(client, discounted_taxed_cart, usd_item, 1)
     buy(client, discounted_taxed_cart)
     assert len(stripe_fake.calls("POST", "/v1/coupons")) == 2
@@ -709,31 +726,39 @@ def test_checkout_and_payment_intent_charge_the_same_total(client, stripe_fake, 
     assert page_amount(page, "order-total") == price_order(with_pricing().get(pk=order.pk)).display(expected)
 
 
-def test_the_payment_intent_is_updated_not_recreated_when_the_cart_changes(
+def test_a_frozen_cart_is_changed_only_through_change_order_and_gets_a_new_payment_intent(
     client, discounted_taxed_cart, usd_item, stripe_fake
 ) -> None:
     first = intent(client, discounted_taxed_cart).json()
     assert first["amount"] == 6565
     [payment] = Payment.objects.all()
+    before = state(discounted_taxed_cart)
 
+    # Frozen while a PaymentIntent is open: every cart endpoint refuses and changes nothing.
+    for response in (
+        put(client, discounted_taxed_cart, usd_item, 1),
+        put(client, discounted_taxed_cart, usd_item, 5, mode="set"),
+        remove(client, discounted_taxed_cart, usd_item),
+    ):
+        assert response.status_code == 409
+        assert "Change order" in error_of(response)["message"]
+    assert state(discounted_taxed_cart) == before
+    assert not [c for c in stripe_fake.requests if c.path == f"/v1/payment_intents/{payment.stripe_id}"]
+
+    assert change(client, discounted_taxed_cart).status_code == 200
+    assert stripe_fake.emulator.get(payment.stripe_id)["status"] == "canceled"
     assert put(client, discounted_taxed_cart, usd_item, 1).status_code == 200
     second = intent(client, discounted_taxed_cart).json()
 
     expected = total_of(discounted_taxed_cart)
     assert expected != 6565
     assert second["amount"] == expected
-    assert second["client_secret"] == first["client_secret"]
-    assert (
-        len([c for c in stripe_fake.calls("POST", "/v1/payment_intents") if c.path == "/v1/payment_intents"])
-        == 1
-    )
-    [update] = stripe_fake.calls("POST", f"/v1/payment_intents/{payment.stripe_id}")
-    assert update.params["amount"] == str(expected)
-    assert update.api_key == USD_KEY
-    assert stripe_fake.emulator.get(payment.stripe_id)["amount"] == expected
-    payment.refresh_from_db()
-    assert Payment.objects.count() == 1
-    assert (payment.amount, payment.stripe_amount_total) == (expected, expected)
+    assert second["client_secret"] != first["client_secret"]
+    creates = [c for c in stripe_fake.calls("POST", "/v1/payment_intents") if c.path == "/v1/payment_intents"]
+    assert len(creates) == 2
+    assert creates[0].idempotency_key != creates[1].idempotency_key
+    assert [c.params["metadata"]["order_version"] for c in creates] == ["1", "2"]
+    assert {p.status for p in Payment.objects.all()} == {PaymentStatus.CANCELED, PaymentStatus.OPEN}
 
 
 def test_a_reload_reuses_the_payment_intent_without_an_update(

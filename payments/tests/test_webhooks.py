@@ -313,8 +313,8 @@ def test_handler_error_rolls_back_records_failure_and_redelivery_processes(
 
     real = lifecycle.apply_payment_intent
 
-    def half_done_then_broken(p: Payment, intent: Any) -> Payment:
-        real(p, intent)  # the order is marked paid ... then the handler fails
+    def half_done_then_broken(p: Payment, intent: Any, **kwargs: Any) -> Payment:
+        real(p, intent, **kwargs)  # the order is marked paid ... then the handler fails
         raise RuntimeError("database hiccup in handler")
 
     monkeypatch.setattr(lifecycle, "apply_payment_intent", half_done_then_broken)
@@ -362,7 +362,7 @@ def test_handler_error_then_single_redelivery_counts_two_attempts(
     row = StripeEvent.objects.get(type="payment_intent.succeeded")
     assert (row.status, row.attempts, row.last_error) == (StripeEvent.Status.FAILED, 1, "ValueError: boom")
     order.refresh_from_db()
-    assert order.status == OrderStatus.DRAFT
+    assert order.status == OrderStatus.AWAITING_PAYMENT
 
     monkeypatch.undo()
     event = emitted(stripe_fake, "usd", "payment_intent.succeeded", payment.stripe_id)
@@ -381,7 +381,7 @@ def test_payment_intent_succeeded_marks_order_paid(client: Client, usd_item: Any
     order, payment = start_intent(client, usd_item)
     stripe_fake.emulator.confirm_payment_intent(payment.stripe_id)
     order.refresh_from_db()
-    assert order.status == OrderStatus.DRAFT  # Stripe said nothing yet: not paid
+    assert order.status == OrderStatus.AWAITING_PAYMENT  # Stripe said nothing yet: not paid
     assert stripe_fake.deliver_webhooks() == [200]
 
     order.refresh_from_db()
@@ -394,7 +394,7 @@ def test_payment_intent_succeeded_marks_order_paid(client: Client, usd_item: Any
     assert payment.amount_received == payment.amount == 2450
 
 
-def test_declined_card_fails_order_then_another_card_pays_same_intent(
+def test_declined_card_keeps_the_order_payable_then_another_card_pays_same_intent(
     client: Client, usd_item: Any, stripe_fake: Any
 ) -> None:
     order, payment = start_intent(client, usd_item)
@@ -402,7 +402,9 @@ def test_declined_card_fails_order_then_another_card_pays_same_intent(
 
     order.refresh_from_db()
     payment.refresh_from_db()
-    assert order.status == OrderStatus.FAILED
+    assert (
+        order.status == OrderStatus.AWAITING_PAYMENT
+    )  # frozen: the shopper can pay again or change the order
     assert payment.last_error == "Your card has insufficient funds."
     assert payment.status == PaymentStatus.OPEN  # Stripe lets the same PaymentIntent be paid again
     assert (
@@ -425,7 +427,7 @@ def test_3ds_authentication_completed_pays(client: Client, usd_item: Any, stripe
     payment.refresh_from_db()
     assert payment.stripe_status == "requires_action"
     assert payment.status == PaymentStatus.OPEN
-    assert order.status == OrderStatus.DRAFT
+    assert order.status == OrderStatus.AWAITING_PAYMENT
 
     stripe_fake.emulator.complete_authentication(payment.stripe_id, True)
     stripe_fake.deliver_webhooks()
@@ -433,7 +435,9 @@ def test_3ds_authentication_completed_pays(client: Client, usd_item: Any, stripe
     assert order.status == OrderStatus.PAID
 
 
-def test_3ds_authentication_failed_fails_order(client: Client, usd_item: Any, stripe_fake: Any) -> None:
+def test_3ds_authentication_failed_keeps_the_order_payable(
+    client: Client, usd_item: Any, stripe_fake: Any
+) -> None:
     order, payment = start_intent(client, usd_item)
     stripe_fake.pay_intent(payment.stripe_id, "4000002500003155")
     stripe_fake.emulator.complete_authentication(payment.stripe_id, False)
@@ -441,12 +445,16 @@ def test_3ds_authentication_failed_fails_order(client: Client, usd_item: Any, st
 
     order.refresh_from_db()
     payment.refresh_from_db()
-    assert order.status == OrderStatus.FAILED
+    assert (
+        order.status == OrderStatus.AWAITING_PAYMENT
+    )  # frozen: the shopper can pay again or change the order
     assert payment.status == PaymentStatus.OPEN
     assert "unable to authenticate" in payment.last_error
 
 
-def test_payment_intent_canceled_cancels_order(client: Client, usd_item: Any, stripe_fake: Any) -> None:
+def test_payment_intent_canceled_leaves_the_order_frozen_with_nothing_open(
+    client: Client, usd_item: Any, stripe_fake: Any
+) -> None:
     order, payment = start_intent(client, usd_item)
     account_for("usd").client.v1.payment_intents.cancel(payment.stripe_id)
     assert stripe_fake.deliver_webhooks() == [200]
@@ -454,10 +462,12 @@ def test_payment_intent_canceled_cancels_order(client: Client, usd_item: Any, st
     order.refresh_from_db()
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.CANCELED
-    assert order.status == OrderStatus.CANCELED
+    assert (
+        order.status == OrderStatus.AWAITING_PAYMENT
+    )  # frozen: the shopper can pay again or change the order
 
 
-def test_payment_intent_processing_makes_order_pending(
+def test_payment_intent_processing_makes_order_processing(
     client: Client, usd_item: Any, post_event: Any
 ) -> None:
     order, payment = start_intent(client, usd_item)
@@ -475,7 +485,7 @@ def test_payment_intent_processing_makes_order_pending(
     order.refresh_from_db()
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.PROCESSING
-    assert order.status == OrderStatus.PENDING
+    assert order.status == OrderStatus.PROCESSING
 
 
 # ------------------------------------------------------------------------------------------------ Checkout handlers
@@ -513,7 +523,7 @@ def test_checkout_completed_but_unpaid_is_pending(
 
     order.refresh_from_db()
     payment.refresh_from_db()
-    assert order.status == OrderStatus.PENDING
+    assert order.status == OrderStatus.PROCESSING
     assert payment.status == PaymentStatus.PROCESSING
     assert order.paid_at is None
 
@@ -536,7 +546,7 @@ def test_checkout_async_payment_succeeded_pays(
     assert payment.amount_received == 2450
 
 
-def test_checkout_async_payment_failed_fails(
+def test_checkout_async_payment_failed_makes_the_order_payable_again(
     client: Client, usd_item: Any, stripe_fake: Any, post_event: Any
 ) -> None:
     order, payment = start_checkout(client, usd_item)
@@ -546,19 +556,25 @@ def test_checkout_async_payment_failed_fails(
 
     order.refresh_from_db()
     payment.refresh_from_db()
-    assert order.status == OrderStatus.FAILED
+    assert (
+        order.status == OrderStatus.AWAITING_PAYMENT
+    )  # frozen: the shopper can pay again or change the order
     assert payment.status == PaymentStatus.FAILED
     assert payment.last_error
 
 
-def test_checkout_session_expired_expires_order(client: Client, usd_item: Any, stripe_fake: Any) -> None:
+def test_checkout_session_expired_leaves_the_order_frozen_with_nothing_open(
+    client: Client, usd_item: Any, stripe_fake: Any
+) -> None:
     order, payment = start_checkout(client, usd_item)
     stripe_fake.emulator.expire_checkout_session(payment.stripe_id)
     assert stripe_fake.deliver_webhooks() == [200]
 
     order.refresh_from_db()
     payment.refresh_from_db()
-    assert order.status == OrderStatus.EXPIRED
+    assert (
+        order.status == OrderStatus.AWAITING_PAYMENT
+    )  # frozen: the shopper can pay again or change the order
     assert payment.status == PaymentStatus.EXPIRED
 
 
@@ -733,7 +749,11 @@ def test_amount_mismatch_leaves_order_unpaid_and_flagged(
     assert order.status != OrderStatus.PAID
     assert order.paid_at is None
     assert order.needs_attention
-    assert "1000 USD" in order.attention_note and "2450 USD" in order.attention_note
+    assert (
+        "$10.00" in order.attention_note
+        and "$24.50" in order.attention_note
+        and "$14.50 short" in order.attention_note
+    )
 
 
 def test_currency_mismatch_leaves_order_unpaid_and_flagged(

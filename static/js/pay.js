@@ -1,5 +1,11 @@
 // Both ways to pay on the item and order pages. No inline scripts (the Content Security Policy forbids them):
 // everything the script needs comes from data attributes.
+//
+// The Payment Element is mounted in deferred mode (mode, amount, currency): nothing exists at Stripe until the
+// shopper clicks Pay. Then: elements.submit() validates the card form, one request to the shop freezes the
+// order and creates (or reuses) the PaymentIntent for it, and stripe.confirmPayment() confirms it with the
+// client secret the shop answered. The amount the page showed travels with the request, so an order changed
+// in another tab is refused by the shop instead of being charged a total the shopper did not see.
 (function () {
   "use strict";
 
@@ -22,13 +28,30 @@
     }
   }
 
-  // Stripe Checkout: GET the session from the shop, then go to its hosted page (redirectToCheckout is gone).
+  var form = document.getElementById("payment-form");
   var checkoutButton = document.getElementById("checkout-button");
+  var payButton = document.getElementById("pay-button");
+
+  // While a payment is being confirmed nothing else can be clicked: the Pay button shows a spinner, and the
+  // card form and the Checkout button are disabled.
+  var paymentElement = null;
+  function setBusy(busy) {
+    if (payButton) {
+      payButton.disabled = busy;
+      payButton.setAttribute("aria-busy", busy ? "true" : "false");
+      var spinner = payButton.querySelector(".spinner");
+      if (spinner) spinner.hidden = !busy;
+    }
+    if (checkoutButton) checkoutButton.disabled = busy;
+    if (paymentElement && typeof paymentElement.update === "function") paymentElement.update({ readOnly: busy });
+  }
+
+  // Stripe Checkout: GET the session from the shop, then go to its hosted page (redirectToCheckout is gone).
   if (checkoutButton) {
     checkoutButton.addEventListener("click", async function () {
       var message = document.getElementById("checkout-message");
       show(message, "");
-      checkoutButton.disabled = true;
+      setBusy(true);
       try {
         var response = await fetch(checkoutButton.dataset.checkoutUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
         var data = await readJson(response);
@@ -40,62 +63,71 @@
       } catch (e) {
         show(message, "We could not reach the shop. Check your connection and try again.");
       }
-      checkoutButton.disabled = false;
+      setBusy(false);
     });
   }
 
-  // The Payment Element: the shop creates (or reuses) the PaymentIntent, Stripe.js confirms it.
-  var form = document.getElementById("payment-form");
   if (!form) return;
   var message = document.getElementById("payment-message");
-  var button = document.getElementById("pay-button");
   if (typeof window.Stripe !== "function") {
     show(message, "The card form could not load. You can pay on Stripe Checkout instead.");
     document.getElementById("payment-element").textContent = "";
     return;
   }
   var stripe = window.Stripe(form.dataset.publishableKey);
-  var elements = null;
-  var returnUrl = "";
+  var elements = stripe.elements({
+    mode: "payment",
+    amount: Number(form.dataset.amount),
+    currency: form.dataset.currency,
+  });
+  paymentElement = elements.create("payment");
+  document.getElementById("payment-element").textContent = "";
+  paymentElement.mount("#payment-element");
+  paymentElement.on("ready", function () { payButton.disabled = false; });
 
-  async function start() {
-    var response, data;
+  // Ask the shop for the PaymentIntent of this order (created now, or the one already open for it).
+  async function openIntent() {
+    var body = new URLSearchParams({ expected_amount: form.dataset.amount });
     try {
-      response = await fetch(form.dataset.intentUrl, {
+      var response = await fetch(form.dataset.intentUrl, {
         method: "POST",
         headers: { "X-CSRFToken": csrfToken(form), Accept: "application/json" },
         credentials: "same-origin",
+        body: body,
       });
-      data = await readJson(response);
+      var data = await readJson(response);
+      if (response.ok && data.client_secret) return data;
+      return { error: (data.error && data.error.message) || "The payment could not be started. Please try again." };
     } catch (e) {
-      response = null;
-      data = { error: { message: "We could not reach the shop. Check your connection and reload the page." } };
+      return { error: "We could not reach the shop. Check your connection and try again." };
     }
-    if (!response || !response.ok || !data.client_secret) {
-      document.getElementById("payment-element").textContent = "";
-      show(message, (data.error && data.error.message) || "The card form is not available right now.");
-      return;
-    }
-    returnUrl = data.return_url;
-    elements = stripe.elements({ clientSecret: data.client_secret });
-    var paymentElement = elements.create("payment");
-    document.getElementById("payment-element").textContent = "";
-    paymentElement.mount("#payment-element");
-    button.disabled = false;
   }
 
   form.addEventListener("submit", async function (event) {
     event.preventDefault();
-    if (!elements) return;
-    button.disabled = true;
     show(message, "");
-    var result = await stripe.confirmPayment({ elements: elements, confirmParams: { return_url: returnUrl } });
+    setBusy(true);
+    var submitted = await elements.submit();
+    if (submitted && submitted.error) {
+      show(message, submitted.error.message || "Check the card details.");
+      setBusy(false);
+      return;
+    }
+    var intent = await openIntent();
+    if (intent.error) {
+      show(message, intent.error);
+      setBusy(false);
+      return;
+    }
+    var result = await stripe.confirmPayment({
+      elements: elements,
+      clientSecret: intent.client_secret,
+      confirmParams: { return_url: intent.return_url },
+    });
     // Only reached when the payment could not be confirmed: a declined card, failed authentication, bad input.
     if (result && result.error) {
       show(message, result.error.message || "The payment did not go through.");
     }
-    button.disabled = false;
+    setBusy(false);
   });
-
-  start();
 })();

@@ -1,5 +1,5 @@
-"""Ask Stripe for the state of payments still open after a while, for webhooks that never arrived, and close
-the ones an order no longer needs because it was paid another way.
+"""Ask Stripe for the state of payments still open after a while, for webhooks that never arrived, then do what
+follows: close the objects an order no longer needs (it was paid or is processing) and send refunds it owes.
 
 Safe to run at any time and repeatedly (cron, systemd timer): it applies what Stripe says through the same
 lifecycle functions as the webhooks, which never move a payment or an order backwards.
@@ -13,10 +13,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from payments import checkout, intents
+from payments import states, sync
 from payments.errors import ShopError
-from payments.lifecycle import PAID_STATES
-from payments.models import Payment, PaymentKind, PaymentStatus
+from payments.models import Order, Payment, Refund
 
 
 class Command(BaseCommand):
@@ -30,41 +29,35 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         cutoff = timezone.now() - timedelta(minutes=options["older_than"])
-        open_payments = (
-            Payment.objects.select_related("order")
-            .filter(status__in=[PaymentStatus.OPEN, PaymentStatus.PROCESSING], updated_at__lt=cutoff)
-            .order_by("updated_at")[: options["limit"]]
-        )
+        open_payments = Payment.objects.filter(
+            status__in=states.LIVE_PAYMENTS, updated_at__lt=cutoff
+        ).order_by("updated_at")[: options["limit"]]
         checked = changed = failed = 0
+        orders: set[int] = set()
         for payment in open_payments:
             checked += 1
             before = payment.status
             try:
-                if payment.kind == PaymentKind.PAYMENT_INTENT:
-                    after = intents.refresh(payment)
-                else:
-                    after = checkout.refresh(payment)
+                after = sync.refresh(payment)
             except ShopError as exc:
                 failed += 1
                 self.stderr.write(f"{payment.stripe_id} ({payment.account}): {exc.message}")
                 continue
-            if after.status == PaymentStatus.OPEN and payment.order.status in PAID_STATES:
-                # The order was paid another way: close this one so that it cannot be paid a second time.
-                try:
-                    after = (
-                        intents.cancel(after)
-                        if payment.kind == PaymentKind.PAYMENT_INTENT
-                        else checkout.expire(after)
-                    )
-                except ShopError as exc:
-                    failed += 1
-                    self.stderr.write(f"{payment.stripe_id} ({payment.account}): {exc.message}")
-                    continue
+            orders.add(payment.order_id)
             if after.status != before:
                 changed += 1
                 self.stdout.write(f"{payment.stripe_id} ({payment.account}): {before} -> {after.status}")
             else:  # still open: touch it so the next run looks at the others first
                 Payment.objects.filter(pk=payment.pk).update(updated_at=timezone.now())
+        # Orders paid or processing that still have open objects, and refunds not yet sent.
+        orders.update(
+            Order.objects.exclude(status__in=[*states.PAYABLE])
+            .filter(payments__status__in=states.OPEN_PAYMENTS)
+            .values_list("pk", flat=True)
+        )
+        orders.update(Refund.objects.filter(status=Refund.Status.PENDING).values_list("order_id", flat=True))
+        for order_id in sorted(orders):
+            sync.tidy_up(order_id)
         self.stdout.write(
             f"Reconciled {checked} open payments: {changed} changed, {failed} could not be checked."
         )

@@ -1,0 +1,218 @@
+"""Order states, the moves allowed between them, and the one helper that takes row locks.
+
+The rule this module makes hold by construction: **a Stripe payment object is always for a frozen, priced
+snapshot of its order; at most one such object is payable at a time; an order is paid only when Stripe took
+exactly that snapshot's amount in its currency.**
+
+    draft ──(shopper pays: freeze)──▶ awaiting_payment ──(a payment is processing)──▶ processing
+      ▲                                 │        ▲                                        │
+      └──(change order: every object    │        └────────(that payment failed)──────────┘
+          closed at Stripe first)───────┘
+    awaiting_payment / processing ──(Stripe took exactly the snapshot's total)──▶ paid
+    paid ⇄ partially_refunded ⇄ refunded   (refunds, and refunds that failed)
+
+- `draft` is the cart: lines can change; no payment object is open.
+- Paying **freezes** the order: the priced order (lines, unit prices, discount, taxes, total) is stored as its
+  snapshot and its version goes up by one. Every Stripe object is created for that snapshot and that version.
+- While frozen, the cart endpoints refuse (409). To change the cart, "change order" first closes every open
+  object at Stripe (cancel the PaymentIntent, expire the Session); only when Stripe confirms none of them is
+  paid or processing does the order thaw back to `draft`.
+- An order flagged for staff (`needs_attention`) and not paid cannot be paid again until staff clear the flag.
+
+**Locks** are taken by `locked()` only, always in this order, so that two paths never wait on each other in a
+cycle (PostgreSQL would break such a deadlock by failing one of them):
+
+    1. the browser session row (`orders.buy_now_order`, finding a shopper's one-item order)
+    2. the order row
+    3. the order's payment rows
+
+Webhooks lock their `StripeEvent` row before any of these, and nothing that holds an order lock ever locks an
+event row. A lock is waited for at most `SHOPPER_LOCK_WAIT` / `WEBHOOK_LOCK_WAIT` seconds (PostgreSQL's
+`lock_timeout`); a row lock is held across a Stripe call only for that call's short budget (`accounts.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from django.db import OperationalError, connection, transaction
+
+from payments import gateway
+from payments.errors import (
+    EmptyOrder,
+    NotOrderOwner,
+    OrderBusy,
+    OrderChanged,
+    OrderNotEditable,
+    OrderNotPayable,
+)
+from payments.models import Order, OrderStatus, Payment, PaymentStatus
+from payments.pricing import PricedOrder, from_snapshot, price_live, to_snapshot
+
+logger = logging.getLogger("payments.states")
+
+EDITABLE = frozenset({OrderStatus.DRAFT})
+PAYABLE = frozenset({OrderStatus.DRAFT, OrderStatus.AWAITING_PAYMENT})
+PAID_STATES = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
+
+# Payments: `open` objects can still be paid at Stripe; `processing` ones are being paid; the rest are final.
+OPEN_PAYMENTS = frozenset({PaymentStatus.OPEN})
+LIVE_PAYMENTS = frozenset({PaymentStatus.OPEN, PaymentStatus.PROCESSING})
+FINAL_PAYMENTS = frozenset(
+    {PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED}
+)
+
+MOVES: dict[str, frozenset[str]] = {
+    OrderStatus.DRAFT: frozenset({OrderStatus.AWAITING_PAYMENT}),
+    OrderStatus.AWAITING_PAYMENT: frozenset({OrderStatus.DRAFT, OrderStatus.PROCESSING, OrderStatus.PAID}),
+    OrderStatus.PROCESSING: frozenset({OrderStatus.AWAITING_PAYMENT, OrderStatus.PAID}),
+    OrderStatus.PAID: frozenset({OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED}),
+    OrderStatus.PARTIALLY_REFUNDED: frozenset({OrderStatus.PAID, OrderStatus.REFUNDED}),
+    OrderStatus.REFUNDED: frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED}),
+}
+
+SHOPPER_LOCK_WAIT = 10.0
+WEBHOOK_LOCK_WAIT = 3.0
+
+
+class IllegalMove(RuntimeError):
+    """A move the state diagram does not have: a bug in the caller, never something a shopper can cause."""
+
+
+def can_move(order: Order, to: str) -> bool:
+    return to == order.status or to in MOVES[order.status]
+
+
+def move(order: Order, to: str) -> None:
+    """Set the order's status to `to` (not saved), refusing moves the diagram does not have."""
+    if not can_move(order, to):
+        raise IllegalMove(f"order {order.public_id}: {order.status} -> {to} is not a move orders make")
+    if to != order.status:
+        logger.info("order %s %s -> %s", order.public_id, order.status, to)
+    order.status = to
+
+
+def is_editable(order: Order) -> bool:
+    return order.status in EDITABLE
+
+
+def is_payable(order: Order) -> bool:
+    return order.status in PAYABLE and not order.needs_attention
+
+
+def is_paid(order: Order) -> bool:
+    return order.status in PAID_STATES
+
+
+# ------------------------------------------------------------------------------------------------ locks
+
+
+def wait_at_most(seconds: float) -> None:
+    """Row locks taken in the current transaction are waited for at most `seconds` (PostgreSQL; SQLite takes
+    its one write lock when a transaction starts and waits for it as configured in settings)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(seconds * 1000)}ms"])
+
+
+@contextmanager
+def busy_as_error() -> Iterator[None]:
+    """Turn PostgreSQL's "lock not available" (the wait ran out) into `OrderBusy` (503, retry soon)."""
+    try:
+        yield
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == "55P03":
+            raise OrderBusy("This order is being updated right now; please try again in a moment.") from exc
+        raise
+
+
+@contextmanager
+def locked(order_pk: int, *, wait: float = SHOPPER_LOCK_WAIT) -> Iterator[Order]:
+    """A transaction holding the order's row lock (lock 2 above); yields the order as it is now."""
+    with transaction.atomic():
+        wait_at_most(wait)
+        with busy_as_error():
+            order = Order.objects.select_for_update().get(pk=order_pk)
+        yield order
+
+
+@dataclass
+class Locked:
+    order: Order
+    payment: Payment
+
+
+@contextmanager
+def locked_payment(payment: Payment, *, wait: float = SHOPPER_LOCK_WAIT) -> Iterator[Locked]:
+    """The order's lock, then the payment's (locks 2 and 3, in that order)."""
+    with locked(payment.order_id, wait=wait) as order:
+        yield Locked(order, Payment.objects.select_for_update().get(pk=payment.pk))
+
+
+# ------------------------------------------------------------------------------------------------ moves
+
+
+def check_editable(order: Order, may_change: bool) -> None:
+    """The cart endpoints' rule: only the owner (or staff) changes an order, and only while it is a draft."""
+    if not may_change:
+        raise NotOrderOwner("This order belongs to another shopper.")
+    if order.status == OrderStatus.AWAITING_PAYMENT:
+        raise OrderNotEditable(
+            "This order is waiting for payment, so its contents are frozen. "
+            "Use \u201cChange order\u201d on the order page to edit it."
+        )
+    if not is_editable(order):
+        raise OrderNotEditable(
+            f"This order is {order.get_status_display().lower()} and can no longer be changed."
+        )
+
+
+def check_payable(order: Order) -> None:
+    if order.status == OrderStatus.PROCESSING:
+        raise OrderNotPayable(
+            "A payment for this order is being processed; there is nothing more to pay now."
+        )
+    if is_paid(order):
+        raise OrderNotPayable("This order has been paid.")
+    if order.needs_attention:
+        raise OrderNotPayable("Our staff is checking a payment for this order; it cannot be paid again now.")
+
+
+def freeze(order: Order, *, owner: str = "", expected_total: int | None = None) -> PricedOrder:
+    """The snapshot a payment object is created for: the order's own once frozen, else taken now (draft ->
+    awaiting_payment, version + 1). Runs under `locked()`; refuses an order that is not payable, an empty
+    one, an amount Stripe would refuse, and (with `expected_total`) a total the shopper did not see."""
+    check_payable(order)
+    if order.status == OrderStatus.AWAITING_PAYMENT and order.snapshot:
+        priced = from_snapshot(order.snapshot)
+    else:
+        priced = price_live(order)
+        if priced.is_empty:
+            raise EmptyOrder("This order is empty: add an item before paying.")
+    if expected_total is not None and expected_total != priced.total:
+        raise OrderChanged("This order changed since the page was loaded. Reload the page to see its total.")
+    gateway.check_amount(priced.total, priced.currency)
+    if order.status == OrderStatus.DRAFT:
+        move(order, OrderStatus.AWAITING_PAYMENT)
+        order.snapshot = to_snapshot(priced)
+        order.version += 1
+        if not order.session_key and owner:
+            order.session_key = owner  # an order staff made for a customer belongs to the browser paying it
+        order.save(update_fields=["status", "snapshot", "version", "session_key", "updated_at"])
+        logger.info(
+            "order %s frozen v%s total=%s %s", order.public_id, order.version, priced.total, order.currency
+        )
+    return priced
+
+
+def thaw(order: Order) -> None:
+    """awaiting_payment -> draft, once every payment object of the order is closed at Stripe."""
+    live = order.payments.filter(status__in=LIVE_PAYMENTS)
+    if live.exists():
+        raise IllegalMove(f"order {order.public_id} still has open payments: {list(live)}")
+    move(order, OrderStatus.DRAFT)
+    order.snapshot = None
+    order.save(update_fields=["status", "snapshot", "updated_at"])

@@ -1,0 +1,90 @@
+"""Keeping each `Payment` in step with its Stripe object, and closing the objects an order must not be paid by.
+
+- `refresh(payment)` asks Stripe for the object's state and applies it (return pages, reconciliation).
+- `close(payment)` cancels a PaymentIntent or expires a Checkout Session and applies the state Stripe answers
+  with. If Stripe refuses because the object is no longer open (it was paid, is processing, or was already
+  closed), the object is retrieved and that state applied instead: the shop never assumes.
+- `close_others(order, keep)` runs under the order's lock before an object is opened or reused, so that at
+  most one object of an order is payable; it refuses when one of them turns out to be processing or paid.
+- `tidy_up(order_id)` runs once a payment's news is committed (a webhook, a return page, reconciliation): when
+  an order is processing or paid, its other open objects are closed at once, and refunds it owes are sent.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from payments import gateway, lifecycle, refunds, states
+from payments.errors import OrderNotPayable, PaymentProviderError, ShopError
+from payments.models import Order, OrderStatus, Payment, PaymentKind, PaymentStatus
+
+logger = logging.getLogger("payments.sync")
+
+
+def refresh(payment: Payment) -> Payment:
+    """Ask Stripe once for the object's state and apply it."""
+    acct = gateway.account(payment.account)
+    if payment.kind == PaymentKind.PAYMENT_INTENT:
+        return lifecycle.apply_payment_intent(
+            payment, gateway.retrieve_intent(acct, payment.stripe_id).to_dict()
+        )
+    return lifecycle.apply_checkout_session(
+        payment, gateway.retrieve_session(acct, payment.stripe_id).to_dict()
+    )
+
+
+def close(payment: Payment) -> Payment:
+    """Make sure `payment` can no longer be paid; returns it with the state Stripe reported."""
+    if payment.status not in states.OPEN_PAYMENTS:
+        return payment
+    acct = gateway.account(payment.account)
+    try:
+        if payment.kind == PaymentKind.PAYMENT_INTENT:
+            intent = gateway.cancel_intent(acct, payment.stripe_id)
+            return lifecycle.apply_payment_intent(payment, intent.to_dict())
+        session = gateway.expire_session(acct, payment.stripe_id)
+        return lifecycle.apply_checkout_session(payment, session.to_dict())
+    except PaymentProviderError as exc:
+        if not gateway.refused_as_invalid(exc):
+            raise
+    return refresh(payment)  # no longer open at Stripe: learn what it is
+
+
+def refuse_if_in_flight(payment: Payment) -> None:
+    if payment.status == PaymentStatus.PROCESSING:
+        raise OrderNotPayable(
+            "A payment for this order is being processed; there is nothing more to pay now."
+        )
+    if payment.status == PaymentStatus.SUCCEEDED:
+        raise OrderNotPayable("This order has been paid.")
+
+
+def close_others(order: Order, keep: Payment | None = None) -> None:
+    """Close every open object of `order` but `keep` (under the order's lock); refuses (after applying what
+    Stripe said) when one of them is in fact processing or paid."""
+    others = order.payments.filter(status__in=states.OPEN_PAYMENTS)
+    if keep is not None:
+        others = others.exclude(pk=keep.pk)
+    for payment in others.order_by("id"):
+        refuse_if_in_flight(close(payment))
+
+
+def tidy_up(order_id: int | None) -> None:
+    """After news about one of the order's payments: close what a processing or paid order no longer needs, and
+    send the refunds it owes. Failures are logged and left to `reconcile_payments`, which calls this too."""
+    if order_id is None:
+        return
+    order = Order.objects.filter(pk=order_id).first()
+    if order is None:
+        return
+    if order.status not in (OrderStatus.DRAFT, OrderStatus.AWAITING_PAYMENT):
+        for payment in order.payments.filter(status__in=states.OPEN_PAYMENTS).order_by("id"):
+            try:
+                closed = close(payment)
+            except ShopError as exc:
+                logger.warning(
+                    "order %s: could not close %s yet: %s", order.public_id, payment.stripe_id, exc
+                )
+                continue
+            logger.info("order %s: closed %s, now %s", order.public_id, closed.stripe_id, closed.status)
+    refunds.send_owed(order)
