@@ -1,8 +1,8 @@
-"""``python -m payments.emulator``: run the in-memory Stripe emulator (not a payment processor) over HTTP.
+"""``python -m stripe_emulator``: run the in-memory Stripe emulator (not a payment processor) over HTTP.
 
 Example::
 
-    python -m payments.emulator --port 12111 \
+    python -m stripe_emulator --port 12111 \
         --account usd:sk_test_usd:pk_test_usd:whsec_usd \
         --account eur:sk_test_eur:pk_test_eur:whsec_eur \
         --webhook-base http://127.0.0.1:8000 --latency-ms 0
@@ -14,8 +14,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from payments.emulator.core import Emulator, EmulatorAccount
-from payments.emulator.server import make_server
+from stripe_emulator.core import Emulator, EmulatorAccount
+from stripe_emulator.server import make_server
 
 
 def parse_account(spec: str) -> EmulatorAccount:
@@ -29,7 +29,7 @@ def parse_account(spec: str) -> EmulatorAccount:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m payments.emulator",
+        prog="python -m stripe_emulator",
         description="In-memory Stripe API emulator for development and tests (not a payment processor).",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -43,8 +43,8 @@ from stripe.params import (
 )
 from stripe.params.checkout import SessionCreateParams, SessionExpireParams
 
-from payments.emulator import money
-from payments.emulator.params import check_params, decode_form
+from stripe_emulator import money
+from stripe_emulator.params import check_params, decode_form
 
 __all__ = [
     "API_VERSION",
@@ -652,7 +652,7 @@ class Emulator:
     def _check_amount(self, amount: Any, currency: str, param: str = "amount") -> int:
         if not isinstance(amount, int) or isinstance(amount, bool):
             raise _invalid(f"Invalid integer: {amount}", param, "parameter_invalid")
-        minimum = money.MINIMUM_AMOUNTS.get(currency.lower(), 50)
+        minimum = money.minimum_amount(currency)
         if amount < minimum:
             raise _invalid(
                 f"Amount must be at least {money.format_amount(minimum, currency)} {currency.lower()}",
@@ -1122,10 +1122,10 @@ class Emulator:
             )
         cs_id = _new_id("cs_test_", 58)
         line_items, totals = self._price_lines(currency, lines, coupon)
-        if 0 < totals["amount_total"] < money.MINIMUM_AMOUNTS.get(currency, 50):
+        if 0 < totals["amount_total"] < money.minimum_amount(currency):
             raise _invalid(
                 "The Checkout Session's total amount due must add up to at least "
-                f"{money.format_amount(money.MINIMUM_AMOUNTS.get(currency, 50), currency)} {currency}",
+                f"{money.format_amount(money.minimum_amount(currency), currency)} {currency}",
                 "line_items",
                 "amount_too_small",
             )

@@ -1,4 +1,4 @@
-"""Tests of the in-memory Stripe emulator (payments.emulator) itself.
+"""Tests of the in-memory Stripe emulator (stripe_emulator) itself.
 
 Plain pytest: no database and no Django settings needed. The SDK is driven through
 ``EmulatorHTTPClient`` (in-process) or through the HTTP server started on a free port.
@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import stripe
 
-from payments.emulator import Emulator, EmulatorAccount, EmulatorError, EmulatorHTTPClient, sign_payload
-from payments.emulator.params import encode_form
-from payments.emulator.server import start_in_thread
+from stripe_emulator import Emulator, EmulatorAccount, EmulatorError, EmulatorHTTPClient, sign_payload
+from stripe_emulator.params import encode_form
+from stripe_emulator.server import start_in_thread
 
 USD = EmulatorAccount("usd", "sk_test_usd_emulator_0001", "pk_test_usd_emulator_0001", "whsec_usd_emulator")
 EUR = EmulatorAccount("eur", "sk_test_eur_emulator_0001", "pk_test_eur_emulator_0001", "whsec_eur_emulator")
@@ -78,12 +78,10 @@ def raw(
 
 
 def test_module_is_documented_as_an_emulator_and_imports_no_django() -> None:
-    import payments.emulator as pkg
+    import stripe_emulator as pkg
 
     assert "not a payment processor" in (pkg.__doc__ or "")
-    code = (
-        "import sys, payments.emulator.server; print(any(m.split('.')[0] == 'django' for m in sys.modules))"
-    )
+    code = "import sys, stripe_emulator.server; print(any(m.split('.')[0] == 'django' for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -798,7 +796,7 @@ def test_cli_prints_banner_and_serves() -> None:
         [
             sys.executable,
             "-m",
-            "payments.emulator",
+            "stripe_emulator",
             "--port",
             "0",
             "--account",

@@ -14,9 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from payments.emulator import money
-from payments.emulator.core import Emulator
-from payments.emulator.stripe_js import render_stripe_js
+from stripe_emulator import money
+from stripe_emulator.core import Emulator
+from stripe_emulator.stripe_js import render_stripe_js
 
 __all__ = ["EmulatorServer", "make_server", "render_checkout_page", "start_in_thread"]
 
