@@ -6,6 +6,9 @@ Example::
         --account usd:sk_test_usd:pk_test_usd:whsec_usd \
         --account eur:sk_test_eur:pk_test_eur:whsec_eur \
         --webhook-base http://127.0.0.1:8000 --latency-ms 0
+
+``--hang-seconds N`` (or ``POST /_emulator/hang`` with ``seconds=N`` while it runs) makes every /v1 call
+sleep N seconds before it is answered, to test the shop against a slow or hanging Stripe.
 """
 
 from __future__ import annotations
@@ -50,14 +53,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--latency-ms", type=int, default=0, help="sleep this long before answering each /v1 call"
     )
     parser.add_argument(
+        "--enabled-events",
+        default="*",
+        help="comma-separated event types sent to --webhook-base, like a Stripe endpoint's enabled_events "
+        "(default: all)",
+    )
+    parser.add_argument(
+        "--hang-seconds",
+        type=float,
+        default=0,
+        help="sleep this many seconds before answering each /v1 call, for slow-Stripe tests "
+        "(change it while running: curl -d seconds=N http://HOST:PORT/_emulator/hang)",
+    )
+    parser.add_argument(
         "--base-url", default=None, help="public URL of this server (default http://host:port)"
     )
     args = parser.parse_args(argv)
 
     emulator = Emulator(
-        args.account, webhook_base=args.webhook_base.rstrip("/") if args.webhook_base else None
+        args.account,
+        webhook_base=args.webhook_base.rstrip("/") if args.webhook_base else None,
+        enabled_events=[e.strip() for e in args.enabled_events.split(",") if e.strip()],
     )
-    server = make_server(emulator, args.host, args.port, args.latency_ms)
+    server = make_server(emulator, args.host, args.port, args.latency_ms, args.hang_seconds)
     if args.base_url:
         emulator.base_url = args.base_url.rstrip("/")
     print(
