@@ -317,6 +317,7 @@ class Emulator:
         self._card_of_pm: dict[str, str] = {}
         self._card_of_charge: dict[str, str] = {}
         self._refunds_of_charge: dict[str, list[str]] = {}
+        self._session_intents: set[str] = set()
         self._idempotency: dict[tuple[str, str], _IdempotentEntry] = {}
         self._lock = threading.RLock()
         self._outbox: list[tuple[EmulatorAccount, JSONDict]] = []
@@ -1103,7 +1104,8 @@ class Emulator:
         )
         self._emit(account, "payment_intent.succeeded", pi, ctx)
         outcome = CARD_OUTCOMES.get(self._card_of_charge.get(charge["id"], ""))
-        if outcome is not None and outcome.dispute:
+        # A Checkout Session's payment is disputed after the session completes (see _complete_session).
+        if outcome is not None and outcome.dispute and pi["id"] not in self._session_intents:
             self._open_dispute(account, charge, outcome.dispute)
 
     def _authenticate_pi(
@@ -1538,6 +1540,7 @@ class Emulator:
             )
             session["payment_intent"] = pi["id"]
             pi_id = pi["id"]
+            self._session_intents.add(pi_id)
         return self.objects[pi_id]
 
     def _complete_session(self, session: JSONDict) -> None:
