@@ -1,15 +1,15 @@
 """Integer money helpers for the Stripe emulator (development/test-only code; no floats).
 
-Stripe's currency facts (zero- and three-decimal currencies, minimum and maximum charge amounts) are not
-repeated here: they come from the shop's ``payments.money``, a pure-Python module (``decimal`` only, no
-Django), so each table is written once.
+Stripe's currency facts (zero- and three-decimal currencies, minimum and maximum charge amounts) and the
+display of amounts are not repeated here: they come from the shop's ``payments.money``, a pure-Python module
+(``decimal`` only, no Django), so each table is written once.
 """
 
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from payments.money import MAX_AMOUNT, minimum_charge, minor_unit_exponent, minor_unit_step
+from payments.money import MAX_AMOUNT, format_money, minimum_charge, minor_unit_exponent, minor_unit_step
 
 __all__ = [
     "MAXIMUM_AMOUNT",
@@ -21,7 +21,6 @@ __all__ = [
     "step",
 ]
 
-SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "aud": "A$", "chf": "CHF "}
 
 #: Stripe's largest ``amount`` (eight digits), https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts.
 MAXIMUM_AMOUNT = MAX_AMOUNT
@@ -43,16 +42,8 @@ def minimum_amount(currency: str) -> int:
 
 
 def format_amount(amount: int, currency: str) -> str:
-    """``1234, "usd"`` → ``"$12.34"``; ``500, "jpy"`` → ``"¥500"``; other currencies get their code."""
-    exp = exponent(currency)
-    sign = "-" if amount < 0 else ""
-    amount = abs(amount)
-    major, minor = divmod(amount, 10**exp) if exp else (amount, 0)
-    text = f"{major:,}" + (f".{minor:0{exp}d}" if exp else "")
-    symbol = SYMBOLS.get(currency.lower())
-    if symbol:
-        return f"{sign}{symbol}{text}"
-    return f"{sign}{text} {currency.upper()}"
+    """``1234, "usd"`` → ``"$12.34"``; ``500, "jpy"`` → ``"¥500"`` (the shop's display rule, not repeated)."""
+    return format_money(amount, currency, minor=True)
 
 
 def round_half_up(value: Decimal, unit: int = 1) -> int:
