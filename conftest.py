@@ -16,7 +16,7 @@ from djmoney.money import Money
 from hypothesis import settings as hypothesis_settings
 
 from payments.accounts import AccountRegistry, install_registry
-from payments.emulator import Emulator, EmulatorAccount, EmulatorHTTPClient, sign_payload
+from stripe_emulator import Emulator, EmulatorAccount, EmulatorHTTPClient, sign_payload
 
 # CI runs the property tests derandomized (the same examples every run, so a landing never hangs on luck);
 # `make test` on a workstation keeps exploring new examples.

@@ -178,7 +178,7 @@ def run_client(spec: dict[str, Any]) -> dict[str, Any]:
                 method = spec["method"]
             elif kind == "webhooks":
                 currency, payload = events[index % len(events)]
-                from payments.emulator import sign_payload
+                from stripe_emulator import sign_payload
 
                 method, path, body = "POST", f"/webhooks/stripe/{currency}/", payload
                 extra = {
@@ -574,7 +574,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             emu_log = (work / "emulator.log").open("wb")
             accounts = [f"{c}:{sk}:{pk}:{wh}" for c, (sk, pk, wh) in ACCOUNTS.items()]
             emulator = subprocess.Popen(  # noqa: S603
-                [PYTHON, "-m", "payments.emulator", "--port", str(emu_port), "--webhook-base", base]
+                [PYTHON, "-m", "stripe_emulator", "--port", str(emu_port), "--webhook-base", base]
                 + [a for acct in accounts for a in ("--account", acct)]
                 + ["--latency-ms", str(args.latency_ms)],
                 env=env,

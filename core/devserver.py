@@ -2,7 +2,7 @@
 
 It migrates the database, loads the demo catalog and starts Django's development server. When no Stripe keys are
 configured (neither in the environment nor in `.env`), it runs in demo mode: it starts the local Stripe
-emulator (`python -m payments.emulator`, in-memory, not a payment processor) with demo keys for USD and EUR,
+emulator (`python -m stripe_emulator`, in-memory, not a payment processor) with demo keys for USD and EUR,
 points `STRIPE_API_BASE` and `STRIPE_JS_URL` at it, and every page shows a banner saying so. With real keys,
 nothing of the emulator is used.
 
@@ -83,7 +83,7 @@ def main() -> None:
     emulator: subprocess.Popen[bytes] | None = None
     if not has_stripe_keys(merged):
         base = f"http://127.0.0.1:{args.emulator_port}"
-        command = [sys.executable, "-m", "payments.emulator", "--port", str(args.emulator_port)]
+        command = [sys.executable, "-m", "stripe_emulator", "--port", str(args.emulator_port)]
         command += ["--webhook-base", f"http://127.0.0.1:{args.port}"]
         for currency, (sk, pk, whsec) in DEMO_ACCOUNTS.items():
             command += ["--account", f"{currency}:{sk}:{pk}:{whsec}"]

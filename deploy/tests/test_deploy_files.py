@@ -620,6 +620,12 @@ def dockerignored(path: str) -> bool:
         "staticfiles/staticfiles.json",
         ".git/HEAD",
         "requirements-dev.txt",
+        # Development tools: the local Stripe emulator (and its Stripe.js double) and the benchmark.
+        "stripe_emulator/__init__.py",
+        "stripe_emulator/core.py",
+        "stripe_emulator/stripe_js.py",
+        "stripe_emulator/tests/test_contract.py",
+        "bench/run.py",
     ],
 )
 def test_dockerignore_keeps_out(path: str) -> None:

@@ -18,8 +18,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from conftest import signed_event
-from payments.emulator import sign_payload
 from payments.models import MAX_QUANTITY, Order, OrderLine, Payment, StripeEvent
+from stripe_emulator import sign_payload
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from djmoney.money import Money
 from stripe.params.checkout import SessionCreateParams
 
 from catalog.models import Item
-from payments.emulator.params import validate_params
 from payments.models import Order, Payment, PaymentKind, PaymentStatus
+from stripe_emulator.params import validate_params
 
 pytestmark = pytest.mark.django_db
 

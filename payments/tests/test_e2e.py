@@ -17,12 +17,12 @@ from djmoney.money import Money
 
 from catalog.models import Item
 from payments.accounts import AccountRegistry, install_registry
-from payments.emulator import Emulator, EmulatorAccount
-from payments.emulator.server import start_in_thread
 from payments.models import Discount, Order, StripeEvent, Tax
 from payments.money import format_money
 from payments.orders import with_pricing
 from payments.pricing import price_order
+from stripe_emulator import Emulator, EmulatorAccount
+from stripe_emulator.server import start_in_thread
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -28,10 +28,10 @@ from django.test import Client
 from conftest import signed_event
 from core.test_settings import _TEST_ENV
 from payments import lifecycle, webhooks
-from payments.emulator import Emulator, EmulatorAccount, sign_payload
-from payments.emulator.server import start_in_thread
 from payments.gateway import OUTAGE_MESSAGE
 from payments.models import Order, OrderLine, OrderStatus, Payment, PaymentKind, PaymentStatus, StripeEvent
+from stripe_emulator import Emulator, EmulatorAccount, sign_payload
+from stripe_emulator.server import start_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 

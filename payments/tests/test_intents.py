@@ -6,8 +6,8 @@ import pytest
 from django.test import Client
 from stripe.params import PaymentIntentCreateParams
 
-from payments.emulator.params import validate_params
 from payments.models import Order, OrderLine, Payment, PaymentStatus
+from stripe_emulator.params import validate_params
 
 pytestmark = pytest.mark.django_db
 

@@ -20,7 +20,6 @@ from djmoney.money import Money
 from stripe.params.checkout import SessionCreateParams
 
 from catalog.models import Item
-from payments.emulator.params import validate_params
 from payments.models import (
     Discount,
     Order,
@@ -34,6 +33,7 @@ from payments.models import (
 )
 from payments.orders import with_pricing
 from payments.pricing import price_order
+from stripe_emulator.params import validate_params
 
 pytestmark = pytest.mark.django_db
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from payments.emulator.money import allocate
 from payments.money import from_minor_units, minor_unit_step
 from payments.pricing import DiscountInput, LineInput, TaxInput, discount_amount, price, spread
+from stripe_emulator.money import allocate
 
 
 def line(unit_price: str, quantity: int = 1, item_id: int = 1, name: str = "Item") -> LineInput:

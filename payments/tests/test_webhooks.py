@@ -16,8 +16,8 @@ from django.test import Client
 from conftest import signed_event
 from payments import lifecycle, refunds, webhooks
 from payments.accounts import account_for
-from payments.emulator import sign_payload
 from payments.models import Order, OrderStatus, Payment, PaymentStatus, StripeEvent
+from stripe_emulator import sign_payload
 
 pytestmark = pytest.mark.django_db
 

@@ -1,13 +1,25 @@
 """The Stripe.js double served at ``/js/stripe.js`` (development/test-only; no real Stripe.js).
 
-It implements the few calls the shop makes: ``Stripe(pk)``, ``elements({clientSecret})``,
-``elements.create("payment")`` / ``mount`` / ``on``, ``elements.submit()``,
-``confirmPayment({elements, confirmParams: {return_url}, redirect})`` and
-``retrievePaymentIntent(clientSecret)``. The card number typed into ``#emulator-card-number``
-is sent to ``POST /v1/payment_intents/{id}/confirm`` as ``payment_method_data[type]=card`` and
-``payment_method_data[card][number]=<digits>``, authenticated with the publishable key plus
-``client_secret`` (like Stripe.js does). A 3DS card shows the ``#emulator-3ds`` modal whose
-buttons call ``POST /v1/payment_intents/{id}/emulator_authenticate`` with ``success=true|false``.
+It implements the calls the shop makes, the way Stripe.js answers them:
+
+- ``Stripe(pk, {locale?})``;
+- ``stripe.elements({clientSecret})`` (an existing PaymentIntent) or the *deferred intent* form
+  ``stripe.elements({mode: "payment", amount, currency, locale?, appearance?, paymentMethodCreation?})``,
+  which mounts the Payment Element before any PaymentIntent exists; ``elements.update({amount, currency})``;
+- ``elements.create("payment")`` / ``mount`` / ``on("ready"|"change")``;
+- ``elements.submit()``: validates the card field first (``{error}`` for an empty or invalid number, the
+  ``validation_error`` Stripe.js gives: "Your card number is incomplete." / "Your card number is invalid.");
+- ``stripe.confirmPayment({elements, clientSecret?, confirmParams: {return_url, receipt_email?}, redirect?})``.
+  In deferred mode it refuses, confirming nothing, when ``elements.submit()`` was not called first or when
+  the PaymentIntent's amount or currency differs from the ones the elements were created (or updated) with;
+- ``stripe.retrievePaymentIntent(clientSecret)``.
+
+The card number typed into ``#emulator-card-number`` is sent to ``POST /v1/payment_intents/{id}/confirm`` as
+``payment_method_data[card][number]``, authenticated with the publishable key plus ``client_secret`` (as
+Stripe.js does). A 3DS card shows the ``#emulator-3ds`` modal whose buttons call
+``POST /v1/payment_intents/{id}/emulator_authenticate`` with ``success=true|false``. After a successful
+confirmation the browser goes to ``return_url`` with ``payment_intent``, ``payment_intent_client_secret`` and
+``redirect_status`` (``succeeded``, ``processing`` or ``failed``, from the PaymentIntent's status).
 """
 
 from __future__ import annotations
@@ -23,6 +35,8 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
   var API_BASE = __API_BASE__;
   var AUTH_FAILURE = "We are unable to authenticate your payment method. " +
     "Please choose a different payment method and try again.";
+  var SUBMIT_FIRST = "elements.submit() must be called before stripe.confirmPayment(). Call elements.submit() " +
+    "as soon as your customer presses pay, prior to any asynchronous work.";
 
   function integrationError(message) {
     var err = new Error(message);
@@ -30,9 +44,33 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
     return err;
   }
 
+  function validationError(code, message) {
+    return { error: { type: "validation_error", code: code, message: message } };
+  }
+
   function intentIdFromSecret(clientSecret) {
     var i = typeof clientSecret === "string" ? clientSecret.indexOf("_secret_") : -1;
     return i > 0 ? clientSecret.slice(0, i) : null;
+  }
+
+  function luhn(digits) {
+    var sum = 0;
+    for (var i = 0; i < digits.length; i++) {
+      var d = digits.charCodeAt(digits.length - 1 - i) - 48;
+      if (i % 2) { d = d * 2; if (d > 9) { d -= 9; } }
+      sum += d;
+    }
+    return sum % 10 === 0;
+  }
+
+  /* The card field's problem, as Stripe.js reports it, or null when the number can be sent. */
+  function cardProblem(raw) {
+    var digits = (raw || "").replace(/[\s-]/g, "");
+    if (!digits) { return validationError("incomplete_number", "Your card number is incomplete."); }
+    if (!/^\d+$/.test(digits) || digits.length < 12 || digits.length > 19 || !luhn(digits)) {
+      return validationError("invalid_number", "Your card number is invalid.");
+    }
+    return null;
   }
 
   function encode(params) {
@@ -61,11 +99,17 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
     });
   }
 
+  function redirectStatus(intent) {
+    if (intent.status === "succeeded" || intent.status === "requires_capture") { return "succeeded"; }
+    if (intent.status === "processing") { return "processing"; }
+    return "failed";
+  }
+
   function redirectTo(returnUrl, intent) {
     var sep = returnUrl.indexOf("?") === -1 ? "?" : "&";
     window.location.assign(returnUrl + sep + "payment_intent=" + encodeURIComponent(intent.id) +
       "&payment_intent_client_secret=" + encodeURIComponent(intent.client_secret) +
-      "&redirect_status=succeeded");
+      "&redirect_status=" + redirectStatus(intent));
   }
 
   function showChallenge() {
@@ -109,16 +153,41 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
         ". Stripe() needs a publishable key (pk_...).");
     }
     this._key = publishableKey;
+    this._locale = (options && options.locale) || "auto";
     this._emulator = true;
+  }
+
+  function checkDeferred(options, partial) {
+    if ("amount" in options || !partial) {
+      if (typeof options.amount !== "number" || options.amount < 0 || Math.floor(options.amount) !== options.amount) {
+        throw integrationError("elements(): amount must be a non-negative integer in the currency's minor unit.");
+      }
+    }
+    if ("currency" in options || !partial) {
+      if (typeof options.currency !== "string" || !/^[a-zA-Z]{3}$/.test(options.currency)) {
+        throw integrationError("elements(): currency must be a three-letter ISO code.");
+      }
+    }
   }
 
   Stripe.prototype.elements = function (options) {
     options = options || {};
-    if (!options.clientSecret) {
-      throw integrationError("elements(): the emulator double needs a clientSecret.");
+    var state = { input: null, clientSecret: null, deferred: false, submitted: false,
+      locale: options.locale || this._locale, appearance: options.appearance || {} };
+    if (options.clientSecret) {
+      state.clientSecret = options.clientSecret;
+    } else if (options.mode === "payment") {
+      checkDeferred(options, false);
+      state.deferred = true;
+      state.amount = options.amount;
+      state.currency = options.currency.toLowerCase();
+      state.paymentMethodCreation = options.paymentMethodCreation || null;
+    } else if (options.mode) {
+      throw integrationError("elements(): the emulator double supports mode \"payment\" only.");
+    } else {
+      throw integrationError("elements(): pass either a clientSecret or mode, amount and currency.");
     }
     var handlers = {};
-    var state = { input: null, clientSecret: options.clientSecret };
     function fire(name, payload) {
       (handlers[name] || []).forEach(function (handler) { handler(payload); });
     }
@@ -153,6 +222,7 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
             host.appendChild(wrapper);
             state.input = input;
             input.addEventListener("input", function () {
+              state.submitted = false;
               var digits = input.value.replace(/\D/g, "");
               fire("change", { elementType: "payment", empty: digits.length === 0,
                 complete: digits.length >= 16, value: { type: "card" } });
@@ -178,14 +248,20 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
         return element;
       },
       submit: function () {
-        var digits = state.input ? state.input.value.replace(/\D/g, "") : "";
-        if (!digits) {
-          return Promise.resolve({ error: { type: "validation_error", code: "incomplete_number",
-            message: "Your card number is incomplete." } });
-        }
-        return Promise.resolve({});
+        var problem = cardProblem(state.input ? state.input.value : "");
+        state.submitted = !problem;
+        return Promise.resolve(problem || {});
       },
-      update: function () {},
+      update: function (changes) {
+        changes = changes || {};
+        if (state.deferred) {
+          checkDeferred(changes, true);
+          if ("amount" in changes) { state.amount = changes.amount; }
+          if ("currency" in changes) { state.currency = changes.currency.toLowerCase(); }
+        }
+        if (changes.locale) { state.locale = changes.locale; }
+        if (changes.appearance) { state.appearance = changes.appearance; }
+      },
       fetchUpdates: function () { return Promise.resolve({}); }
     };
     return elements;
@@ -204,7 +280,11 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
     var key = this._key;
     options = options || {};
     var elements = options.elements;
-    var clientSecret = options.clientSecret || (elements && elements._state.clientSecret);
+    if (!elements || !elements._state) {
+      return Promise.reject(integrationError("confirmPayment(): pass the elements the Payment Element uses."));
+    }
+    var state = elements._state;
+    var clientSecret = options.clientSecret || state.clientSecret;
     var confirmParams = options.confirmParams || {};
     var redirect = options.redirect || "always";
     var id = intentIdFromSecret(clientSecret);
@@ -212,14 +292,16 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
     if (redirect === "always" && !confirmParams.return_url) {
       return Promise.reject(integrationError("confirmPayment(): confirmParams.return_url is required."));
     }
-    var digits = elements && elements._state.input ? elements._state.input.value.replace(/\D/g, "") : "";
-    if (!digits) {
-      return Promise.resolve({ error: { type: "validation_error", code: "incomplete_number",
-        message: "Your card number is incomplete." } });
+    if (state.deferred && !state.submitted) {
+      return Promise.resolve({ error: { type: "invalid_request_error", message: SUBMIT_FIRST } });
     }
+    var problem = cardProblem(state.input ? state.input.value : "");
+    if (problem) { return Promise.resolve(problem); }
+    var digits = state.input.value.replace(/[\s-]/g, "");
     var params = { client_secret: clientSecret, "payment_method_data[type]": "card",
       "payment_method_data[card][number]": digits };
     if (confirmParams.return_url) { params.return_url = confirmParams.return_url; }
+    if (confirmParams.receipt_email) { params.receipt_email = confirmParams.receipt_email; }
 
     function finish(intent) {
       if (intent.status === "succeeded" || intent.status === "processing") {
@@ -236,20 +318,37 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
         payment_intent: intent } };
     }
 
-    return api(key, "POST", "/v1/payment_intents/" + id + "/confirm", params).then(function (res) {
+    function confirm() {
+      return api(key, "POST", "/v1/payment_intents/" + id + "/confirm", params).then(function (res) {
+        if (res.status !== 200) { return { error: res.body.error }; }
+        var intent = res.body;
+        if (intent.status !== "requires_action") { return finish(intent); }
+        return showChallenge().then(function (success) {
+          return api(key, "POST", "/v1/payment_intents/" + id + "/emulator_authenticate",
+            { client_secret: clientSecret, success: success ? "true" : "false" });
+        }).then(function (authRes) {
+          if (authRes.status !== 200) { return { error: authRes.body.error }; }
+          var authed = authRes.body;
+          if (authed.status === "succeeded") { return finish(authed); }
+          return { error: { type: "card_error", code: "payment_intent_authentication_failure",
+            message: AUTH_FAILURE, payment_intent: authed } };
+        });
+      });
+    }
+
+    if (!state.deferred) { return confirm(); }
+    // Deferred intent: the PaymentIntent must be for what the Payment Element showed, or nothing is confirmed.
+    return api(key, "GET", "/v1/payment_intents/" + id, { client_secret: clientSecret }).then(function (res) {
       if (res.status !== 200) { return { error: res.body.error }; }
       var intent = res.body;
-      if (intent.status !== "requires_action") { return finish(intent); }
-      return showChallenge().then(function (success) {
-        return api(key, "POST", "/v1/payment_intents/" + id + "/emulator_authenticate",
-          { client_secret: clientSecret, success: success ? "true" : "false" });
-      }).then(function (authRes) {
-        if (authRes.status !== 200) { return { error: authRes.body.error }; }
-        var authed = authRes.body;
-        if (authed.status === "succeeded") { return finish(authed); }
-        return { error: { type: "card_error", code: "payment_intent_authentication_failure",
-          message: AUTH_FAILURE, payment_intent: authed } };
-      });
+      if (intent.amount !== state.amount || intent.currency !== state.currency) {
+        return { error: { type: "invalid_request_error", code: "payment_intent_unexpected_state",
+          message: "The PaymentIntent's amount (" + intent.amount + " " + intent.currency + ") does not match " +
+            "the amount the Elements instance was created with (" + state.amount + " " + state.currency + "). " +
+            "Call elements.update() with the new amount and currency, then elements.submit() again.",
+          payment_intent: intent } };
+      }
+      return confirm();
     });
   };
 

@@ -6,20 +6,23 @@ State lives in plain dicts guarded by one re-entrant lock. Events are signed lik
 webhooks and either handed to ``emulator.deliver`` synchronously or POSTed by a background
 worker when ``emulator.webhook_base`` is set.
 
-Only the standard library and ``stripe`` are imported here.
+Answers are shaped like API version ``2026-10-28.endive`` (see :mod:`stripe_emulator.shapes`), and
+Checkout's amounts follow Stripe's documented rules (see :mod:`stripe_emulator.amounts`).
+
+Only the standard library, ``stripe`` and the shop's pure-Python ``payments.money`` (Stripe's currency
+facts) are imported here.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import fnmatch
 import hashlib
 import hmac
 import json
 import queue
 import re
-import secrets
-import string
 import threading
 import time
 import urllib.error
@@ -33,6 +36,8 @@ from urllib.parse import urlsplit
 import stripe
 from stripe.params import (
     CouponCreateParams,
+    DisputeCloseParams,
+    DisputeUpdateParams,
     EventListParams,
     PaymentIntentCancelParams,
     PaymentIntentConfirmParams,
@@ -43,12 +48,14 @@ from stripe.params import (
 )
 from stripe.params.checkout import SessionCreateParams, SessionExpireParams
 
-from payments.emulator import money
-from payments.emulator.params import check_params, decode_form
+from stripe_emulator import amounts, money, shapes
+from stripe_emulator.params import check_params, decode_form
+from stripe_emulator.shapes import new_id as _new_id
 
 __all__ = [
     "API_VERSION",
     "CARD_OUTCOMES",
+    "DEFAULT_ENABLED_EVENTS",
     "Emulator",
     "EmulatorAccount",
     "EmulatorError",
@@ -60,29 +67,34 @@ API_VERSION: str = stripe.api_version
 JSONDict = dict[str, Any]
 Deliver = Callable[["EmulatorAccount", bytes, str], int]
 
-_ID_ALPHABET = string.ascii_letters + string.digits
 _AUTH_FAILURE_MESSAGE = (
     "We are unable to authenticate your payment method. "
     "Please choose a different payment method and try again."
 )
+INVALID_NUMBER_MESSAGE = "Your card number is invalid."
 
 
 @dataclass(frozen=True)
 class CardOutcome:
-    """What confirming with a test card does."""
+    """What confirming with a test card does (https://docs.stripe.com/testing)."""
 
     result: str  # "succeeded" | "declined" | "requires_action"
     brand: str = "visa"
     code: str | None = None
     decline_code: str | None = None
     message: str | None = None
+    #: After the payment succeeds: a dispute with this reason is opened at once.
+    dispute: str | None = None
+    #: What a refund of the charge does: "succeeded" (default), "pending" (then succeeds), or
+    #: "fails" (starts as succeeded, fails later: see ``Emulator.fail_refund``).
+    refund: str = "succeeded"
 
 
 _GENERIC_DECLINE = CardOutcome(
     "declined", "visa", "card_declined", "generic_decline", "Your card was declined."
 )
 
-#: Stripe's documented test cards the emulator understands; anything else is a generic decline.
+#: Stripe's documented test cards the emulator understands; any other valid number is a generic decline.
 CARD_OUTCOMES: dict[str, CardOutcome] = {
     "4242424242424242": CardOutcome("succeeded", "visa"),
     "5555555555554444": CardOutcome("succeeded", "mastercard"),
@@ -91,6 +103,12 @@ CARD_OUTCOMES: dict[str, CardOutcome] = {
     ),
     "4000000000000002": _GENERIC_DECLINE,
     "4000002500003155": CardOutcome("requires_action", "visa"),
+    # Disputes: "the charge succeeds, then is disputed as fraudulent".
+    "4000000000000259": CardOutcome("succeeded", "visa", dispute="fraudulent"),
+    # Refunds: "its status begins as pending ... transitions to succeeded" / "begins as succeeded and
+    # transitions to failed".
+    "4000000000007726": CardOutcome("succeeded", "visa", refund="pending"),
+    "4000000000005126": CardOutcome("succeeded", "visa", refund="fails"),
 }
 
 #: Stripe's test PaymentMethod ids, mapped to the card number they stand for.
@@ -103,6 +121,8 @@ TEST_PAYMENT_METHODS: dict[str, str] = {
     "pm_card_visa_chargeDeclined": "4000000000000002",
     "pm_card_authenticationRequired": "4000002500003155",
     "pm_card_authenticationRequiredOnSetup": "4000002500003155",
+    "pm_card_createDispute": "4000000000000259",
+    "pm_card_refundFail": "4000000000005126",
 }
 
 _PI_MUTABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
@@ -113,6 +133,41 @@ _PI_CANCELABLE = (
     "requires_action",
     "processing",
 )
+_DISPUTE_OPEN = ("warning_needs_response", "warning_under_review", "needs_response", "under_review")
+
+
+#: What the webhook endpoint listens to unless told otherwise: the events of the payment lifecycle the shop's
+#: README asks its Stripe endpoints to listen to (PaymentIntents, Checkout Sessions, ``charge.refunded``),
+#: plus disputes. Stripe sends an endpoint only the events it is enabled for; pass
+#: ``enabled_events=["*"]`` (CLI: ``--enabled-events '*'``) to receive every event, ``refund.*`` included.
+DEFAULT_ENABLED_EVENTS: tuple[str, ...] = (
+    "payment_intent.*",
+    "checkout.session.*",
+    "charge.refunded",
+    "charge.dispute.*",
+)
+
+
+def card_number_is_valid(number: str) -> bool:
+    """A card number Stripe.js would accept: 12 to 19 digits passing the Luhn check."""
+    if not number.isdigit() or not 12 <= len(number) <= 19:
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(number)):
+        digit = int(ch)
+        if i % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def redirect_status(pi_status: str) -> str:
+    """The ``redirect_status`` Stripe puts on the return URL for a PaymentIntent in ``pi_status``."""
+    if pi_status in ("succeeded", "requires_capture"):
+        return "succeeded"
+    if pi_status == "processing":
+        return "processing"
+    return "failed"
 
 
 def sign_payload(payload: bytes, secret: str, timestamp: int | None = None) -> str:
@@ -189,10 +244,6 @@ def _missing(kind: str, object_id: str, param: str = "id") -> EmulatorError:
     return _invalid(f"No such {kind}: '{object_id}'", param, "resource_missing", 404)
 
 
-def _new_id(prefix: str, length: int = 24) -> str:
-    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
-
-
 def _mask(key: str) -> str:
     return f"{key[:8]}{'*' * max(len(key) - 12, 4)}{key[-4:]}" if len(key) > 12 else "****"
 
@@ -236,6 +287,7 @@ class Emulator:
         *,
         webhook_base: str | None = None,
         clock: Callable[[], float] = time.time,
+        enabled_events: Sequence[str] = DEFAULT_ENABLED_EVENTS,
     ) -> None:
         if not accounts:
             raise ValueError("the emulator needs at least one account")
@@ -244,14 +296,28 @@ class Emulator:
         self.webhook_base: str | None = webhook_base
         self.deliver: Deliver | None = None
         self.clock = clock
+        #: The event types the webhook endpoint listens to, like a Stripe webhook endpoint's
+        #: ``enabled_events`` (``*`` wildcards; ``["*"]`` for all). Every event is recorded and listed by
+        #: ``GET /v1/events`` either way; only these are sent to ``deliver`` or ``webhook_base``.
+        self.enabled_events: tuple[str, ...] = tuple(enabled_events)
         self.objects: dict[str, JSONDict] = {}
         self.events: dict[str, list[JSONDict]] = {c: [] for c in self.accounts}
         #: ``(event_id, status)`` for every delivery attempt (0 = connection error).
         self.deliveries: list[tuple[str, int]] = []
+        #: ``event_id -> True`` once delivered (a 2xx answer), ``False`` while its last attempt failed.
+        self.delivered: dict[str, bool] = {}
         self._owner: dict[str, str] = {}
+        # What a Checkout Session's answer leaves out unless expanded, and what its hosted page shows.
         self._lines: dict[str, list[JSONDict]] = {}
+        self._line_includes: dict[str, dict[str, dict[str, list[JSONDict]]]] = {}
+        self._line_products: dict[str, list[tuple[str, str | None]]] = {}
+        self._breakdowns: dict[str, JSONDict] = {}
+        self._session_coupon: dict[str, JSONDict] = {}
         self._session_params: dict[str, JSONDict] = {}
         self._card_of_pm: dict[str, str] = {}
+        self._card_of_charge: dict[str, str] = {}
+        self._refunds_of_charge: dict[str, list[str]] = {}
+        self._session_intents: set[str] = set()
         self._idempotency: dict[tuple[str, str], _IdempotentEntry] = {}
         self._lock = threading.RLock()
         self._outbox: list[tuple[EmulatorAccount, JSONDict]] = []
@@ -299,15 +365,27 @@ class Emulator:
 
     # ------------------------------------------------------------------ events & webhooks
 
-    def _emit(self, account: EmulatorAccount, event_type: str, obj: JSONDict, ctx: _Ctx | None) -> JSONDict:
+    def _emit(
+        self,
+        account: EmulatorAccount,
+        event_type: str,
+        obj: JSONDict,
+        ctx: _Ctx | None,
+        previous_attributes: JSONDict | None = None,
+    ) -> JSONDict:
+        data: JSONDict = {"object": copy.deepcopy(obj)}
+        if previous_attributes is not None:
+            data["previous_attributes"] = previous_attributes
         event: JSONDict = {
             "id": _new_id("evt_"),
             "object": "event",
+            "account": None,
             "api_version": API_VERSION,
+            "context": None,
             "created": self.now(),
-            "data": {"object": copy.deepcopy(obj)},
+            "data": data,
             "livemode": False,
-            "pending_webhooks": 1 if (self.deliver is not None or self.webhook_base) else 0,
+            "pending_webhooks": 1 if self._delivers(event_type) else 0,
             "request": {
                 "id": ctx.request_id if ctx else None,
                 "idempotency_key": ctx.idempotency_key if ctx else None,
@@ -319,15 +397,28 @@ class Emulator:
         self._outbox.append((account, event))
         return event
 
+    def _delivers(self, event_type: str) -> bool:
+        """Whether an event of this type goes to the webhook endpoint."""
+        if self.deliver is None and not self.webhook_base:
+            return False
+        return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.enabled_events)
+
+    def _record_delivery(self, event: JSONDict, status: int) -> None:
+        with self._lock:
+            self.deliveries.append((event["id"], status))
+            ok = 200 <= status < 300
+            self.delivered[event["id"]] = ok
+            if ok:
+                event["pending_webhooks"] = 0
+
     def _dispatch(self, outbox: list[tuple[EmulatorAccount, JSONDict]]) -> None:
         for account, event in outbox:
+            if not self._delivers(event["type"]):
+                continue
             if self.deliver is not None:
                 payload = json.dumps(event, indent=2).encode("utf-8")
                 status = self.deliver(account, payload, sign_payload(payload, account.webhook_secret))
-                with self._lock:
-                    self.deliveries.append((event["id"], status))
-                    if 200 <= status < 300:
-                        event["pending_webhooks"] = 0
+                self._record_delivery(event, status)
             elif self.webhook_base:
                 self._ensure_worker()
                 self._queue.put((account, event))
@@ -373,10 +464,7 @@ class Emulator:
                 status = exc.code
             except (urllib.error.URLError, OSError):
                 status = 0
-            with self._lock:
-                self.deliveries.append((event["id"], status))
-                if 200 <= status < 300:
-                    event["pending_webhooks"] = 0
+            self._record_delivery(event, status)
             if 200 <= status < 300 or attempt == retries:
                 return
             time.sleep(delay)
@@ -398,7 +486,6 @@ class Emulator:
             self._worker.join(timeout=5)
 
     # ------------------------------------------------------------------ HTTP entry point
-
     def handle(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes | str | None = b""
     ) -> tuple[int, dict[str, str], bytes]:
@@ -504,69 +591,89 @@ class Emulator:
 
     _PI_RE = re.compile(r"^/v1/payment_intents/([^/]+)(?:/(confirm|cancel|emulator_authenticate))?$")
     _CS_RE = re.compile(r"^/v1/checkout/sessions/([^/]+)(?:/(expire|line_items))?$")
-    _SIMPLE_RE = re.compile(r"^/v1/(coupons|tax_rates|refunds|charges|events|payment_methods)/([^/]+)$")
+    _DU_RE = re.compile(r"^/v1/disputes/([^/]+)(?:/(close))?$")
+    _SIMPLE_RE = re.compile(
+        r"^/v1/(coupons|tax_rates|refunds|charges|events|payment_methods|balance_transactions)/([^/]+)$"
+    )
+    _KINDS = {
+        "coupons": "coupon",
+        "tax_rates": "tax_rate",
+        "refunds": "refund",
+        "charges": "charge",
+        "events": "event",
+        "payment_methods": "payment_method",
+        "balance_transactions": "balance_transaction",
+    }
 
     def _route(self, method: str, path: str, params: JSONDict, ctx: _Ctx) -> tuple[int, JSONDict]:
         if ctx.publishable:
             return 200, self._route_publishable(method, path, params, ctx)
+        result = self._route_secret(method, path, params, ctx)
+        expand = params.get("expand") or []
+        if not isinstance(expand, list):
+            expand = [expand]
+        return 200, self._render(ctx.account, result, [str(e) for e in expand])
+
+    def _route_secret(self, method: str, path: str, params: JSONDict, ctx: _Ctx) -> JSONDict:
         acct = ctx.account
         if method == "POST":
             if path == "/v1/payment_intents":
-                return 200, self._create_payment_intent(params, ctx)
+                return self._create_payment_intent(params, ctx)
             if path == "/v1/checkout/sessions":
-                return 200, self._create_checkout_session(params, ctx)
+                return self._create_checkout_session(params, ctx)
             if path == "/v1/coupons":
-                return 200, self._create_coupon(params, ctx)
+                return self._create_coupon(params, ctx)
             if path == "/v1/tax_rates":
-                return 200, self._create_tax_rate(params, ctx)
+                return self._create_tax_rate(params, ctx)
             if path == "/v1/refunds":
-                return 200, self._create_refund(params, ctx)
+                return self._create_refund(params, ctx)
             m = self._PI_RE.match(path)
             if m:
                 pi = self._find(acct, "payment_intent", m.group(1))
                 action = m.group(2)
                 if action is None:
-                    return 200, self._update_payment_intent(pi, params, ctx)
+                    return self._update_payment_intent(pi, params, ctx)
                 if action == "confirm":
-                    return 200, self._confirm_api(pi, params, ctx)
+                    return self._confirm_api(pi, params, ctx)
                 if action == "cancel":
-                    return 200, self._cancel_payment_intent(pi, params, ctx)
-                return 200, self._authenticate_api(pi, params, ctx)
+                    return self._cancel_payment_intent(pi, params, ctx)
+                return self._authenticate_api(pi, params, ctx)
             m = self._CS_RE.match(path)
             if m and m.group(2) == "expire":
                 session = self._find(acct, "checkout.session", m.group(1))
                 self._validate(params, SessionExpireParams)
-                return 200, self._expire_session(session, ctx)
+                return self._expire_session(session, ctx)
+            m = self._DU_RE.match(path)
+            if m:
+                dispute = self._find(acct, "dispute", m.group(1))
+                if m.group(2) == "close":
+                    self._validate(params, DisputeCloseParams)
+                    return self._close_dispute(dispute, won=False, ctx=ctx)
+                return self._update_dispute(dispute, params, ctx)
         elif method == "GET":
             if path == "/v1/events":
-                return 200, self._list_events(params, ctx)
+                return self._list_events(params, ctx)
             m = self._PI_RE.match(path)
             if m and m.group(2) is None:
-                expand = self._only_expand(params)
-                return 200, self._expanded(acct, self._find(acct, "payment_intent", m.group(1)), expand)
+                self._only_expand(params)
+                return copy.deepcopy(self._find(acct, "payment_intent", m.group(1)))
             m = self._CS_RE.match(path)
             if m:
                 session = self._find(acct, "checkout.session", m.group(1))
                 self._maybe_expire(session)
                 if m.group(2) == "line_items":
-                    return 200, self._line_items_list(session)
-                expand = self._only_expand(params)
-                result = self._expanded(acct, session, [e for e in expand if e != "line_items"])
-                if "line_items" in expand:
-                    result["line_items"] = self._line_items_list(session)
-                return 200, result
+                    self._only_params(params, ("expand", "limit", "starting_after", "ending_before"))
+                    return self._line_items_list(session["id"])
+                self._only_expand(params)
+                return copy.deepcopy(session)
+            m = self._DU_RE.match(path)
+            if m and m.group(2) is None:
+                self._only_expand(params)
+                return copy.deepcopy(self._find(acct, "dispute", m.group(1)))
             m = self._SIMPLE_RE.match(path)
             if m:
-                expand = self._only_expand(params)
-                kind = {
-                    "coupons": "coupon",
-                    "tax_rates": "tax_rate",
-                    "refunds": "refund",
-                    "charges": "charge",
-                    "events": "event",
-                    "payment_methods": "payment_method",
-                }[m.group(1)]
-                return 200, self._expanded(acct, self._find(acct, kind, m.group(2)), expand)
+                self._only_expand(params)
+                return copy.deepcopy(self._find(acct, self._KINDS[m.group(1)], m.group(2)))
         raise _invalid(
             f"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs "
             "or we can help at https://support.stripe.com/.",
@@ -605,11 +712,13 @@ class Emulator:
             return self._public_pi(self._authenticate_api(pi, params, ctx))
         raise _invalid("This API call cannot be made with a publishable API key.", status=401)
 
-    @staticmethod
-    def _public_pi(pi: JSONDict) -> JSONDict:
+    #: What Stripe leaves out of a PaymentIntent read with a publishable key (client-side).
+    PUBLISHABLE_HIDDEN = frozenset({"metadata", "customer", "transfer_data", "application_fee_amount"})
+
+    @classmethod
+    def _public_pi(cls, pi: JSONDict) -> JSONDict:
         """The subset of a PaymentIntent Stripe returns to publishable-key callers."""
-        hidden = {"metadata", "customer", "transfer_data", "application_fee_amount"}
-        return {k: copy.deepcopy(v) for k, v in pi.items() if k not in hidden}
+        return {k: copy.deepcopy(v) for k, v in pi.items() if k not in cls.PUBLISHABLE_HIDDEN}
 
     @staticmethod
     def _validate(params: Mapping[str, Any], typed_dict: type) -> JSONDict:
@@ -631,28 +740,87 @@ class Emulator:
         return coerced
 
     @staticmethod
-    def _only_expand(params: Mapping[str, Any]) -> list[str]:
+    def _only_params(params: Mapping[str, Any], allowed: Sequence[str]) -> None:
         for key in params:
-            if key != "expand":
+            if key not in allowed:
                 raise _invalid(f"Received unknown parameter: {key}", key, "parameter_unknown")
-        expand = params.get("expand", [])
-        return [str(e) for e in (expand if isinstance(expand, list) else [expand])]
 
-    def _expanded(self, account: EmulatorAccount, obj: JSONDict, expand: Sequence[str]) -> JSONDict:
-        """A copy of ``obj`` with the id fields named in ``expand`` replaced by the objects (one level)."""
+    @classmethod
+    def _only_expand(cls, params: Mapping[str, Any]) -> None:
+        cls._only_params(params, ("expand",))
+
+    # ------------------------------------------------------------------ expand
+
+    def _render(self, account: EmulatorAccount, obj: JSONDict, expand: Sequence[str]) -> JSONDict:
+        """``obj`` with the paths named in ``expand`` expanded, as Stripe's ``expand[]`` does.
+
+        A path is dotted (``latest_charge.payment_method``); a list object's items are reached with
+        ``data.`` (``data.taxes`` on a Checkout Session's line items). Ids of stored objects become the
+        objects; the fields Stripe only includes on request (a session's ``line_items`` and
+        ``total_details.breakdown``, a charge's ``refunds``, a line item's ``taxes`` and ``discounts``) are
+        added. Anything else answers Stripe's "This property cannot be expanded" error.
+        """
         result = copy.deepcopy(obj)
-        for field in expand:
-            value = result.get(field)
-            if isinstance(value, str) and self._owner.get(value) == account.currency.lower():
-                result[field] = copy.deepcopy(self.objects[value])
-            elif field not in result:
-                raise _invalid(f"This property cannot be expanded ({field}).", "expand")
+        for path in expand:
+            self._expand(account, result, path.split("."), path)
         return result
+
+    def _includable(self, account: EmulatorAccount, node: JSONDict, key: str) -> Any:
+        """A field Stripe leaves out unless expanded, or ``KeyError``."""
+        kind = node.get("object")
+        if kind == "checkout.session" and key == "line_items":
+            return self._line_items_list(node["id"])
+        if kind == "charge" and key == "refunds":
+            ids = self._refunds_of_charge.get(node["id"], [])
+            data = [copy.deepcopy(self.objects[i]) for i in reversed(ids)]
+            return shapes.list_object(data, f"/v1/charges/{node['id']}/refunds")
+        if kind == "item" and key in ("taxes", "discounts"):
+            for includes in self._line_includes.values():
+                if node["id"] in includes:
+                    return copy.deepcopy(includes[node["id"]][key])
+        raise KeyError(key)
+
+    def _expand(self, account: EmulatorAccount, node: Any, parts: list[str], path: str) -> None:
+        if node is None:
+            return
+        if isinstance(node, list):
+            for item in node:
+                self._expand(account, item, parts, path)
+            return
+        if not isinstance(node, dict):
+            raise _invalid(f"This property cannot be expanded ({path}).", "expand")
+        key, rest = parts[0], parts[1:]
+        if node.get("object") == "list" and key == "data":
+            for item in node.get("data", []):
+                if rest:
+                    self._expand(account, item, rest, path)
+            return
+        if node.get("object") == "checkout.session" and key == "total_details" and rest == ["breakdown"]:
+            if node.get("total_details") is not None:
+                node["total_details"]["breakdown"] = copy.deepcopy(self._breakdowns[node["id"]])
+            return
+        if key not in node:
+            try:
+                node[key] = self._includable(account, node, key)
+            except KeyError:
+                raise _invalid(f"This property cannot be expanded ({path}).", "expand") from None
+        value = node[key]
+        if isinstance(value, str):
+            target = self.objects.get(value)
+            if target is None or self._owner.get(value) != account.currency.lower():
+                raise _invalid(f"This property cannot be expanded ({path}).", "expand")
+            node[key] = value = copy.deepcopy(target)
+        elif not rest and not isinstance(value, dict | list) and value is not None:
+            raise _invalid(f"This property cannot be expanded ({path}).", "expand")
+        if rest:
+            self._expand(account, value, rest, path)
+
+    # ------------------------------------------------------------------ amounts
 
     def _check_amount(self, amount: Any, currency: str, param: str = "amount") -> int:
         if not isinstance(amount, int) or isinstance(amount, bool):
             raise _invalid(f"Invalid integer: {amount}", param, "parameter_invalid")
-        minimum = money.MINIMUM_AMOUNTS.get(currency.lower(), 50)
+        minimum = money.minimum_amount(currency)
         if amount < minimum:
             raise _invalid(
                 f"Amount must be at least {money.format_amount(minimum, currency)} {currency.lower()}",
@@ -680,34 +848,28 @@ class Emulator:
         currency = self._check_currency(params["currency"])
         amount = self._check_amount(params["amount"], currency)
         pi_id = _new_id("pi_")
-        pi: JSONDict = {
-            "id": pi_id,
-            "object": "payment_intent",
-            "amount": amount,
-            "amount_capturable": 0,
-            "amount_received": 0,
-            "automatic_payment_methods": params.get("automatic_payment_methods")
-            or {"allow_redirects": "always", "enabled": True},
-            "canceled_at": None,
-            "cancellation_reason": None,
-            "capture_method": params.get("capture_method", "automatic"),
-            "client_secret": f"{pi_id}_secret_{_new_id('', 25)}",
-            "confirmation_method": params.get("confirmation_method", "automatic"),
-            "created": self.now(),
-            "currency": currency,
-            "customer": params.get("customer"),
-            "description": params.get("description"),
-            "last_payment_error": None,
-            "latest_charge": None,
-            "livemode": False,
-            "metadata": _merge_metadata({}, params.get("metadata", {})),
-            "next_action": None,
-            "payment_method": None,
-            "receipt_email": params.get("receipt_email"),
-            "setup_future_usage": params.get("setup_future_usage"),
-            "statement_descriptor": params.get("statement_descriptor"),
-            "status": "requires_payment_method",
-        }
+        apm = params.get("automatic_payment_methods")
+        if apm is None or apm.get("enabled", True):
+            apm = {"allow_redirects": (apm or {}).get("allow_redirects", "always"), "enabled": True}
+        else:
+            apm = None
+        pi = shapes.payment_intent(
+            pi_id=pi_id,
+            amount=amount,
+            currency=currency,
+            created=self.now(),
+            client_secret=f"{pi_id}_secret_{_new_id('', 25)}",
+            metadata=_merge_metadata({}, params.get("metadata", {})),
+            description=params.get("description"),
+            receipt_email=params.get("receipt_email"),
+            automatic_payment_methods=apm,
+            capture_method=params.get("capture_method", "automatic_async"),
+            confirmation_method=params.get("confirmation_method", "automatic"),
+            setup_future_usage=params.get("setup_future_usage"),
+            statement_descriptor=params.get("statement_descriptor"),
+            statement_descriptor_suffix=params.get("statement_descriptor_suffix"),
+            customer=params.get("customer"),
+        )
         self._store(ctx.account, pi)
         self._emit(ctx.account, "payment_intent.created", pi, ctx)
         if params.get("confirm"):
@@ -721,9 +883,10 @@ class Emulator:
         return copy.deepcopy(pi)
 
     def _unexpected_state(self, pi: JSONDict, action: str, allowed: Sequence[str]) -> EmulatorError:
+        past = {"cancel": "canceled", "confirm": "confirmed", "update": "updated"}.get(action, f"{action}ed")
         exc = _invalid(
             f"You cannot {action} this PaymentIntent because it has a status of {pi['status']}. "
-            f"Only a PaymentIntent with one of the following statuses may be {action}ed: "
+            f"Only a PaymentIntent with one of the following statuses may be {past}: "
             f"{', '.join(allowed)}.",
             code="payment_intent_unexpected_state",
         )
@@ -740,7 +903,13 @@ class Emulator:
         pi["currency"] = currency
         if "metadata" in params:
             pi["metadata"] = _merge_metadata(pi["metadata"], params["metadata"])
-        for key in ("description", "receipt_email", "statement_descriptor", "setup_future_usage"):
+        for key in (
+            "description",
+            "receipt_email",
+            "statement_descriptor",
+            "statement_descriptor_suffix",
+            "setup_future_usage",
+        ):
             if key in params:
                 pi[key] = params[key] or None
         if "payment_method" in params:
@@ -803,61 +972,73 @@ class Emulator:
         if card_number is None:
             self._card_from_params({}, required=True)
         assert card_number is not None
+        if not card_number_is_valid(card_number):
+            raise EmulatorError(
+                402,
+                {
+                    "type": "card_error",
+                    "code": "invalid_number",
+                    "message": INVALID_NUMBER_MESSAGE,
+                    "param": "number",
+                    "doc_url": "https://docs.stripe.com/error-codes/invalid-number",
+                },
+            )
         if "receipt_email" in params:
-            pi["receipt_email"] = params["receipt_email"]
+            pi["receipt_email"] = params["receipt_email"] or None
         self._apply_card(ctx.account, pi, card_number, ctx, raise_on_decline=True)
         return copy.deepcopy(pi)
 
     def _make_payment_method(
         self, account: EmulatorAccount, card_number: str, outcome: CardOutcome
     ) -> JSONDict:
-        pm: JSONDict = {
-            "id": _new_id("pm_"),
-            "object": "payment_method",
-            "billing_details": {"address": None, "email": None, "name": None, "phone": None},
-            "card": {
-                "brand": outcome.brand,
-                "country": "US",
-                "exp_month": 12,
-                "exp_year": time.gmtime(self.now()).tm_year + 3,
-                "funding": "credit",
-                "last4": card_number[-4:],
-            },
-            "created": self.now(),
-            "customer": None,
-            "livemode": False,
-            "metadata": {},
-            "type": "card",
-        }
+        pm = shapes.payment_method(
+            pm_id=_new_id("pm_"),
+            created=self.now(),
+            card_number=card_number,
+            brand=outcome.brand,
+            exp_year=time.gmtime(self.now()).tm_year + 3,
+        )
         self._card_of_pm[pm["id"]] = card_number
         return self._store(account, pm)
 
-    def _make_charge(self, account: EmulatorAccount, pi: JSONDict, failure: CardOutcome | None) -> JSONDict:
-        charge: JSONDict = {
-            "id": _new_id("ch_"),
-            "object": "charge",
-            "amount": pi["amount"],
-            "amount_captured": 0 if failure else pi["amount"],
-            "amount_refunded": 0,
-            "captured": failure is None,
-            "created": self.now(),
-            "currency": pi["currency"],
-            "description": pi.get("description"),
-            "failure_code": failure.code if failure else None,
-            "failure_message": failure.message if failure else None,
-            "livemode": False,
-            "metadata": dict(pi.get("metadata") or {}),
-            "outcome": {
-                "network_status": "declined_by_network" if failure else "approved_by_network",
-                "reason": failure.decline_code if failure else None,
-                "type": "issuer_declined" if failure else "authorized",
-            },
-            "paid": failure is None,
-            "payment_intent": pi["id"],
-            "payment_method": pi.get("payment_method"),
-            "refunded": False,
-            "status": "failed" if failure else "succeeded",
-        }
+    def _balance_transaction(
+        self, account: EmulatorAccount, amount: int, currency: str, source: str, kind: str, category: str
+    ) -> JSONDict:
+        """A balance transaction (the emulator charges no fees)."""
+        txn = shapes.balance_transaction(
+            txn_id=_new_id("txn_"),
+            amount=amount,
+            fee=0,
+            currency=currency,
+            created=self.now(),
+            source=source,
+            kind=kind,
+            reporting_category=category,
+            description=None,
+        )
+        return self._store(account, txn)
+
+    def _make_charge(
+        self, account: EmulatorAccount, pi: JSONDict, failure: CardOutcome | None, *, three_d_secure: bool
+    ) -> JSONDict:
+        ch_id = _new_id("ch_")
+        pm = self.objects[pi["payment_method"]]
+        txn = None
+        if failure is None:
+            txn = self._balance_transaction(account, pi["amount"], pi["currency"], ch_id, "charge", "charge")
+        charge = shapes.charge(
+            ch_id=ch_id,
+            pi=pi,
+            pm=pm,
+            created=self.now(),
+            balance_transaction=txn["id"] if txn else None,
+            failure_code=failure.code if failure else None,
+            failure_message=failure.message if failure else None,
+            decline_code=failure.decline_code if failure else None,
+            three_d_secure=three_d_secure,
+            receipt_url=f"{self.base_url}/receipts/{ch_id}",
+        )
+        self._card_of_charge[ch_id] = self._card_of_pm.get(pm["id"], "")
         return self._store(account, charge)
 
     def _apply_card(
@@ -875,7 +1056,7 @@ class Emulator:
         pi["last_payment_error"] = None
         pi["next_action"] = None
         if outcome.result == "succeeded":
-            self._succeed(account, pi, ctx)
+            self._succeed(account, pi, ctx, three_d_secure=False)
         elif outcome.result == "requires_action":
             pi["status"] = "requires_action"
             pi["next_action"] = {
@@ -888,15 +1069,18 @@ class Emulator:
             }
             self._emit(account, "payment_intent.requires_action", pi, ctx)
         else:
-            charge = self._make_charge(account, pi, outcome)
+            charge = self._make_charge(account, pi, outcome, three_d_secure=False)
             pi["latest_charge"] = charge["id"]
             pi["status"] = "requires_payment_method"
             error: JSONDict = {
+                "advice_code": charge["outcome"]["advice_code"],
                 "charge": charge["id"],
                 "code": outcome.code,
                 "decline_code": outcome.decline_code,
                 "doc_url": "https://docs.stripe.com/error-codes/card-declined",
                 "message": outcome.message,
+                "network_advice_code": None,
+                "network_decline_code": None,
                 "payment_method": copy.deepcopy(pm),
                 "type": "card_error",
             }
@@ -907,8 +1091,10 @@ class Emulator:
                 api_error["payment_intent"] = copy.deepcopy(pi)
                 raise EmulatorError(402, api_error)
 
-    def _succeed(self, account: EmulatorAccount, pi: JSONDict, ctx: _Ctx | None) -> None:
-        charge = self._make_charge(account, pi, None)
+    def _succeed(
+        self, account: EmulatorAccount, pi: JSONDict, ctx: _Ctx | None, *, three_d_secure: bool
+    ) -> None:
+        charge = self._make_charge(account, pi, None, three_d_secure=three_d_secure)
         pi.update(
             status="succeeded",
             amount_received=pi["amount"],
@@ -917,6 +1103,10 @@ class Emulator:
             next_action=None,
         )
         self._emit(account, "payment_intent.succeeded", pi, ctx)
+        outcome = CARD_OUTCOMES.get(self._card_of_charge.get(charge["id"], ""))
+        # A Checkout Session's payment is disputed after the session completes (see _complete_session).
+        if outcome is not None and outcome.dispute and pi["id"] not in self._session_intents:
+            self._open_dispute(account, charge, outcome.dispute)
 
     def _authenticate_pi(
         self, account: EmulatorAccount, pi: JSONDict, success: bool, ctx: _Ctx | None
@@ -925,14 +1115,17 @@ class Emulator:
             raise self._unexpected_state(pi, "authenticate", ("requires_action",))
         pi["next_action"] = None
         if success:
-            self._succeed(account, pi, ctx)
+            self._succeed(account, pi, ctx, three_d_secure=True)
             return
         pi["status"] = "requires_payment_method"
         pi["last_payment_error"] = {
+            "advice_code": None,
             "code": "payment_intent_authentication_failure",
             "decline_code": None,
             "doc_url": "https://docs.stripe.com/error-codes/payment-intent-authentication-failure",
             "message": _AUTH_FAILURE_MESSAGE,
+            "network_advice_code": None,
+            "network_decline_code": None,
             "payment_method": copy.deepcopy(self.objects.get(pi.get("payment_method") or "")),
             "type": "card_error",
         }
@@ -959,6 +1152,76 @@ class Emulator:
         self._emit(ctx.account, "payment_intent.canceled", pi, ctx)
         return copy.deepcopy(pi)
 
+    # ------------------------------------------------------------------ disputes
+
+    def _open_dispute(self, account: EmulatorAccount, charge: JSONDict, reason: str) -> JSONDict:
+        if charge["status"] != "succeeded":
+            raise _invalid(f"Charge {charge['id']} did not succeed: it cannot be disputed.", "charge")
+        du_id = _new_id("du_")
+        withdrawal = self._balance_transaction(
+            account, -charge["amount"], charge["currency"], du_id, "adjustment", "dispute"
+        )
+        dispute = shapes.dispute(
+            du_id=du_id,
+            charge=charge,
+            created=self.now(),
+            reason=reason,
+            balance_transactions=[copy.deepcopy(withdrawal)],
+        )
+        self._store(account, dispute)
+        charge["disputed"] = True
+        self._emit(account, "charge.dispute.created", dispute, None)
+        self._emit(account, "charge.dispute.funds_withdrawn", dispute, None)
+        return dispute
+
+    def _update_dispute(self, dispute: JSONDict, raw: JSONDict, ctx: _Ctx | None) -> JSONDict:
+        params = self._validate(raw, DisputeUpdateParams)
+        if dispute["status"] not in _DISPUTE_OPEN:
+            raise _invalid(
+                f"This dispute is already closed (status {dispute['status']}).", code="dispute_already_closed"
+            )
+        previous: JSONDict = {}
+        account = self.accounts[self._owner[dispute["id"]]]
+        if "evidence" in params:
+            previous["evidence"] = copy.deepcopy(dispute["evidence"])
+            for key, value in params["evidence"].items():
+                if key in dispute["evidence"] and key != "enhanced_evidence":
+                    dispute["evidence"][key] = value or None
+            dispute["evidence_details"]["has_evidence"] = True
+        if "metadata" in params:
+            previous["metadata"] = copy.deepcopy(dispute["metadata"])
+            dispute["metadata"] = _merge_metadata(dispute["metadata"], params["metadata"])
+        if params.get("submit", True) and "evidence" in params:
+            previous["status"] = dispute["status"]
+            dispute["status"] = "under_review"
+            dispute["evidence_details"]["submission_count"] += 1
+            dispute["evidence_details"]["submission_method"] = "manual"
+        self._emit(account, "charge.dispute.updated", dispute, ctx, previous_attributes=previous)
+        return copy.deepcopy(dispute)
+
+    def _close_dispute(self, dispute: JSONDict, *, won: bool, ctx: _Ctx | None) -> JSONDict:
+        if dispute["status"] not in _DISPUTE_OPEN:
+            raise _invalid(
+                f"This dispute is already closed (status {dispute['status']}).", code="dispute_already_closed"
+            )
+        account = self.accounts[self._owner[dispute["id"]]]
+        previous = {"status": dispute["status"]}
+        dispute["status"] = "won" if won else "lost"
+        if won:
+            reinstated = self._balance_transaction(
+                account,
+                dispute["amount"],
+                dispute["currency"],
+                dispute["id"],
+                "adjustment",
+                "dispute_reversal",
+            )
+            dispute["balance_transactions"].append(copy.deepcopy(reinstated))
+        self._emit(account, "charge.dispute.closed", dispute, ctx, previous_attributes=previous)
+        if won:
+            self._emit(account, "charge.dispute.funds_reinstated", dispute, ctx)
+        return copy.deepcopy(dispute)
+
     # ------------------------------------------------------------------ coupons, tax rates
 
     def _create_coupon(self, raw: JSONDict, ctx: _Ctx) -> JSONDict:
@@ -976,26 +1239,22 @@ class Emulator:
                 )
             if amount_off <= 0:
                 raise _invalid("amount_off must be a positive integer.", "amount_off")
-        coupon_id = params.get("id") or "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+        coupon_id = params.get("id") or _new_id("", 8)
         if coupon_id in self.objects:
             raise _invalid("Coupon already exists.", "id", "resource_already_exists")
-        coupon: JSONDict = {
-            "id": coupon_id,
-            "object": "coupon",
-            "amount_off": amount_off,
-            "created": self.now(),
-            "currency": params["currency"].lower() if amount_off is not None else None,
-            "duration": params.get("duration", "once"),
-            "duration_in_months": params.get("duration_in_months"),
-            "livemode": False,
-            "max_redemptions": params.get("max_redemptions"),
-            "metadata": _merge_metadata({}, params.get("metadata", {})),
-            "name": params.get("name"),
-            "percent_off": float(percent) if percent is not None else None,
-            "redeem_by": params.get("redeem_by"),
-            "times_redeemed": 0,
-            "valid": True,
-        }
+        coupon = shapes.coupon(
+            coupon_id=coupon_id,
+            created=self.now(),
+            percent_off=float(percent) if percent is not None else None,
+            amount_off=amount_off,
+            currency=params["currency"].lower() if amount_off is not None else None,
+            duration=params.get("duration", "once"),
+            duration_in_months=params.get("duration_in_months"),
+            max_redemptions=params.get("max_redemptions"),
+            metadata=_merge_metadata({}, params.get("metadata", {})),
+            name=params.get("name"),
+            redeem_by=params.get("redeem_by"),
+        )
         return copy.deepcopy(self._store(ctx.account, coupon))
 
     def _create_tax_rate(self, raw: JSONDict, ctx: _Ctx) -> JSONDict:
@@ -1003,23 +1262,20 @@ class Emulator:
         percentage = Decimal(params["percentage"])
         if not (Decimal(0) <= percentage <= Decimal(100)):
             raise _invalid("percentage must be between 0 and 100.", "percentage")
-        rate: JSONDict = {
-            "id": _new_id("txr_"),
-            "object": "tax_rate",
-            "active": params.get("active", True),
-            "country": params.get("country"),
-            "created": self.now(),
-            "description": params.get("description"),
-            "display_name": params["display_name"],
-            "effective_percentage": float(percentage),
-            "inclusive": params["inclusive"],
-            "jurisdiction": params.get("jurisdiction"),
-            "livemode": False,
-            "metadata": _merge_metadata({}, params.get("metadata", {})),
-            "percentage": float(percentage),
-            "state": params.get("state"),
-            "tax_type": params.get("tax_type"),
-        }
+        rate = shapes.tax_rate(
+            txr_id=_new_id("txr_"),
+            created=self.now(),
+            active=params.get("active", True),
+            country=params.get("country"),
+            description=params.get("description"),
+            display_name=params["display_name"],
+            percentage=float(percentage),
+            inclusive=params["inclusive"],
+            jurisdiction=params.get("jurisdiction"),
+            metadata=_merge_metadata({}, params.get("metadata", {})),
+            state=params.get("state"),
+            tax_type=params.get("tax_type"),
+        )
         return copy.deepcopy(self._store(ctx.account, rate))
 
     # ------------------------------------------------------------------ checkout sessions
@@ -1030,15 +1286,17 @@ class Emulator:
         mode = params.get("mode", "payment")
         if mode != "payment":
             raise _invalid("The emulator only supports Checkout Sessions with mode=payment.", "mode")
-        if params.get("ui_mode", "hosted") != "hosted":
-            raise _invalid("The emulator only supports ui_mode=hosted.", "ui_mode")
+        if params.get("ui_mode", "hosted_page") != "hosted_page":
+            raise _invalid("The emulator only supports ui_mode=hosted_page (the hosted page).", "ui_mode")
         if not params.get("success_url"):
             raise _invalid("Missing required param: success_url.", "success_url", "parameter_missing")
         items = params.get("line_items") or []
         if not items:
             raise _invalid("Missing required param: line_items.", "line_items", "parameter_missing")
         currency: str | None = None
-        lines: list[JSONDict] = []
+        lines: list[amounts.LineIn] = []
+        products: list[tuple[str, str | None]] = []
+        rates_of_line: list[list[JSONDict]] = []
         for i, item in enumerate(items):
             param = f"line_items[{i}]"
             if "price" in item:
@@ -1082,15 +1340,16 @@ class Emulator:
                 for j, rid in enumerate(item.get("tax_rates") or [])
             ]
             product = pdata["product_data"]
+            products.append((product["name"], product.get("description")))
+            rates_of_line.append(rates)
             lines.append(
-                {
-                    "unit_amount": unit_amount,
-                    "quantity": quantity,
-                    "name": product["name"],
-                    "product_description": product.get("description"),
-                    "rates": rates,
-                    "price_metadata": product.get("metadata") or {},
-                }
+                amounts.LineIn(
+                    unit_amount=unit_amount,
+                    quantity=quantity,
+                    rates=tuple(
+                        amounts.RateIn(r["id"], Decimal(str(r["percentage"])), r["inclusive"]) for r in rates
+                    ),
+                )
             )
         assert currency is not None
         coupon: JSONDict | None = None
@@ -1120,158 +1379,121 @@ class Emulator:
                 "from Checkout Session creation.",
                 "expires_at",
             )
-        cs_id = _new_id("cs_test_", 58)
-        line_items, totals = self._price_lines(currency, lines, coupon)
-        if 0 < totals["amount_total"] < money.MINIMUM_AMOUNTS.get(currency, 50):
+        priced = amounts.price_session(
+            currency,
+            lines,
+            percent_off=Decimal(str(coupon["percent_off"])) if coupon and coupon["percent_off"] else None,
+            amount_off=coupon["amount_off"] if coupon else None,
+        )
+        minimum = money.minimum_amount(currency)
+        if 0 < priced.amount_total < minimum:
             raise _invalid(
                 "The Checkout Session's total amount due must add up to at least "
-                f"{money.format_amount(money.MINIMUM_AMOUNTS.get(currency, 50), currency)} {currency}",
+                f"{money.format_amount(minimum, currency)} {currency}",
                 "line_items",
                 "amount_too_small",
             )
-        if totals["amount_total"] > money.MAXIMUM_AMOUNT:
+        if priced.amount_total > money.MAXIMUM_AMOUNT:
             raise _invalid(
                 "The Checkout Session's total amount due is too large.", "line_items", "amount_too_large"
             )
-        session: JSONDict = {
-            "id": cs_id,
-            "object": "checkout.session",
-            "allow_promotion_codes": params.get("allow_promotion_codes"),
-            "amount_subtotal": totals["amount_subtotal"],
-            "amount_total": totals["amount_total"],
-            "automatic_tax": {"enabled": False, "liability": None, "status": None},
-            "cancel_url": params.get("cancel_url"),
-            "client_reference_id": params.get("client_reference_id"),
-            "client_secret": None,
-            "created": now,
-            "currency": currency,
-            "customer": None,
-            "customer_details": None,
-            "customer_email": params.get("customer_email"),
-            "discounts": [{"coupon": coupon["id"], "promotion_code": None}] if coupon else [],
-            "expires_at": expires_at,
-            "livemode": False,
-            "locale": params.get("locale"),
-            "metadata": _merge_metadata({}, params.get("metadata", {})),
-            "mode": mode,
-            "payment_intent": None,
-            "payment_status": "unpaid",
-            "status": "open",
-            "success_url": params["success_url"],
-            "total_details": totals["total_details"],
-            "ui_mode": "hosted",
-            "url": f"{self.base_url}/checkout/{cs_id}",
+        cs_id = _new_id("cs_test_", 58)
+        discount = (
+            shapes.discount(di_id=_new_id("di_"), coupon_id=coupon["id"], checkout_session=cs_id, start=now)
+            if coupon is not None
+            else None
+        )
+        rate_objects = {r["id"]: r for rates in rates_of_line for r in rates}
+        line_items: list[JSONDict] = []
+        includes: dict[str, dict[str, list[JSONDict]]] = {}
+        for line, priced_line, rates, (name, _description) in zip(
+            lines, priced.lines, rates_of_line, products, strict=True
+        ):
+            li_id = _new_id("li_")
+            line_items.append(
+                {
+                    "id": li_id,
+                    "object": "item",
+                    "adjustable_quantity": None,
+                    "amount_discount": priced_line.amount_discount,
+                    "amount_subtotal": priced_line.amount_subtotal,
+                    "amount_tax": priced_line.amount_tax,
+                    "amount_total": priced_line.amount_total,
+                    "currency": currency,
+                    "description": name,
+                    "metadata": {},
+                    "price": shapes.price(
+                        price_id=_new_id("price_"),
+                        product_id=_new_id("prod_"),
+                        currency=currency,
+                        unit_amount=line.unit_amount,
+                        created=now,
+                    ),
+                    "quantity": line.quantity,
+                }
+            )
+            includes[li_id] = {
+                "discounts": (
+                    [{"amount": priced_line.amount_discount, "discount": copy.deepcopy(discount)}]
+                    if discount is not None and priced_line.amount_discount
+                    else []
+                ),
+                "taxes": [
+                    {
+                        "amount": tax.amount,
+                        "rate": copy.deepcopy(rate),
+                        "taxability_reason": None,
+                        "taxable_amount": tax.taxable_amount,
+                    }
+                    for tax, rate in zip(priced_line.taxes, rates, strict=True)
+                ],
+            }
+        breakdown = {
+            "discounts": (
+                [{"amount": priced.amount_discount, "discount": copy.deepcopy(discount)}]
+                if discount is not None
+                else []
+            ),
+            "taxes": [
+                {
+                    "amount": amount,
+                    "rate": copy.deepcopy(rate_objects[rate_id]),
+                    "taxability_reason": None,
+                    "taxable_amount": taxable,
+                }
+                for rate_id, (amount, taxable) in priced.tax_by_rate().items()
+            ],
         }
+        session = shapes.checkout_session(
+            cs_id=cs_id,
+            created=now,
+            expires_at=expires_at,
+            currency=currency,
+            amount_subtotal=priced.amount_subtotal,
+            amount_total=priced.amount_total,
+            total_details={
+                "amount_discount": priced.amount_discount,
+                "amount_shipping": 0,
+                "amount_tax": priced.amount_tax,
+            },
+            discounts=[{"coupon": coupon["id"], "promotion_code": None}] if coupon else [],
+            params={**params, "metadata": _merge_metadata({}, params.get("metadata", {}))},
+            url=f"{self.base_url}/checkout/{cs_id}",
+        )
         self._store(acct, session)
         self._lines[cs_id] = line_items
+        self._line_includes[cs_id] = includes
+        self._line_products[cs_id] = products
+        self._breakdowns[cs_id] = breakdown
+        if coupon is not None:
+            self._session_coupon[cs_id] = coupon
         self._session_params[cs_id] = params
         return copy.deepcopy(session)
 
-    @staticmethod
-    def _price_lines(
-        currency: str, lines: list[JSONDict], coupon: JSONDict | None
-    ) -> tuple[list[JSONDict], JSONDict]:
-        """Stripe's arithmetic: discount spread proportionally, tax per line on the discounted amount."""
-        subtotals = [line["unit_amount"] * line["quantity"] for line in lines]
-        subtotal = sum(subtotals)
-        discount_total = 0
-        if coupon is not None:
-            if coupon["percent_off"] is not None:
-                pct = Decimal(str(coupon["percent_off"]))
-                discount_total = money.round_half_up(Decimal(subtotal) * pct / Decimal(100))
-            else:
-                discount_total = int(coupon["amount_off"])
-            discount_total = min(discount_total, subtotal)
-        line_discounts = money.allocate(discount_total, subtotals)
-        tax_breakdown: dict[str, JSONDict] = {}
-        items: list[JSONDict] = []
-        for line, line_subtotal, line_discount in zip(lines, subtotals, line_discounts, strict=True):
-            taxable = line_subtotal - line_discount
-            exclusive_tax = 0
-            line_tax = 0
-            taxes: list[JSONDict] = []
-            for rate in line["rates"]:
-                pct = Decimal(str(rate["percentage"]))
-                if rate["inclusive"]:
-                    amount = money.round_half_up(Decimal(taxable) * pct / (Decimal(100) + pct))
-                    base = taxable - amount
-                else:
-                    amount = money.round_half_up(Decimal(taxable) * pct / Decimal(100))
-                    base = taxable
-                    exclusive_tax += amount
-                line_tax += amount
-                tax = {"amount": amount, "rate": rate, "taxability_reason": None, "taxable_amount": base}
-                taxes.append(tax)
-                agg = tax_breakdown.setdefault(
-                    rate["id"], {"amount": 0, "rate": rate, "taxability_reason": None, "taxable_amount": 0}
-                )
-                agg["amount"] += amount
-                agg["taxable_amount"] += base
-            items.append(
-                {
-                    "id": _new_id("li_"),
-                    "object": "item",
-                    "amount_discount": line_discount,
-                    "amount_subtotal": line_subtotal,
-                    "amount_tax": line_tax,
-                    "amount_total": taxable + exclusive_tax,
-                    "currency": currency,
-                    "description": line["name"],
-                    "discounts": (
-                        [{"amount": line_discount, "discount": {"coupon": coupon, "object": "discount"}}]
-                        if coupon is not None and line_discount
-                        else []
-                    ),
-                    "price": {
-                        "id": _new_id("price_"),
-                        "object": "price",
-                        "active": False,
-                        "currency": currency,
-                        "livemode": False,
-                        "metadata": {},
-                        "product": _new_id("prod_"),
-                        "type": "one_time",
-                        "unit_amount": line["unit_amount"],
-                        "_product_name": line["name"],
-                        "_product_description": line["product_description"],
-                    },
-                    "quantity": line["quantity"],
-                    "taxes": taxes,
-                }
-            )
-        amount_tax = sum(i["amount_tax"] for i in items)
-        amount_total = sum(i["amount_total"] for i in items)
-        totals: JSONDict = {
-            "amount_subtotal": subtotal,
-            "amount_total": amount_total,
-            "total_details": {
-                "amount_discount": discount_total,
-                "amount_shipping": 0,
-                "amount_tax": amount_tax,
-                "breakdown": {
-                    "discounts": (
-                        [{"amount": discount_total, "discount": {"coupon": coupon, "object": "discount"}}]
-                        if coupon is not None
-                        else []
-                    ),
-                    "taxes": list(tax_breakdown.values()),
-                },
-            },
-        }
-        return items, totals
-
-    def _line_items_list(self, session: JSONDict) -> JSONDict:
-        data = []
-        for item in self._lines[session["id"]]:
-            clean = copy.deepcopy(item)
-            clean["price"] = {k: v for k, v in clean["price"].items() if not k.startswith("_")}
-            data.append(clean)
-        return {
-            "object": "list",
-            "data": data,
-            "has_more": False,
-            "url": f"/v1/checkout/sessions/{session['id']}/line_items",
-        }
+    def _line_items_list(self, cs_id: str) -> JSONDict:
+        return shapes.list_object(
+            copy.deepcopy(self._lines[cs_id]), f"/v1/checkout/sessions/{cs_id}/line_items"
+        )
 
     def _maybe_expire(self, session: JSONDict) -> None:
         if session["status"] == "open" and session["expires_at"] <= self.now():
@@ -1299,22 +1521,12 @@ class Emulator:
         self._expire(session, ctx)
         return copy.deepcopy(session)
 
-    def _pay_session(self, session: JSONDict, card_number: str) -> str | None:
-        """Pay an open session with a test card; returns the decline message, or ``None`` on success."""
-        self._maybe_expire(session)
-        if session["status"] != "open":
-            raise _invalid(
-                f"This Checkout Session is {session['status']}.", code="checkout_session_unexpected_state"
-            )
+    def _session_intent(self, session: JSONDict) -> JSONDict:
+        """The session's PaymentIntent, created on the first payment attempt (as Checkout does)."""
         account = self.accounts[self._owner[session["id"]]]
-        card_number = re.sub(r"[\s-]", "", card_number)
-        if session["amount_total"] == 0:
-            session.update(status="complete", payment_status="no_payment_required")
-            self._emit(account, "checkout.session.completed", session, None)
-            return None
-        params = self._session_params[session["id"]]
         pi_id = session.get("payment_intent")
         if pi_id is None:
+            params = self._session_params[session["id"]]
             pid = params.get("payment_intent_data") or {}
             pi = self._create_payment_intent(
                 {
@@ -1328,27 +1540,77 @@ class Emulator:
             )
             session["payment_intent"] = pi["id"]
             pi_id = pi["id"]
-        pi = self.objects[pi_id]
-        self._apply_card(account, pi, card_number, None, raise_on_decline=False)
-        if pi["status"] == "requires_action":
-            # The hosted page has no 3DS step: the challenge is treated as passed.
-            self._authenticate_pi(account, pi, True, None)
-        if pi["status"] != "succeeded":
-            return str((pi.get("last_payment_error") or {}).get("message") or "Your card was declined.")
+            self._session_intents.add(pi_id)
+        return self.objects[pi_id]
+
+    def _complete_session(self, session: JSONDict) -> None:
+        account = self.accounts[self._owner[session["id"]]]
         email = session.get("customer_email")
         session.update(
             status="complete",
             payment_status="paid",
+            url=None,
             customer_details={
+                "address": shapes.address(),
+                "business_name": None,
                 "email": email,
+                "individual_name": None,
                 "name": None,
-                "address": None,
                 "phone": None,
                 "tax_exempt": "none",
+                "tax_ids": [],
             },
         )
         self._emit(account, "checkout.session.completed", session, None)
-        return None
+        pi = self.objects.get(session.get("payment_intent") or "")
+        charge = self.objects.get((pi or {}).get("latest_charge") or "")
+        outcome = CARD_OUTCOMES.get(self._card_of_charge.get((charge or {}).get("id", ""), ""))
+        if charge is not None and outcome is not None and outcome.dispute and not charge["disputed"]:
+            self._open_dispute(account, charge, outcome.dispute)
+
+    def _pay_session(self, session: JSONDict, card_number: str, authenticate: bool | None) -> JSONDict:
+        """Pay an open session with a test card, as its hosted page does.
+
+        Answers ``{"status": "complete" | "declined" | "invalid_number" | "requires_action", "message": ...}``.
+        A card that asks for authentication waits for ``authenticate`` (``True``: completed, ``False``:
+        failed, ``None``: the hosted page shows the step and calls :meth:`_authenticate_session` later).
+        """
+        self._maybe_expire(session)
+        if session["status"] != "open":
+            raise _invalid(
+                f"This Checkout Session is {session['status']}.", code="checkout_session_unexpected_state"
+            )
+        account = self.accounts[self._owner[session["id"]]]
+        card_number = re.sub(r"[\s-]", "", card_number)
+        if session["amount_total"] == 0:
+            session.update(status="complete", payment_status="no_payment_required", url=None)
+            self._emit(account, "checkout.session.completed", session, None)
+            return {"status": "complete", "message": None}
+        if not card_number_is_valid(card_number):
+            return {"status": "invalid_number", "message": INVALID_NUMBER_MESSAGE}
+        pi = self._session_intent(session)
+        if pi["status"] == "requires_action":
+            # A new card replaces the one still waiting for its authentication.
+            pi.update(status="requires_payment_method", next_action=None)
+        self._apply_card(account, pi, card_number, None, raise_on_decline=False)
+        if pi["status"] == "requires_action":
+            if authenticate is None:
+                return {"status": "requires_action", "message": None}
+            return self._authenticate_session(session, authenticate)
+        if pi["status"] != "succeeded":
+            message = (pi.get("last_payment_error") or {}).get("message") or "Your card was declined."
+            return {"status": "declined", "message": str(message)}
+        self._complete_session(session)
+        return {"status": "complete", "message": None}
+
+    def _authenticate_session(self, session: JSONDict, success: bool) -> JSONDict:
+        pi = self._session_intent(session)
+        account = self.accounts[self._owner[session["id"]]]
+        self._authenticate_pi(account, pi, success, None)
+        if pi["status"] != "succeeded":
+            return {"status": "declined", "message": _AUTH_FAILURE_MESSAGE}
+        self._complete_session(session)
+        return {"status": "complete", "message": None}
 
     # ------------------------------------------------------------------ refunds
 
@@ -1387,23 +1649,52 @@ class Emulator:
                 "amount",
                 "amount_too_large",
             )
-        refund: JSONDict = {
-            "id": _new_id("re_"),
-            "object": "refund",
-            "amount": amount,
-            "charge": charge["id"],
-            "created": self.now(),
-            "currency": charge["currency"],
-            "metadata": _merge_metadata({}, params.get("metadata", {})),
-            "payment_intent": charge["payment_intent"],
-            "reason": params.get("reason"),
-            "status": "succeeded",
-        }
+        outcome = CARD_OUTCOMES.get(self._card_of_charge.get(charge["id"], ""))
+        status = "pending" if outcome is not None and outcome.refund == "pending" else "succeeded"
+        re_id = _new_id("re_")
+        txn = self._balance_transaction(acct, -amount, charge["currency"], re_id, "refund", "refund")
+        refund = shapes.refund(
+            re_id=re_id,
+            charge=charge,
+            amount=amount,
+            created=self.now(),
+            metadata=_merge_metadata({}, params.get("metadata", {})),
+            reason=params.get("reason"),
+            status=status,
+            balance_transaction=txn["id"],
+        )
         self._store(acct, refund)
+        self._refunds_of_charge.setdefault(charge["id"], []).append(re_id)
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+        self._emit(acct, "refund.created", refund, ctx)
         self._emit(acct, "charge.refunded", charge, ctx)
         return copy.deepcopy(refund)
+
+    def _set_refund_status(self, refund: JSONDict, status: str, failure_reason: str | None = None) -> None:
+        account = self.accounts[self._owner[refund["id"]]]
+        previous = {"status": refund["status"]}
+        refund["status"] = status
+        refund["pending_reason"] = None
+        if status == "failed":
+            charge = self.objects[refund["charge"]]
+            charge["amount_refunded"] -= refund["amount"]
+            charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+            txn = self._balance_transaction(
+                account,
+                refund["amount"],
+                refund["currency"],
+                refund["id"],
+                "refund_failure",
+                "refund_failure",
+            )
+            refund["failure_balance_transaction"] = txn["id"]
+            refund["failure_reason"] = failure_reason
+            previous["failure_reason"] = None
+        self._emit(account, "refund.updated", refund, None, previous_attributes=previous)
+        self._emit(account, "charge.refund.updated", refund, None, previous_attributes=previous)
+        if status == "failed":
+            self._emit(account, "refund.failed", refund, None)
 
     # ------------------------------------------------------------------ events
 
@@ -1415,20 +1706,42 @@ class Emulator:
             events = [e for e in events if re.fullmatch(pattern, e["type"])]
         if "types" in params:
             events = [e for e in events if e["type"] in params["types"]]
-        if "starting_after" in params:
-            ids = [e["id"] for e in events]
-            if params["starting_after"] not in ids:
-                raise _missing("event", params["starting_after"], "starting_after")
-            events = events[ids.index(params["starting_after"]) + 1 :]
+        if "delivery_success" in params:
+            # Events whose webhook delivery succeeded (True) or did not succeed (False); events never sent
+            # to an endpoint are neither.
+            wanted = params["delivery_success"]
+            events = [e for e in events if e["id"] in self.delivered and self.delivered[e["id"]] is wanted]
+        created = params.get("created")
+        if isinstance(created, int):
+            events = [e for e in events if e["created"] == created]
+        elif isinstance(created, dict):
+            checks: dict[str, Callable[[int, int], bool]] = {
+                "gt": lambda a, b: a > b,
+                "gte": lambda a, b: a >= b,
+                "lt": lambda a, b: a < b,
+                "lte": lambda a, b: a <= b,
+            }
+            for op, bound in created.items():
+                events = [e for e in events if checks[op](e["created"], bound)]
+        if "starting_after" in params and "ending_before" in params:
+            raise _invalid("You may only specify one of these parameters: ending_before, starting_after.")
         limit = params.get("limit", 10)
         if not 1 <= limit <= 100:
             raise _invalid("limit must be between 1 and 100.", "limit")
-        return {
-            "object": "list",
-            "data": copy.deepcopy(events[:limit]),
-            "has_more": len(events) > limit,
-            "url": "/v1/events",
-        }
+        ids = [e["id"] for e in events]
+        if "starting_after" in params:
+            if params["starting_after"] not in ids:
+                raise _missing("event", params["starting_after"], "starting_after")
+            events = events[ids.index(params["starting_after"]) + 1 :]
+            page, has_more = events[:limit], len(events) > limit
+        elif "ending_before" in params:
+            if params["ending_before"] not in ids:
+                raise _missing("event", params["ending_before"], "ending_before")
+            before = events[: ids.index(params["ending_before"])]
+            page, has_more = before[-limit:], len(before) > limit
+        else:
+            page, has_more = events[:limit], len(events) > limit
+        return shapes.list_object(copy.deepcopy(page), "/v1/events", has_more)
 
     # ------------------------------------------------------------------ test-driving helpers
 
@@ -1458,14 +1771,20 @@ class Emulator:
         result: JSONDict = self._locked(run)
         return result
 
-    def pay_checkout_session(self, cs_id: str, card: str = "4242424242424242") -> JSONDict:
-        """Pay a hosted Checkout Session; raises :class:`EmulatorError` (402) if the card is declined."""
+    def pay_checkout_session(
+        self, cs_id: str, card: str = "4242424242424242", *, authenticate: bool = True
+    ) -> JSONDict:
+        """Pay a hosted Checkout Session; raises :class:`EmulatorError` (402) if the card is declined.
+
+        A card asking for authentication completes it (``authenticate=True``) or fails it.
+        """
 
         def run() -> JSONDict:
             session = self.objects[cs_id]
-            declined = self._pay_session(session, card)
-            if declined is not None:
-                raise EmulatorError(402, {"type": "card_error", "code": "card_declined", "message": declined})
+            outcome = self._pay_session(session, card, authenticate)
+            if outcome["status"] != "complete":
+                code = "invalid_number" if outcome["status"] == "invalid_number" else "card_declined"
+                raise EmulatorError(402, {"type": "card_error", "code": code, "message": outcome["message"]})
             return copy.deepcopy(session)
 
         result: JSONDict = self._locked(run)
@@ -1481,26 +1800,106 @@ class Emulator:
         result: JSONDict = self._locked(run)
         return result
 
-    def checkout_page_data(self, cs_id: str) -> tuple[JSONDict, list[JSONDict]] | None:
-        """The session and its line items for the hosted page (``None`` if unknown)."""
+    def checkout_page_data(self, cs_id: str) -> JSONDict | None:
+        """What the hosted page shows: the session, its lines, breakdown, coupon (``None`` if unknown)."""
 
-        def run() -> tuple[JSONDict, list[JSONDict]] | None:
+        def run() -> JSONDict | None:
             session = self.objects.get(cs_id)
             if session is None or session.get("object") != "checkout.session":
                 return None
             self._maybe_expire(session)
-            return copy.deepcopy(session), copy.deepcopy(self._lines[cs_id])
+            pi = self.objects.get(session.get("payment_intent") or "")
+            return copy.deepcopy(
+                {
+                    "session": session,
+                    "lines": self._lines[cs_id],
+                    "products": self._line_products[cs_id],
+                    "breakdown": self._breakdowns[cs_id],
+                    "coupon": self._session_coupon.get(cs_id),
+                    "awaiting_authentication": bool(pi and pi["status"] == "requires_action"),
+                }
+            )
 
-        result: tuple[JSONDict, list[JSONDict]] | None = self._locked(run)
+        result: JSONDict | None = self._locked(run)
         return result
 
-    def pay_checkout_page(self, cs_id: str, card: str) -> tuple[JSONDict, str | None]:
-        """Hosted-page payment: ``(session, decline message or None)``."""
+    def pay_checkout_page(self, cs_id: str, card: str) -> JSONDict:
+        """Hosted-page payment: ``{"status", "message", "session"}``; 3DS cards wait for authentication."""
 
-        def run() -> tuple[JSONDict, str | None]:
+        def run() -> JSONDict:
             session = self.objects[cs_id]
-            declined = self._pay_session(session, card)
-            return copy.deepcopy(session), declined
+            outcome = self._pay_session(session, card, None)
+            return {**outcome, "session": copy.deepcopy(session)}
 
-        result: tuple[JSONDict, str | None] = self._locked(run)
+        result: JSONDict = self._locked(run)
+        return result
+
+    def authenticate_checkout_page(self, cs_id: str, success: bool) -> JSONDict:
+        """Hosted-page authentication step: complete (``True``) or fail it."""
+
+        def run() -> JSONDict:
+            session = self.objects[cs_id]
+            self._maybe_expire(session)
+            if session["status"] != "open":
+                raise _invalid(f"This Checkout Session is {session['status']}.")
+            outcome = self._authenticate_session(session, success)
+            return {**outcome, "session": copy.deepcopy(session)}
+
+        result: JSONDict = self._locked(run)
+        return result
+
+    def _charge_of(self, payment_intent_or_charge_id: str) -> JSONDict:
+        obj = self.objects[payment_intent_or_charge_id]
+        if obj["object"] == "payment_intent":
+            if not obj.get("latest_charge") or obj["status"] != "succeeded":
+                raise ValueError(f"{obj['id']} has no successful charge")
+            obj = self.objects[obj["latest_charge"]]
+        if obj["object"] != "charge":
+            raise ValueError(f"{payment_intent_or_charge_id} is neither a PaymentIntent nor a charge")
+        return obj
+
+    def open_dispute(self, payment_intent_or_charge_id: str, reason: str = "fraudulent") -> JSONDict:
+        """The cardholder disputes the payment: ``charge.dispute.created`` and ``.funds_withdrawn``."""
+
+        def run() -> JSONDict:
+            charge = self._charge_of(payment_intent_or_charge_id)
+            account = self.accounts[self._owner[charge["id"]]]
+            return copy.deepcopy(self._open_dispute(account, charge, reason))
+
+        result: JSONDict = self._locked(run)
+        return result
+
+    def close_dispute(self, dispute_id: str, won: bool) -> JSONDict:
+        """The card network decides: ``charge.dispute.closed`` (and ``.funds_reinstated`` when won)."""
+
+        def run() -> JSONDict:
+            return self._close_dispute(self.objects[dispute_id], won=won, ctx=None)
+
+        result: JSONDict = self._locked(run)
+        return result
+
+    def fail_refund(self, refund_id: str, reason: str = "expired_or_canceled_card") -> JSONDict:
+        """The refund fails later, as Stripe's 4000 0000 0000 5126 does: ``refund.updated``, ``refund.failed``."""
+
+        def run() -> JSONDict:
+            refund = self.objects[refund_id]
+            if refund["status"] not in ("pending", "succeeded"):
+                raise ValueError(f"refund {refund_id} is {refund['status']}; it cannot fail now")
+            self._set_refund_status(refund, "failed", reason)
+            return copy.deepcopy(refund)
+
+        result: JSONDict = self._locked(run)
+        return result
+
+    def settle_refund(self, refund_id: str) -> JSONDict:
+        """A pending refund succeeds (``refund.updated``)."""
+
+        def run() -> JSONDict:
+            refund = self.objects[refund_id]
+            if refund["status"] != "pending":
+                raise ValueError(f"refund {refund_id} is {refund['status']}, not pending")
+            self._set_refund_status(refund, "succeeded")
+            return copy.deepcopy(refund)
+
+        result: JSONDict = self._locked(run)
         return result

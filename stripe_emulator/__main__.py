@@ -1,11 +1,14 @@
-"""``python -m payments.emulator``: run the in-memory Stripe emulator (not a payment processor) over HTTP.
+"""``python -m stripe_emulator``: run the in-memory Stripe emulator (not a payment processor) over HTTP.
 
 Example::
 
-    python -m payments.emulator --port 12111 \
+    python -m stripe_emulator --port 12111 \
         --account usd:sk_test_usd:pk_test_usd:whsec_usd \
         --account eur:sk_test_eur:pk_test_eur:whsec_eur \
         --webhook-base http://127.0.0.1:8000 --latency-ms 0
+
+``--hang-seconds N`` (or ``POST /_emulator/hang`` with ``seconds=N`` while it runs) makes every /v1 call
+sleep N seconds before it is answered, to test the shop against a slow or hanging Stripe.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from payments.emulator.core import Emulator, EmulatorAccount
-from payments.emulator.server import make_server
+from stripe_emulator.core import Emulator, EmulatorAccount
+from stripe_emulator.server import make_server
 
 
 def parse_account(spec: str) -> EmulatorAccount:
@@ -29,7 +32,7 @@ def parse_account(spec: str) -> EmulatorAccount:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m payments.emulator",
+        prog="python -m stripe_emulator",
         description="In-memory Stripe API emulator for development and tests (not a payment processor).",
     )
     parser.add_argument("--host", default="127.0.0.1")
@@ -50,14 +53,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--latency-ms", type=int, default=0, help="sleep this long before answering each /v1 call"
     )
     parser.add_argument(
+        "--enabled-events",
+        default="*",
+        help="comma-separated event types sent to --webhook-base, like a Stripe endpoint's enabled_events "
+        "(default: all)",
+    )
+    parser.add_argument(
+        "--hang-seconds",
+        type=float,
+        default=0,
+        help="sleep this many seconds before answering each /v1 call, for slow-Stripe tests "
+        "(change it while running: curl -d seconds=N http://HOST:PORT/_emulator/hang)",
+    )
+    parser.add_argument(
         "--base-url", default=None, help="public URL of this server (default http://host:port)"
     )
     args = parser.parse_args(argv)
 
     emulator = Emulator(
-        args.account, webhook_base=args.webhook_base.rstrip("/") if args.webhook_base else None
+        args.account,
+        webhook_base=args.webhook_base.rstrip("/") if args.webhook_base else None,
+        enabled_events=[e.strip() for e in args.enabled_events.split(",") if e.strip()],
     )
-    server = make_server(emulator, args.host, args.port, args.latency_ms)
+    server = make_server(emulator, args.host, args.port, args.latency_ms, args.hang_seconds)
     if args.base_url:
         emulator.base_url = args.base_url.rstrip("/")
     print(

@@ -1,22 +1,25 @@
 """HTTP front end of the Stripe emulator (development/test-only; an in-memory emulator, not a processor).
 
 Serves the emulated API under ``/v1``, the Stripe.js double at ``/js/stripe.js``, a hosted
-Checkout page at ``/checkout/{id}`` and ``/healthz``, with permissive CORS so a shop page on
-another port can call it. Built on the standard library's ``ThreadingHTTPServer``.
+Checkout page at ``/checkout/{id}`` (with its authentication step), ``/healthz`` and a control endpoint
+``/_emulator/hang`` (``POST seconds=N`` makes every /v1 call sleep N seconds: a slow Stripe), with
+permissive CORS so a shop page on another port can call it. Built on the standard library's ``ThreadingHTTPServer``.
 """
 
 from __future__ import annotations
 
 import html
+import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from payments.emulator import money
-from payments.emulator.core import Emulator
-from payments.emulator.stripe_js import render_stripe_js
+from stripe_emulator import money
+from stripe_emulator.core import Emulator
+from stripe_emulator.stripe_js import render_stripe_js
 
 __all__ = ["EmulatorServer", "make_server", "render_checkout_page", "start_in_thread"]
 
@@ -43,6 +46,7 @@ input{width:100%;box-sizing:border-box;padding:10px;font-size:16px;border:1px so
 button{margin-top:16px;width:100%;padding:12px;font-size:16px;background:#635bff;color:#fff;border:0;
 border-radius:6px;cursor:pointer}.error{color:#df1b41;margin:12px 0}.notice{padding:12px;background:#fff8e1;
 border-radius:6px}a{color:#635bff}.cancel{display:block;text-align:center;margin-top:14px}
+button.secondary{background:#fff;color:#635bff;border:1px solid #635bff}
 """
 
 
@@ -59,10 +63,13 @@ def _percent(value: Any) -> str:
     return f"{text}%"
 
 
-def render_checkout_page(
-    session: dict[str, Any], lines: list[dict[str, Any]], error: str | None = None
-) -> str:
-    """The hosted Checkout page for ``session`` (HTML string)."""
+def render_checkout_page(data: dict[str, Any], error: str | None = None) -> str:
+    """The hosted Checkout page for ``data`` (from ``Emulator.checkout_page_data``), as an HTML string.
+
+    An open session shows its lines, discount, taxes, total and a card form; a session whose card asks for
+    authentication shows the authentication step instead (complete or fail it, like Stripe's test page).
+    """
+    session = data["session"]
     cur = session["currency"]
     fmt = money.format_amount
     esc = html.escape
@@ -77,29 +84,40 @@ def render_checkout_page(
             else "This checkout session is already complete."
         )
         return _page("Checkout", header + f"<p class='notice' id='emulator-checkout-status'>{message}</p>")
+    action = f"/checkout/{esc(session['id'], quote=True)}"
+    if data.get("awaiting_authentication"):
+        step = (
+            "<section id='emulator-checkout-3ds' role='dialog' aria-label='3D Secure test authentication'>"
+            "<h2>3D Secure test payment</h2>"
+            f"<p>Stripe emulator: your bank asks you to confirm the payment of "
+            f"{fmt(session['amount_total'], cur)}. Complete or fail the authentication.</p>"
+            f"<form method='post' action='{action}/authenticate'>"
+            "<button type='submit' name='success' value='true' id='emulator-3ds-complete'>"
+            "Complete authentication</button>"
+            "<button type='submit' name='success' value='false' id='emulator-3ds-fail' class='secondary'>"
+            "Fail authentication</button></form></section>"
+        )
+        return _page("Checkout", header + step)
     rows = []
-    for item in lines:
-        name = item["price"].get("_product_name") or item["description"]
-        desc = item["price"].get("_product_description")
+    for item, (name, desc) in zip(data["lines"], data["products"], strict=True):
         desc_html = f"<br><small>{esc(desc)}</small>" if desc else ""
         rows.append(
             f"<tr class='line'><td>{esc(str(name))}{desc_html}<br><small>Qty {item['quantity']} &times; "
             f"{fmt(item['price']['unit_amount'], cur)}</small></td>"
             f"<td class='amt'>{fmt(item['amount_subtotal'], cur)}</td></tr>"
         )
-    details = session["total_details"]
     rows.append(
         f"<tr><td>Subtotal</td><td class='amt' id='emulator-checkout-subtotal'>"
         f"{fmt(session['amount_subtotal'], cur)}</td></tr>"
     )
-    for discount in details["breakdown"]["discounts"]:
-        coupon = discount["discount"]["coupon"]
-        label = coupon.get("name") or coupon["id"]
+    coupon = data.get("coupon") or {}
+    for discount in data["breakdown"]["discounts"]:
+        label = coupon.get("name") or discount["discount"]["source"]["coupon"]
         rows.append(
             f"<tr class='discount'><td>Discount ({esc(str(label))})</td>"
             f"<td class='amt' id='emulator-checkout-discount'>-{fmt(discount['amount'], cur)}</td></tr>"
         )
-    for tax in details["breakdown"]["taxes"]:
+    for tax in data["breakdown"]["taxes"]:
         rate = tax["rate"]
         kind = " (included)" if rate["inclusive"] else ""
         rows.append(
@@ -121,11 +139,12 @@ def render_checkout_page(
         else ""
     )
     form = (
-        f"<form method='post' action='/checkout/{esc(session['id'], quote=True)}/pay'>"
+        f"<form method='post' action='{action}/pay'>"
         "<label for='card_number'>Card number</label>"
         "<input id='card_number' name='card_number' value='' inputmode='numeric' autocomplete='cc-number' "
         "placeholder='4242 4242 4242 4242'>"
-        "<small>Stripe emulator test card form: 4242… succeeds, 4000 0000 0000 0002 declines.</small>"
+        "<small>Stripe emulator test card form: 4242&hellip; succeeds, 4000 0000 0000 0002 declines, "
+        "4000 0025 0000 3155 asks for authentication.</small>"
         f"<button type='submit' id='emulator-checkout-pay'>Pay {fmt(session['amount_total'], cur)}</button>"
         "</form>"
     )
@@ -138,9 +157,14 @@ class EmulatorServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], emulator: Emulator, latency_ms: int = 0) -> None:
+    def __init__(
+        self, address: tuple[str, int], emulator: Emulator, latency_ms: int = 0, hang_seconds: float = 0
+    ) -> None:
         self.emulator = emulator
         self.latency_ms = latency_ms
+        #: Every /v1 call sleeps this long before it is answered (a slow or hanging Stripe); change it at
+        #: run time with ``POST /_emulator/hang`` (``seconds=N``, 0 to stop).
+        self.hang_seconds = hang_seconds
         super().__init__(address, _Handler)
 
 
@@ -187,10 +211,14 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         body = self._body() if method in ("POST", "DELETE") else b""
         if path.startswith("/v1/") or path == "/v1":
-            if self.server.latency_ms:
-                time.sleep(self.server.latency_ms / 1000)
+            delay = self.server.latency_ms / 1000 + self.server.hang_seconds
+            if delay > 0:
+                time.sleep(delay)
             status, headers, out = emu.handle(method, self.path, dict(self.headers.items()), body)
             self._send(status, out, headers)
+            return
+        if path == "/_emulator/hang" and method in ("GET", "POST"):
+            self._hang(method, body)
             return
         if method == "GET" and path == "/healthz":
             self._send(200, b'{"status": "ok"}', {"Content-Type": "application/json"})
@@ -213,6 +241,25 @@ class _Handler(BaseHTTPRequestHandler):
             {"Content-Type": "application/json"},
         )
 
+    def _hang(self, method: str, body: bytes) -> None:
+        """``POST /_emulator/hang`` with ``seconds=N``: every /v1 call sleeps N seconds from now on."""
+        if method == "POST":
+            form = parse_qs(body.decode("utf-8", "replace")) or parse_qs(urlsplit(self.path).query)
+            try:
+                seconds = float((form.get("seconds") or [""])[0])
+            except ValueError:
+                seconds = -1.0
+            if not 0 <= seconds <= 3600:
+                self._send(
+                    400,
+                    b'{"error": {"type": "invalid_request_error", "message": "seconds must be 0 to 3600"}}',
+                    {"Content-Type": "application/json"},
+                )
+                return
+            self.server.hang_seconds = seconds
+        answer = json.dumps({"hang_seconds": self.server.hang_seconds}).encode()
+        self._send(200, answer, {"Content-Type": "application/json", "Cache-Control": "no-store"})
+
     def _checkout(self, method: str, cs_id: str, rest: list[str], body: bytes) -> None:
         emu = self.server.emulator
         data = emu.checkout_page_data(cs_id)
@@ -221,47 +268,55 @@ class _Handler(BaseHTTPRequestHandler):
                 404, _page("Checkout", "<h1>Checkout</h1><p class='notice'>No such checkout session.</p>")
             )
             return
-        session, lines = data
         if method == "GET" and not rest:
-            self._html(200, render_checkout_page(session, lines))
+            self._html(200, render_checkout_page(data))
             return
-        if method == "POST" and rest == ["pay"]:
-            form = parse_qs(body.decode("utf-8", "replace"))
-            card = (form.get("card_number") or [""])[0].replace(" ", "")
-            if session["status"] != "open":
-                self._html(409, render_checkout_page(session, lines))
-                return
+        if method != "POST" or rest not in (["pay"], ["authenticate"]):
+            self._html(404, _page("Checkout", "<p class='notice'>Not found.</p>"))
+            return
+        if data["session"]["status"] != "open":
+            self._html(409, render_checkout_page(data))
+            return
+        form = parse_qs(body.decode("utf-8", "replace"))
+        if rest == ["pay"]:
+            card = re.sub(r"[\s-]", "", (form.get("card_number") or [""])[0])
             if not card:
-                self._html(400, render_checkout_page(session, lines, "Your card number is incomplete."))
+                self._html(400, render_checkout_page(data, "Your card number is incomplete."))
                 return
-            session, declined = emu.pay_checkout_page(cs_id, card)
-            if declined is not None:
-                self._html(402, render_checkout_page(session, lines, declined))
+            outcome = emu.pay_checkout_page(cs_id, card)
+        else:
+            if not data["awaiting_authentication"]:
+                self._html(409, render_checkout_page(data))
                 return
-            target = str(session["success_url"]).replace("{CHECKOUT_SESSION_ID}", cs_id)
+            success = (form.get("success") or ["false"])[0] == "true"
+            outcome = emu.authenticate_checkout_page(cs_id, success)
+        if outcome["status"] == "complete":
+            target = str(outcome["session"]["success_url"]).replace("{CHECKOUT_SESSION_ID}", cs_id)
             self._send(303, b"", {"Location": target, "Content-Type": "text/plain"})
             return
-        self._html(404, _page("Checkout", "<p class='notice'>Not found.</p>"))
+        data = emu.checkout_page_data(cs_id) or data
+        status = {"requires_action": 200, "invalid_number": 400}.get(outcome["status"], 402)
+        self._html(status, render_checkout_page(data, outcome["message"]))
 
 
 def make_server(
-    emulator: Emulator, host: str = "127.0.0.1", port: int = 0, latency_ms: int = 0
+    emulator: Emulator, host: str = "127.0.0.1", port: int = 0, latency_ms: int = 0, hang_seconds: float = 0
 ) -> EmulatorServer:
     """Bind a server (``port=0`` picks a free port) and point ``emulator.base_url`` at it."""
-    server = EmulatorServer((host, port), emulator, latency_ms)
+    server = EmulatorServer((host, port), emulator, latency_ms, hang_seconds)
     bound_host, bound_port = server.server_address[:2]
     emulator.base_url = f"http://{host if isinstance(bound_host, str) else bound_host!s}:{bound_port}"
     return server
 
 
 def start_in_thread(
-    emulator: Emulator, host: str = "127.0.0.1", port: int = 0, latency_ms: int = 0
+    emulator: Emulator, host: str = "127.0.0.1", port: int = 0, latency_ms: int = 0, hang_seconds: float = 0
 ) -> EmulatorServer:
     """Start a server in a daemon thread (for tests).
 
     Stop it with ``server.shutdown(); server.server_close()``.
     """
-    server = make_server(emulator, host, port, latency_ms)
+    server = make_server(emulator, host, port, latency_ms, hang_seconds)
     thread = threading.Thread(target=server.serve_forever, name="stripe-emulator", daemon=True)
     thread.start()
     return server

@@ -6,14 +6,14 @@ to Stripe. It is a small, thread-safe imitation of the subset of Stripe's v1 API
 webhooks), plus a Stripe.js double and a hosted Checkout page for browser tests.
 
 Use it in-process through :class:`EmulatorHTTPClient` (a ``stripe.HTTPClient``) or as an
-HTTP server with ``python -m payments.emulator``. The package imports only the standard
+HTTP server with ``python -m stripe_emulator``. The package imports only the standard
 library and ``stripe`` (never Django).
 """
 
 from __future__ import annotations
 
-from payments.emulator.client import EmulatorHTTPClient, RecordedRequest
-from payments.emulator.core import (
+from stripe_emulator.client import EmulatorHTTPClient, RecordedRequest
+from stripe_emulator.core import (
     API_VERSION,
     Emulator,
     EmulatorAccount,

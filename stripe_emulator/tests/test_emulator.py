@@ -1,4 +1,4 @@
-"""Tests of the in-memory Stripe emulator (payments.emulator) itself.
+"""Tests of the in-memory Stripe emulator (stripe_emulator) itself.
 
 Plain pytest: no database and no Django settings needed. The SDK is driven through
 ``EmulatorHTTPClient`` (in-process) or through the HTTP server started on a free port.
@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 import stripe
 
-from payments.emulator import Emulator, EmulatorAccount, EmulatorError, EmulatorHTTPClient, sign_payload
-from payments.emulator.params import encode_form
-from payments.emulator.server import start_in_thread
+from stripe_emulator import Emulator, EmulatorAccount, EmulatorError, EmulatorHTTPClient, sign_payload
+from stripe_emulator.params import encode_form
+from stripe_emulator.server import start_in_thread
+from stripe_emulator.stripe_js import render_stripe_js
 
 USD = EmulatorAccount("usd", "sk_test_usd_emulator_0001", "pk_test_usd_emulator_0001", "whsec_usd_emulator")
 EUR = EmulatorAccount("eur", "sk_test_eur_emulator_0001", "pk_test_eur_emulator_0001", "whsec_eur_emulator")
@@ -78,12 +79,10 @@ def raw(
 
 
 def test_module_is_documented_as_an_emulator_and_imports_no_django() -> None:
-    import payments.emulator as pkg
+    import stripe_emulator as pkg
 
     assert "not a payment processor" in (pkg.__doc__ or "")
-    code = (
-        "import sys, payments.emulator.server; print(any(m.split('.')[0] == 'django' for m in sys.modules))"
-    )
+    code = "import sys, stripe_emulator.server; print(any(m.split('.')[0] == 'django' for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -798,7 +797,7 @@ def test_cli_prints_banner_and_serves() -> None:
         [
             sys.executable,
             "-m",
-            "payments.emulator",
+            "stripe_emulator",
             "--port",
             "0",
             "--account",
@@ -1000,3 +999,465 @@ def test_server_latency(emu: Emulator) -> None:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+# --------------------------------------------------------------------------- Stripe.js double: deferred intents
+
+_NODE_DEFERRED = (
+    _NODE_DRIVER.split("async function mount")[0]
+    + r"""
+async function deferred(opts, card, steps) {
+  body.children = [host]; host.children = [];
+  const stripe = window.Stripe(pk, { locale: "fr" });
+  const elements = stripe.elements(Object.assign({ mode: "payment", appearance: {} }, opts));
+  elements.create("payment").mount("#payment-element");
+  await sleep(5);
+  const input = find(body, "emulator-card-number");
+  const out = { calls: [] };
+  const realFetch = global.fetch;
+  global.fetch = (url, init) => { out.calls.push((init && init.method) + " " + url.split("?")[0]); return realFetch(url, init); };
+  try {
+    out.emptySubmit = await elements.submit();
+    input.value = "1234"; input.dispatch("input");
+    out.invalidSubmit = await elements.submit();
+    input.value = card; input.dispatch("input");
+    if (steps.update) { elements.update(steps.update); }
+    if (steps.submit !== false) { out.submit = await elements.submit(); }
+    const before = redirects.length;
+    out.result = await Promise.race([
+      stripe.confirmPayment({ elements, clientSecret: steps.secret,
+        confirmParams: { return_url: "http://shop.test/return", receipt_email: "shopper@example.com" } }),
+      sleep(400).then(() => "pending"),
+    ]);
+    out.redirect = redirects.length > before ? redirects[redirects.length - 1] : null;
+  } finally {
+    global.fetch = realFetch;
+  }
+  out.retrieved = (await stripe.retrievePaymentIntent(steps.secret)).paymentIntent;
+  return out;
+}
+
+(async () => {
+  const results = {
+    ok: await deferred({ amount: 1234, currency: "usd", locale: "en" }, "4242424242424242", { secret: secrets.ok }),
+    noSubmit: await deferred({ amount: 1234, currency: "usd" }, "4242424242424242",
+      { secret: secrets.noSubmit, submit: false }),
+    amountDiffers: await deferred({ amount: 1000, currency: "usd" }, "4242424242424242", { secret: secrets.amount }),
+    currencyDiffers: await deferred({ amount: 1234, currency: "eur" }, "4242424242424242",
+      { secret: secrets.currency }),
+    updated: await deferred({ amount: 1000, currency: "usd" }, "4242424242424242",
+      { secret: secrets.updated, update: { amount: 1234 } }),
+    declined: await deferred({ amount: 1234, currency: "usd" }, "4000000000000002", { secret: secrets.declined }),
+  };
+  let thrown = null;
+  try { window.Stripe(pk).elements({ mode: "payment", currency: "usd" }); } catch (e) { thrown = e.name + ": " + e.message; }
+  results.missingAmount = thrown;
+  process.stdout.write(JSON.stringify(results));
+})().catch((e) => { console.error(e); process.exit(1); });
+"""
+)
+
+
+@pytest.mark.skipif(not shutil.which("node"), reason="node is not installed")
+def test_stripe_js_double_deferred_intent_flow(emu: Emulator, server: str, tmp_path: Path) -> None:
+    sc = stripe.StripeClient(USD.secret_key, base_addresses={"api": server}, max_network_retries=0)
+    pis = {
+        name: sc.v1.payment_intents.create(params={"amount": 1234, "currency": "usd"})
+        for name in ("ok", "noSubmit", "amount", "currency", "updated", "declined")
+    }
+    js = tmp_path / "stripe.js"
+    js.write_text(_get(f"{server}/js/stripe.js")[2])
+    driver = tmp_path / "deferred.js"
+    driver.write_text(_NODE_DEFERRED)
+    secrets_json = json.dumps({name: pi.client_secret for name, pi in pis.items()})
+    proc = subprocess.run(
+        ["node", str(driver), str(js), USD.publishable_key, secrets_json],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+
+    ok = out["ok"]
+    assert ok["emptySubmit"]["error"] == {
+        "type": "validation_error",
+        "code": "incomplete_number",
+        "message": "Your card number is incomplete.",
+    }
+    assert ok["invalidSubmit"]["error"] == {
+        "type": "validation_error",
+        "code": "invalid_number",
+        "message": "Your card number is invalid.",
+    }
+    assert ok["submit"] == {}
+    assert ok["redirect"] == (
+        f"http://shop.test/return?payment_intent={pis['ok'].id}"
+        f"&payment_intent_client_secret={pis['ok'].client_secret}&redirect_status=succeeded"
+    )
+    assert ok["retrieved"]["status"] == "succeeded"
+    assert ok["retrieved"]["receipt_email"] == "shopper@example.com"
+
+    # Refused, nothing confirmed: no submit, or a PaymentIntent for another amount or currency.
+    assert out["noSubmit"]["result"]["error"]["message"].startswith("elements.submit() must be called before")
+    assert out["noSubmit"]["calls"] == []
+    for name in ("amountDiffers", "currencyDiffers"):
+        assert "does not match" in out[name]["result"]["error"]["message"]
+        assert out[name]["redirect"] is None
+        assert out[name]["retrieved"]["status"] == "requires_payment_method"
+        assert not [c for c in out[name]["calls"] if c.startswith("POST")]
+    # elements.update({amount}) brings the deferred amount up to date.
+    assert out["updated"]["retrieved"]["status"] == "succeeded"
+
+    declined = out["declined"]
+    assert declined["result"]["error"]["decline_code"] == "generic_decline"
+    assert declined["redirect"] is None
+    assert out["missingAmount"].startswith("IntegrationError: elements(): amount must be")
+    assert emu.get(pis["ok"].id)["receipt_email"] == "shopper@example.com"
+
+
+def test_redirect_status_follows_the_payment_intent() -> None:
+    from stripe_emulator.core import redirect_status
+
+    assert [
+        redirect_status(s) for s in ("succeeded", "processing", "requires_payment_method", "canceled")
+    ] == [
+        "succeeded",
+        "processing",
+        "failed",
+        "failed",
+    ]
+    js = render_stripe_js("http://emulator.test")
+    assert "redirect_status=succeeded" not in js
+    assert 'return "processing"' in js and 'return "failed"' in js
+
+
+# --------------------------------------------------------------------------- endive shapes, expand, events
+
+
+def _recorder(sent: list[str]) -> Any:
+    """A webhook endpoint that keeps the type of every event it receives and answers 200."""
+
+    def deliver(account: EmulatorAccount, payload: bytes, signature: str) -> int:
+        sent.append(json.loads(payload)["type"])
+        return 200
+
+    return deliver
+
+
+def _session_params(**extra: Any) -> Any:
+    return {
+        "mode": "payment",
+        "line_items": [
+            {
+                "price_data": {"currency": "usd", "unit_amount": 2450, "product_data": {"name": "Beans"}},
+                "quantity": 2,
+            }
+        ],
+        "success_url": "http://shop.test/ok",
+        **extra,
+    }
+
+
+def test_sessions_are_hosted_page_and_breakdown_only_when_expanded(sc: stripe.StripeClient) -> None:
+    coupon = sc.v1.coupons.create(params={"percent_off": 10})
+    session = sc.v1.checkout.sessions.create(params=_session_params(discounts=[{"coupon": coupon.id}]))
+    assert session.ui_mode == "hosted_page"
+    assert session.payment_method_types == ["card"]
+    assert "breakdown" not in session.total_details  # type: ignore[operator]
+    assert "line_items" not in session
+    explicit = sc.v1.checkout.sessions.create(params=_session_params(ui_mode="hosted_page"))
+    assert explicit.ui_mode == "hosted_page"
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        sc.v1.checkout.sessions.create(params=_session_params(ui_mode="hosted"))  # type: ignore[typeddict-item]
+    assert exc.value.param == "ui_mode"
+
+    full = sc.v1.checkout.sessions.retrieve(
+        session.id, params={"expand": ["total_details.breakdown", "line_items.data.discounts"]}
+    )
+    assert full.total_details is not None and full.total_details.breakdown is not None
+    [discount] = full.total_details.breakdown.discounts
+    assert (discount.amount, discount.discount.source.coupon, discount.discount.object) == (
+        490,
+        coupon.id,
+        "discount",
+    )
+    assert full.line_items is not None
+    assert (
+        full.line_items.data[0].discounts is not None and full.line_items.data[0].discounts[0].amount == 490
+    )
+    assert "taxes" not in full.line_items.data[0]
+    plain = sc.v1.checkout.sessions.line_items.list(session.id)
+    assert "discounts" not in plain.data[0] and "_product_name" not in plain.data[0].price  # type: ignore[operator]
+
+
+def test_expand_nested_paths_like_stripe(emu: Emulator, sc: stripe.StripeClient) -> None:
+    session = sc.v1.checkout.sessions.create(params=_session_params())
+    emu.pay_checkout_session(session.id)
+    deep = sc.v1.checkout.sessions.retrieve(
+        session.id, params={"expand": ["payment_intent.latest_charge.balance_transaction"]}
+    )
+    assert isinstance(deep.payment_intent, stripe.PaymentIntent)
+    charge = deep.payment_intent.latest_charge
+    assert isinstance(charge, stripe.Charge) and charge.amount == 4900
+    assert isinstance(charge.balance_transaction, stripe.BalanceTransaction)
+    refund = sc.v1.refunds.create(params={"charge": charge.id, "amount": 100})
+    with_refunds = sc.v1.charges.retrieve(charge.id, params={"expand": ["refunds"]})
+    assert with_refunds.refunds is not None and [r.id for r in with_refunds.refunds.data] == [refund.id]
+    assert "refunds" not in sc.v1.charges.retrieve(charge.id)
+    for bad in (["nonsense"], ["amount"], ["payment_intent.nonsense"]):
+        with pytest.raises(stripe.InvalidRequestError) as exc:
+            sc.v1.checkout.sessions.retrieve(session.id, params={"expand": bad})
+        assert "cannot be expanded" in str(exc.value.user_message)
+    # expand on create answers too
+    created = sc.v1.checkout.sessions.create(params=_session_params(expand=["line_items"]))
+    assert created.line_items is not None and created.line_items.data[0].amount_total == 4900
+
+
+def test_cancel_of_a_canceled_intent_answers_unexpected_state_with_the_intent(
+    sc: stripe.StripeClient,
+) -> None:
+    pi = sc.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
+    sc.v1.payment_intents.cancel(pi.id)
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        sc.v1.payment_intents.cancel(pi.id)
+    assert exc.value.code == "payment_intent_unexpected_state"
+    assert exc.value.http_status == 400
+    assert exc.value.error is not None and exc.value.error.payment_intent is not None
+    assert (exc.value.error.payment_intent.id, exc.value.error.payment_intent.status) == (pi.id, "canceled")
+    assert "Only a PaymentIntent with one of the following statuses may be canceled" in str(
+        exc.value.user_message
+    )
+
+
+def test_receipt_email_on_create_and_confirm(sc: stripe.StripeClient, emu: Emulator) -> None:
+    pi = sc.v1.payment_intents.create(params={"amount": 1000, "currency": "usd", "receipt_email": "a@x.test"})
+    assert pi.receipt_email == "a@x.test"
+    done = sc.v1.payment_intents.confirm(
+        pi.id, params={"payment_method": "pm_card_visa", "receipt_email": "b@x.test"}
+    )
+    assert done.receipt_email == "b@x.test"
+    assert emu.get(str(done.latest_charge))["receipt_email"] == "b@x.test"
+
+
+def test_invalid_card_number_is_refused_like_stripe(emu: Emulator) -> None:
+    status, _, created = raw(emu, "POST", "/v1/payment_intents", {"amount": 1000, "currency": "usd"})
+    confirm = {
+        "client_secret": created["client_secret"],
+        "payment_method_data": {"type": "card", "card": {"number": "1234"}},
+    }
+    status, _, body = raw(
+        emu, "POST", f"/v1/payment_intents/{created['id']}/confirm", confirm, key=USD.publishable_key
+    )
+    assert status == 402
+    assert (body["error"]["type"], body["error"]["code"]) == ("card_error", "invalid_number")
+    assert body["error"]["message"] == "Your card number is invalid."
+    assert emu.get(created["id"])["status"] == "requires_payment_method"
+
+
+# --------------------------------------------------------------------------- refunds and disputes
+
+
+def test_refund_statuses_and_events(emu: Emulator, sc: stripe.StripeClient) -> None:
+    emu.enabled_events = ("*",)
+    sent: list[str] = []
+    emu.deliver = _recorder(sent)
+    pi = sc.v1.payment_intents.create(params={"amount": 5000, "currency": "usd"})
+    sc.v1.payment_intents.confirm(pi.id, params={"payment_method": "pm_card_refundFail"})
+    sent.clear()
+    refund = sc.v1.refunds.create(params={"payment_intent": pi.id, "amount": 2000})
+    assert (refund.status, refund.amount, refund.payment_intent) == ("succeeded", 2000, pi.id)
+    assert sent == ["refund.created", "charge.refunded"]
+    failed = emu.fail_refund(refund.id)
+    assert (failed["status"], failed["failure_reason"]) == ("failed", "expired_or_canceled_card")
+    assert failed["failure_balance_transaction"]
+    assert sent[2:] == ["refund.updated", "charge.refund.updated", "refund.failed"]
+    updated = [e for e in emu.events["usd"] if e["type"] == "refund.updated"][-1]
+    assert updated["data"]["previous_attributes"]["status"] == "succeeded"
+    charge = emu.get(failed["charge"])
+    assert (charge["amount_refunded"], charge["refunded"]) == (0, False)
+    with pytest.raises(ValueError):
+        emu.fail_refund(refund.id)
+
+    pending_pi = sc.v1.payment_intents.create(params={"amount": 5000, "currency": "usd"})
+    emu.confirm_payment_intent(pending_pi.id, card="4000000000007726")
+    pending = sc.v1.refunds.create(params={"payment_intent": pending_pi.id})
+    assert (pending.status, pending.pending_reason) == ("pending", "processing")
+    assert emu.settle_refund(pending.id)["status"] == "succeeded"
+    assert sc.v1.refunds.retrieve(pending.id).status == "succeeded"
+
+
+def test_refund_events_are_sent_only_to_endpoints_enabled_for_them(
+    emu: Emulator, sc: stripe.StripeClient
+) -> None:
+    sent: list[str] = []
+    emu.deliver = _recorder(sent)
+    pi = sc.v1.payment_intents.create(params={"amount": 5000, "currency": "usd"})
+    emu.confirm_payment_intent(pi.id)
+    sc.v1.refunds.create(params={"payment_intent": pi.id})
+    # The default endpoint listens to the payment lifecycle and disputes, like the shop's endpoints.
+    assert sent == ["payment_intent.created", "payment_intent.succeeded", "charge.refunded"]
+    types = [e["type"] for e in emu.events["usd"]]
+    assert "refund.created" in types  # recorded and listed all the same
+    refund_event = next(e for e in emu.events["usd"] if e["type"] == "refund.created")
+    assert refund_event["pending_webhooks"] == 0
+
+
+def test_disputes_from_the_test_card_and_the_helpers(emu: Emulator, sc: stripe.StripeClient) -> None:
+    sent: list[str] = []
+    emu.deliver = _recorder(sent)
+    pi = sc.v1.payment_intents.create(params={"amount": 7000, "currency": "usd"})
+    emu.confirm_payment_intent(pi.id, card="4000 0000 0000 0259")
+    assert sent == [
+        "payment_intent.created",
+        "payment_intent.succeeded",
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
+    ]
+    dispute = emu.events["usd"][-2]["data"]["object"]
+    assert (dispute["reason"], dispute["status"], dispute["amount"], dispute["currency"]) == (
+        "fraudulent",
+        "needs_response",
+        7000,
+        "usd",
+    )
+    assert dispute["payment_intent"] == pi.id and dispute["charge"] == emu.get(pi.id)["latest_charge"]
+    assert dispute["evidence_details"]["due_by"] > dispute["created"]
+    assert [t["amount"] for t in dispute["balance_transactions"]] == [-7000]
+    assert emu.get(dispute["charge"])["disputed"] is True
+
+    answered = sc.v1.disputes.update(dispute["id"], params={"evidence": {"uncategorized_text": "Delivered"}})
+    assert answered.status == "under_review" and sent[-1] == "charge.dispute.updated"
+    won = emu.close_dispute(dispute["id"], won=True)
+    assert won["status"] == "won"
+    assert sent[-2:] == ["charge.dispute.closed", "charge.dispute.funds_reinstated"]
+    assert [t["amount"] for t in won["balance_transactions"]] == [-7000, 7000]
+
+    other = sc.v1.payment_intents.create(params={"amount": 3000, "currency": "usd"})
+    emu.confirm_payment_intent(other.id)
+    opened = emu.open_dispute(emu.get(other.id)["latest_charge"], reason="product_not_received")
+    assert opened["reason"] == "product_not_received"
+    lost = emu.close_dispute(opened["id"], won=False)
+    assert lost["status"] == "lost" and sent[-1] == "charge.dispute.closed"
+    with pytest.raises(stripe.InvalidRequestError):
+        sc.v1.disputes.close(opened["id"])
+
+
+def test_checkout_with_the_dispute_card(emu: Emulator, sc: stripe.StripeClient) -> None:
+    session = sc.v1.checkout.sessions.create(params=_session_params())
+    emu.pay_checkout_session(session.id, card="4000000000000259")
+    types = [e["type"] for e in emu.events["usd"]]
+    assert types.index("checkout.session.completed") < types.index("charge.dispute.created")
+
+
+def test_event_list_filters(emu: Emulator, sc: stripe.StripeClient) -> None:
+    clock = {"now": 1_700_000_000.0}
+    emu.clock = lambda: clock["now"]
+    statuses = iter([500, 200, 0])
+    emu.deliver = lambda account, payload, sig: next(statuses)
+    for amount in (1000, 2000, 3000):
+        sc.v1.payment_intents.create(params={"amount": amount, "currency": "usd"})
+        clock["now"] += 60
+    first, second, third = emu.events["usd"]
+    failed = sc.v1.events.list(params={"delivery_success": False})
+    assert [e.id for e in failed.data] == [third["id"], first["id"]]
+    assert [e.id for e in sc.v1.events.list(params={"delivery_success": True}).data] == [second["id"]]
+    since = sc.v1.events.list(params={"created": {"gte": second["created"]}})
+    assert [e.id for e in since.data] == [third["id"], second["id"]]
+    exact = sc.v1.events.list(params={"created": first["created"]})
+    assert [e.id for e in exact.data] == [first["id"]]
+    before = sc.v1.events.list(params={"created": {"lt": third["created"], "gt": first["created"]}})
+    assert [e.id for e in before.data] == [second["id"]]
+    newer = sc.v1.events.list(params={"ending_before": first["id"], "limit": 1})
+    assert [e.id for e in newer.data] == [second["id"]] and newer.has_more is True
+
+
+# --------------------------------------------------------------------------- hosted page: cards like Stripe
+
+
+def test_hosted_page_authentication_step_and_invalid_number(emu: Emulator, server: str) -> None:
+    sc = stripe.StripeClient(USD.secret_key, base_addresses={"api": server}, max_network_retries=0)
+    session = sc.v1.checkout.sessions.create(params=_session_params(cancel_url="http://shop.test/no"))
+    pay, authenticate = f"{server}/checkout/{session.id}/pay", f"{server}/checkout/{session.id}/authenticate"
+
+    status, _, page = _post_form(pay, {"card_number": "1234"})
+    assert status == 400 and "Your card number is invalid." in page and "declined" not in page
+
+    status, _, page = _post_form(pay, {"card_number": "4000 0025 0000 3155"})
+    assert status == 200
+    assert "id='emulator-3ds-complete'" in page and "id='emulator-3ds-fail'" in page
+    assert "id='card_number'" not in page
+    assert _get(session.url or "")[2].count("emulator-3ds-complete") == 1  # reloading shows the step again
+    status, _, page = _post_form(authenticate, {"success": "false"})
+    assert status == 402 and "unable to authenticate" in page and "id='card_number'" in page
+    assert sc.v1.checkout.sessions.retrieve(session.id).status == "open"
+
+    _post_form(pay, {"card_number": "4000002500003155"})
+    status, headers, _ = _post_form(authenticate, {"success": "true"})
+    assert status == 303 and headers["Location"] == "http://shop.test/ok"
+    paid = sc.v1.checkout.sessions.retrieve(session.id, params={"expand": ["payment_intent.latest_charge"]})
+    assert paid.payment_status == "paid"
+    assert isinstance(paid.payment_intent, stripe.PaymentIntent)
+    charge = paid.payment_intent.latest_charge
+    assert isinstance(charge, stripe.Charge) and charge.payment_method_details is not None
+
+
+def test_hang_control_endpoint_and_cli_flag(emu: Emulator) -> None:
+    srv = start_in_thread(emu)
+    try:
+        req = urllib.request.Request(f"{emu.base_url}/_emulator/hang", data=b"seconds=0.3", method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert json.loads(resp.read()) == {"hang_seconds": 0.3}
+        started = time.monotonic()
+        _get(f"{emu.base_url}/v1/events")
+        assert time.monotonic() - started >= 0.3
+        started = time.monotonic()
+        assert _get(f"{emu.base_url}/healthz")[0] == 200  # only /v1 calls hang
+        assert time.monotonic() - started < 0.3
+        req = urllib.request.Request(f"{emu.base_url}/_emulator/hang", data=b"seconds=0", method="POST")
+        urllib.request.urlopen(req, timeout=10).close()
+        assert srv.hang_seconds == 0
+        bad = urllib.request.Request(f"{emu.base_url}/_emulator/hang", data=b"seconds=-1", method="POST")
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(bad, timeout=10)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    from stripe_emulator.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+
+
+# --------------------------------------------------------------------------- what the package imports
+
+
+def test_the_emulator_imports_only_the_standard_library_stripe_and_payments_money() -> None:
+    import ast
+
+    allowed_third_party = {"stripe", "typing_extensions"}
+    for path in (REPO / "stripe_emulator").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                ok = (
+                    top in sys.stdlib_module_names
+                    or top in allowed_third_party
+                    or top == "stripe_emulator"
+                    or name == "payments.money"
+                )
+                assert ok, f"{path.name} imports {name}"
+
+
+def test_the_product_never_imports_the_emulator() -> None:
+    for app in ("core", "catalog", "payments"):
+        for path in (REPO / app).rglob("*.py"):
+            if "tests" in path.parts:
+                continue
+            text = path.read_text()
+            assert "import stripe_emulator" not in text and "from stripe_emulator" not in text, path

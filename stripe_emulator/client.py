@@ -1,4 +1,4 @@
-"""A ``stripe.HTTPClient`` that talks to an in-memory :class:`~payments.emulator.core.Emulator`.
+"""A ``stripe.HTTPClient`` that talks to an in-memory :class:`~stripe_emulator.core.Emulator`.
 
 Development/test-only code: no sockets, no Stripe. Every call is recorded in
 ``client.requests``; ``client.fail_next(kind)`` injects network failures for tests.
@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import stripe
 
-from payments.emulator.core import API_VERSION, Emulator, Headers
-from payments.emulator.params import decode_form
+from stripe_emulator.core import API_VERSION, Emulator, Headers
+from stripe_emulator.params import decode_form
 
 __all__ = ["FAILURE_KINDS", "EmulatorHTTPClient", "RecordedRequest"]
 
