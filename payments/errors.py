@@ -7,13 +7,19 @@ class ShopError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str | None = None, **details: str
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.details = details  # more for the shopper's page, e.g. a link
         if status is not None:
             self.status = status
         if code is not None:
             self.code = code
+
+    def as_json(self) -> dict[str, object]:
+        return {"error": {"code": self.code, "message": self.message, **self.details}}
 
 
 class OrderNotEditable(ShopError):
@@ -39,6 +45,13 @@ class EmptyOrder(ShopError):
 class OrderNotPayable(ShopError):
     status = 409
     code = "order_not_payable"
+
+
+class AlreadyPaid(ShopError):
+    """A click from a tab that did not see the item was bought in another tab meanwhile."""
+
+    status = 409
+    code = "already_paid"
 
 
 class OrderChanged(ShopError):

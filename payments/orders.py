@@ -8,6 +8,7 @@ update. Each rule refuses with a clear `ShopError` and changes nothing.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.contrib.sessions.models import Session
 from django.db import IntegrityError, transaction
@@ -16,7 +17,7 @@ from django.http import HttpRequest
 
 from catalog.models import Item
 from payments import states, sync
-from payments.errors import CurrencyMismatch, NotOrderOwner, OrderNotEditable, OrderNotPayable
+from payments.errors import AlreadyPaid, CurrencyMismatch, NotOrderOwner, OrderNotEditable, OrderNotPayable
 from payments.models import MAX_QUANTITY, Order, OrderLine, OrderStatus, Tax
 
 CART_SESSION_KEY = "cart_order_id"
@@ -165,9 +166,11 @@ def change_order(order: Order, *, may_change: bool) -> Order:
     raise refusal
 
 
-def buy_now_order(request: HttpRequest, item: Item) -> Order:
+def buy_now_order(request: HttpRequest, item: Item, *, page_loaded_at: datetime | None = None) -> Order:
     """The shopper's open one-item order for `item`, kept in the session; a new one once that is paid (or
-    processing, or held for staff).
+    processing, or held for staff) -- unless that happened after the shopper's page was loaded
+    (`page_loaded_at`): then the click comes from a tab that did not know, and `AlreadyPaid` says so instead
+    of charging the shopper a second time.
 
     The browser session's row is locked while the order is found or created, so that two first clicks (or a
     reload racing the Pay button) arriving at two app processes find the same order, hence one PaymentIntent.
@@ -193,6 +196,20 @@ def buy_now_order(request: HttpRequest, item: Item) -> Order:
             ).first()
         if existing is not None:
             return existing
+        if public_id is not None and page_loaded_at is not None:
+            settled = (
+                Order.objects.filter(public_id=public_id, session_key=key)
+                .exclude(status__in=states.PAYABLE)
+                .filter(updated_at__gt=page_loaded_at)
+                .first()
+            )
+            if settled is not None:
+                raise AlreadyPaid(
+                    f"You paid for {item.name} in another tab a moment ago (order "
+                    f"{str(settled.public_id)[:8]}, {settled.get_status_display().lower()}). Nothing was "
+                    "charged now; reload the page to buy it again.",
+                    order_url=settled.get_absolute_url(),
+                )
         order = Order.objects.create(currency=item.currency, session_key=key)
         OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.amount)
         orders[str(item.pk)] = str(order.public_id)

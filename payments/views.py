@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec
 
 from django.conf import settings
@@ -14,6 +15,7 @@ from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -42,7 +44,7 @@ def json_errors(view: View[P]) -> View[P]:
         try:
             return view(request, *args, **kwargs)
         except ShopError as exc:
-            return keep_session(request, error_json(exc.code, exc.message, exc.status))
+            return keep_session(request, JsonResponse(exc.as_json(), status=exc.status))
 
     return wrapper
 
@@ -121,7 +123,21 @@ def item_order(request: HttpRequest, item_id: int) -> Order:
     """The shopper's one-item order for buying `item_id` now, at the price the item has now."""
     item = get_item(item_id)
     gateway.account(item.currency)
-    return orders.follow_price(orders.buy_now_order(request, item), item)
+    order = orders.buy_now_order(request, item, page_loaded_at=page_loaded_at(request))
+    return orders.follow_price(order, item)
+
+
+def page_loaded_at(request: HttpRequest) -> datetime | None:
+    """When the shopper's page was loaded, from `page_age_ms` (how long ago, measured by the browser, so that
+    its clock does not matter); None when not sent."""
+    value = request.POST.get("page_age_ms") or request.GET.get("page_age_ms") or ""
+    try:
+        age = int(value)
+    except ValueError:
+        return None
+    if not 0 <= age <= 7 * 24 * 3600 * 1000:
+        return None
+    return timezone.now() - timedelta(milliseconds=age)
 
 
 def expected_amount(request: HttpRequest) -> int | None:
@@ -221,7 +237,7 @@ def cart_answer(request: HttpRequest, order: Order, status: int = 200) -> HttpRe
 
 def cart_error(request: HttpRequest, exc: ShopError, back: str) -> HttpResponse:
     if wants_json(request):
-        return error_json(exc.code, exc.message, exc.status)
+        return JsonResponse(exc.as_json(), status=exc.status)
     messages.error(request, exc.message)
     return HttpResponseRedirect(back)
 

@@ -15,10 +15,10 @@ from django.test import Client
 
 from conftest import signed_event
 from payments import checkout, intents, lifecycle, orders
-from payments.emulator import EmulatorError
 from payments.errors import ShopError
 from payments.models import Order, OrderLine, OrderStatus, Payment, PaymentKind, PaymentStatus, StripeEvent
 from payments.tests.support import charges_at_stripe
+from stripe_emulator import EmulatorError
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -9,6 +9,12 @@
 (function () {
   "use strict";
 
+  // How long ago this page was loaded, measured by the browser (its clock does not matter): the shop refuses a
+  // click from a tab that did not see the item was bought in another tab meanwhile.
+  function pageAge() {
+    return String(Math.round(window.performance && performance.now ? performance.now() : 0));
+  }
+
   function show(el, text) {
     if (!el) return;
     el.textContent = text;
@@ -53,7 +59,8 @@
       show(message, "");
       setBusy(true);
       try {
-        var response = await fetch(checkoutButton.dataset.checkoutUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+        var url = checkoutButton.dataset.checkoutUrl + "?page_age_ms=" + pageAge();
+        var response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
         var data = await readJson(response);
         if (response.ok && data.url) {
           window.location.assign(data.url);
@@ -87,7 +94,7 @@
 
   // Ask the shop for the PaymentIntent of this order (created now, or the one already open for it).
   async function openIntent() {
-    var body = new URLSearchParams({ expected_amount: form.dataset.amount });
+    var body = new URLSearchParams({ expected_amount: form.dataset.amount, page_age_ms: pageAge() });
     try {
       var response = await fetch(form.dataset.intentUrl, {
         method: "POST",
