@@ -194,8 +194,11 @@ STRIPE_ACCOUNTS: dict[str, dict[str, str]] = _stripe_accounts()
 # A local stand-in for api.stripe.com (the emulator in demo mode and tests); empty means the real Stripe.
 STRIPE_API_BASE: str = env.str("STRIPE_API_BASE", default="").rstrip("/")
 STRIPE_JS_URL: str = env.str("STRIPE_JS_URL", default="https://js.stripe.com/endive/stripe.js")
-STRIPE_TIMEOUT: float = env.float("STRIPE_TIMEOUT", default=10.0)
-STRIPE_MAX_NETWORK_RETRIES: int = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# The budget of a Stripe call made while a shopper (or Stripe's webhook delivery) waits: STRIPE_TIMEOUT seconds
+# per attempt, 1 + STRIPE_MAX_NETWORK_RETRIES attempts (a retry carries the same idempotency key). An order's
+# row lock is held across such a call, so this is also the longest any other request waits for that order.
+STRIPE_TIMEOUT: float = env.float("STRIPE_TIMEOUT", default=5.0)
+STRIPE_MAX_NETWORK_RETRIES: int = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
 # Shown on every page when payments go to the local emulator rather than Stripe.
 STRIPE_DEMO_MODE: bool = env.bool("STRIPE_DEMO_MODE", default=False)
 

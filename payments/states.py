@@ -28,7 +28,8 @@ cycle (PostgreSQL would break such a deadlock by failing one of them):
 
 Webhooks lock their `StripeEvent` row before any of these, and nothing that holds an order lock ever locks an
 event row. A lock is waited for at most `SHOPPER_LOCK_WAIT` / `WEBHOOK_LOCK_WAIT` seconds (PostgreSQL's
-`lock_timeout`); a row lock is held across a Stripe call only for that call's short budget (`accounts.py`).
+`lock_timeout`); a row lock is held across a Stripe call only for that call's short budget (STRIPE_TIMEOUT
+times its attempts, see `core/settings.py`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
 from payments import gateway
@@ -74,7 +76,9 @@ MOVES: dict[str, frozenset[str]] = {
     OrderStatus.REFUNDED: frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED}),
 }
 
-SHOPPER_LOCK_WAIT = 10.0
+# How long a request waits for an order's lock: a shopper at most as long as one Stripe call may hold it (see
+# STRIPE_TIMEOUT); a webhook delivery a few seconds, then it answers 503 and Stripe delivers it again.
+SHOPPER_LOCK_WAIT = settings.STRIPE_TIMEOUT * (1 + settings.STRIPE_MAX_NETWORK_RETRIES) + 1
 WEBHOOK_LOCK_WAIT = 3.0
 
 
