@@ -88,6 +88,16 @@ class FakeStripe:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Every test starts with an empty cache (cached pages, rate-limit counters)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def stripe_fake() -> Iterator[FakeStripe]:
     """Every test runs against a fresh emulator: no test can reach the real Stripe."""
     fake = FakeStripe()

@@ -7,8 +7,6 @@ from django.http import HttpRequest
 
 
 def shop(request: HttpRequest) -> dict[str, Any]:
-    """What every page needs: the demo banner and the shopper's cart link."""
-    return {
-        "STRIPE_DEMO_MODE": settings.STRIPE_DEMO_MODE,
-        "cart_order_id": request.session.get("cart_order_id") if hasattr(request, "session") else None,
-    }
+    """What every page needs: the demo banner. Nothing of the visitor: pages look the same for everyone, so
+    the cached ones (core.pagecache, rendered without a request) and the others share one layout."""
+    return {"STRIPE_DEMO_MODE": settings.STRIPE_DEMO_MODE}

@@ -153,6 +153,9 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Sessions live in a signed cookie: a shopper's session (a browser id, the cart) costs no database row, so
+# viewing a page writes nothing. The cookie is signed with SECRET_KEY and HTTP-only.
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
 # Requests larger than this are refused before a view sees them (webhook payloads are far smaller).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=512 * 1024)
 
@@ -199,6 +202,13 @@ STRIPE_JS_URL: str = env.str("STRIPE_JS_URL", default="https://js.stripe.com/end
 # row lock is held across such a call, so this is also the longest any other request waits for that order.
 STRIPE_TIMEOUT: float = env.float("STRIPE_TIMEOUT", default=5.0)
 STRIPE_MAX_NETWORK_RETRIES: int = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
+# So a request waits for an order's row lock at most as long as one Stripe call may hold it (PostgreSQL's
+# lock_timeout, set for every connection; a webhook delivery waits less, see payments/states.py).
+ORDER_LOCK_WAIT: float = STRIPE_TIMEOUT * (1 + STRIPE_MAX_NETWORK_RETRIES) + 1
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+        f"-c lock_timeout={int(ORDER_LOCK_WAIT * 1000)}"
+    )
 # Shown on every page when payments go to the local emulator rather than Stripe.
 STRIPE_DEMO_MODE: bool = env.bool("STRIPE_DEMO_MODE", default=False)
 

@@ -140,7 +140,7 @@ class OrderAdmin(admin.ModelAdmin):
         "refunded",
         "amount_refunded",
         "paid_at",
-        "session_key",
+        "browser",
         "created_at",
     )
     filter_horizontal = ("taxes",)

@@ -17,7 +17,7 @@ from stripe.params.checkout import (
     SessionCreateParamsLineItemPriceDataProductData,
 )
 
-from payments import gateway, paying, sync
+from payments import gateway, paying, states, sync
 from payments.accounts import StripeAccount
 from payments.errors import CheckoutUnavailable
 from payments.models import Order, Payment, PaymentKind, PaymentStatus, StripeObject
@@ -165,22 +165,26 @@ def _reuse(order: Order, acct: StripeAccount) -> tuple[Payment, OpenSession] | N
 
 
 def create_session(
-    order: Order, *, success_url: str, cancel_url: str, owner: str = "", expected_total: int | None = None
+    order: Order | states.NewOrder,
+    *,
+    success_url: str,
+    cancel_url: str,
+    owner: str = "",
+    expected_total: int | None = None,
 ) -> OpenSession:
     """The order's one payable Checkout Session, for its frozen snapshot (see `paying.open_object`); a retried
     identical request gets the same session back through its idempotency key."""
 
-    def create(order: Order, priced: PricedOrder, acct: StripeAccount) -> OpenSession:
-        return _create(order, priced, acct, success_url=success_url, cancel_url=cancel_url)
+    def create(order: Order, priced: PricedOrder, acct: StripeAccount, attempt: int) -> OpenSession:
+        return _create(order, priced, acct, attempt, success_url=success_url, cancel_url=cancel_url)
 
     return paying.open_object(order, reuse=_reuse, create=create, owner=owner, expected_total=expected_total)
 
 
 def _create(
-    order: Order, priced: PricedOrder, acct: StripeAccount, *, success_url: str, cancel_url: str
+    order: Order, priced: PricedOrder, acct: StripeAccount, attempt: int, *, success_url: str, cancel_url: str
 ) -> OpenSession:
     params = session_params(order, priced, acct, success_url=success_url, cancel_url=cancel_url)
-    attempt = order.payments.filter(kind=PaymentKind.CHECKOUT_SESSION, order_version=order.version).count()
     key = gateway.idempotency_key("checkout", order.public_id, f"v{order.version}", attempt, params=params)
     with gateway.stripe_call("checkout.session.create", acct, order=order.public_id):
         session = acct.client.v1.checkout.sessions.create(params=params, options={"idempotency_key": key})

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from stripe.params import PaymentIntentCreateParams
 
-from payments import gateway, lifecycle, paying, sync
+from payments import gateway, lifecycle, paying, states, sync
 from payments.accounts import StripeAccount
 from payments.models import Order, Payment, PaymentKind, PaymentStatus
 from payments.pricing import PricedOrder, describe
@@ -75,14 +75,15 @@ def _reuse(order: Order, acct: StripeAccount) -> tuple[Payment, OpenIntent] | No
     return None
 
 
-def open_intent(order: Order, *, owner: str = "", expected_total: int | None = None) -> OpenIntent:
+def open_intent(
+    order: Order | states.NewOrder, *, owner: str = "", expected_total: int | None = None
+) -> OpenIntent:
     """The order's one payable PaymentIntent, for its frozen snapshot (see `paying.open_object`)."""
     return paying.open_object(order, reuse=_reuse, create=_create, owner=owner, expected_total=expected_total)
 
 
-def _create(order: Order, priced: PricedOrder, acct: StripeAccount) -> OpenIntent:
+def _create(order: Order, priced: PricedOrder, acct: StripeAccount, attempt: int) -> OpenIntent:
     """Create the PaymentIntent (a retried identical request gets the first one back) and record it."""
-    attempt = order.payments.filter(kind=PaymentKind.PAYMENT_INTENT, order_version=order.version).count()
     params = create_params(order, priced, attempt)
     key = gateway.idempotency_key("pi", order.public_id, f"v{order.version}", attempt, params=params)
     with gateway.stripe_call("payment_intent.create", acct, order=order.public_id):

@@ -105,7 +105,7 @@ def _int(value: Any) -> int:
 def _apply(
     payment: Payment, status: str, currency: str, fields: dict[str, Any], wait: float | None
 ) -> Payment:
-    with states.locked_payment(payment, wait=wait or states.SHOPPER_LOCK_WAIT) as held:
+    with states.locked_payment(payment, wait=wait) as held:
         order, payment = held.order, held.payment
         before = payment.status
         if before in states.FINAL_PAYMENTS and status != before:
@@ -211,7 +211,7 @@ def refunded_status(order: Order) -> str:
 
 def apply_refund(payment: Payment, charge: StripeDict, *, wait: float | None = None) -> Payment:
     """Apply a charge's refunded amount; the order's state follows. Never goes back."""
-    with states.locked_payment(payment, wait=wait or states.SHOPPER_LOCK_WAIT) as held:
+    with states.locked_payment(payment, wait=wait) as held:
         order, payment = held.order, held.payment
         refunded = _int(charge.get("amount_refunded"))
         if refunded <= payment.amount_refunded:

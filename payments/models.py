@@ -139,8 +139,20 @@ class Order(models.Model):
     status = models.CharField(
         max_length=20, choices=OrderStatus.choices, default=OrderStatus.DRAFT, db_index=True
     )
-    session_key = models.CharField(
-        max_length=64, blank=True, db_index=True, help_text="The browser session that owns this draft."
+    browser = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="The browser that owns the order (a random id kept in its session cookie). Empty for an order "
+        "staff made for a customer: the first browser to pay it owns it.",
+    )
+    buy_now_item = models.ForeignKey(
+        "catalog.Item",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Set for a one-item order made by an item page's Pay or Checkout button.",
     )
     discount = models.ForeignKey(
         Discount, null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
@@ -165,6 +177,15 @@ class Order(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["currency", "status"])]
+        constraints = [
+            # One open one-item order per browser and item: two first clicks racing find the same order.
+            models.UniqueConstraint(
+                fields=["browser", "buy_now_item"],
+                condition=models.Q(status__in=["draft", "awaiting_payment"], needs_attention=False)
+                & ~models.Q(browser=""),
+                name="order_one_open_buy_now_per_browser",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Order {str(self.public_id)[:8]} ({self.currency.upper()}, {self.get_status_display()})"
@@ -245,17 +266,17 @@ class PaymentStatus(models.TextChoices):
 
 class PaymentManager(models.Manager["Payment"]):
     def record(self, order: Order, kind: str, account: str, stripe_id: str, **fields: Any) -> Payment:
-        """Record the Stripe object just created for `order`, once Stripe answered; a create that Stripe
-        replayed for its idempotency key finds the row already there."""
-        defaults = {
-            "order": order,
-            "kind": kind,
-            "currency": order.currency,
-            "status": PaymentStatus.OPEN,
+        """Record the Stripe object just created for `order`, once Stripe answered (under the order's lock: a
+        replayed create has the key of an attempt that recorded nothing, so the row is always new)."""
+        return self.create(
+            order=order,
+            kind=kind,
+            account=account,
+            stripe_id=stripe_id,
+            currency=order.currency,
+            status=PaymentStatus.OPEN,
             **fields,
-        }
-        payment, _ = self.get_or_create(account=account, stripe_id=stripe_id, defaults=defaults)
-        return payment
+        )
 
 
 class Payment(models.Model):

@@ -1,5 +1,7 @@
-"""The shopper's orders: the cart (a draft bound to the browser session), one-item "buy now" orders, and
-"change order", which closes an order's payment objects at Stripe and makes it a cart again.
+"""The shopper's orders: the cart (a draft owned by the browser), one-item "buy now" orders, and "change
+order", which closes an order's payment objects at Stripe and makes it a cart again.
+
+Orders belong to a browser (`core.browser`: a random id kept in its signed session cookie).
 
 Every change runs under the order's row lock (`states.locked`), so two requests for one cart never lose an
 update. Each rule refuses with a clear `ShopError` and changes nothing.
@@ -10,18 +12,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from django.contrib.sessions.models import Session
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 
 from catalog.models import Item
+from core.browser import browser_id, known_browser
 from payments import states, sync
 from payments.errors import AlreadyPaid, CurrencyMismatch, NotOrderOwner, OrderNotEditable, OrderNotPayable
 from payments.models import MAX_QUANTITY, Order, OrderLine, OrderStatus, Tax
 
 CART_SESSION_KEY = "cart_order_id"
-ITEM_ORDERS_SESSION_KEY = "item_orders"
 
 
 def with_pricing(queryset: QuerySet[Order] | None = None) -> QuerySet[Order]:
@@ -33,24 +34,18 @@ def with_pricing(queryset: QuerySet[Order] | None = None) -> QuerySet[Order]:
     )
 
 
-def session_key(request: HttpRequest) -> str:
-    if not request.session.session_key:
-        request.session.save()
-    return str(request.session.session_key)
-
-
 def can_change(request: HttpRequest, order: Order) -> bool:
-    """Only the browser session that owns a draft, or staff, may change it."""
+    """Only the browser that owns an order, or staff, may change or pay it."""
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated and user.is_staff:
         return True
-    return bool(order.session_key) and order.session_key == request.session.session_key
+    return bool(order.browser) and order.browser == known_browser(request)
 
 
 def can_view(request: HttpRequest, order: Order) -> bool:
     """An order is seen by the browser that owns it and by staff. An order staff made for a customer has no
     owner until it is paid: anyone with its (unguessable) link may see and pay it, and the payer owns it."""
-    return can_change(request, order) or not order.session_key
+    return can_change(request, order) or not order.browser
 
 
 def parse_order_id(value: str) -> uuid.UUID | None:
@@ -62,27 +57,26 @@ def parse_order_id(value: str) -> uuid.UUID | None:
 
 def new_cart(request: HttpRequest, currency: str) -> Order:
     """A new cart for this browser; the previous one stays reachable from "Your orders"."""
-    order = Order.objects.create(currency=currency.lower(), session_key=session_key(request))
+    order = Order.objects.create(currency=currency.lower(), browser=browser_id(request))
     request.session[CART_SESSION_KEY] = str(order.public_id)
-    request.session.save()
     return order
 
 
 def current_cart(request: HttpRequest) -> Order | None:
     """The browser's cart, if it has one that is still its own."""
     public_id = parse_order_id(request.session.get(CART_SESSION_KEY, ""))
-    if public_id is None or not request.session.session_key:
+    browser = known_browser(request)
+    if public_id is None or not browser:
         return None
-    return Order.objects.filter(public_id=public_id, session_key=request.session.session_key).first()
+    return Order.objects.filter(public_id=public_id, browser=browser).first()
 
 
 def browser_orders(request: HttpRequest) -> QuerySet[Order]:
     """Every order of this browser that has something in it, newest first ("Your orders")."""
-    if not request.session.session_key:
+    browser = known_browser(request)
+    if not browser:
         return Order.objects.none()
-    return with_pricing(
-        Order.objects.filter(session_key=request.session.session_key, lines__isnull=False).distinct()
-    )
+    return with_pricing(Order.objects.filter(browser=browser, lines__isnull=False).distinct())
 
 
 def check_quantity(quantity: int) -> None:
@@ -166,63 +160,54 @@ def change_order(order: Order, *, may_change: bool) -> Order:
     raise refusal
 
 
-def buy_now_order(request: HttpRequest, item: Item, *, page_loaded_at: datetime | None = None) -> Order:
-    """The shopper's open one-item order for `item`, kept in the session; a new one once that is paid (or
-    processing, or held for staff) -- unless that happened after the shopper's page was loaded
-    (`page_loaded_at`): then the click comes from a tab that did not know, and `AlreadyPaid` says so instead
-    of charging the shopper a second time.
+# The ids of a browser's one-item orders are derived from the browser, the item and how many such orders it had:
+# a Pay that failed before its order existed is retried with the same order id, so Stripe replays the object
+# whose answer was lost (same idempotency key) instead of making a second one.
+BUY_NOW_IDS = uuid.UUID("6f1d5c3e-2b7a-4f0e-9a51-3c8e2d4b7a10")
 
-    The browser session's row is locked while the order is found or created, so that two first clicks (or a
-    reload racing the Pay button) arriving at two app processes find the same order, hence one PaymentIntent.
+
+def buy_now_order(
+    request: HttpRequest, item: Item, *, page_loaded_at: datetime | None = None
+) -> Order | states.NewOrder:
+    """The browser's open one-item order for `item`, or the one to make (`states.NewOrder`, created with its
+    payment object by `paying.open_object`) once the last was paid, is processing or is held for staff --
+    unless that happened after the shopper's page was loaded (`page_loaded_at`): then the click comes from a
+    tab that did not see it, and `AlreadyPaid` says so instead of charging the shopper a second time.
+
+    One open one-item order per browser and item is a database constraint, so two first clicks arriving at two
+    app processes together end up with the same order, hence one payment object. One query (none for a
+    browser the shop has not seen).
     """
-    key = session_key(request)
-    with transaction.atomic():
-        list(Session.objects.select_for_update().filter(session_key=key).values_list("pk", flat=True))
-        # What a concurrent request of this session stored wins over what this request loaded earlier.
-        stored = request.session.__class__(session_key=key).load()
-        orders: dict[str, str] = {
-            **request.session.get(ITEM_ORDERS_SESSION_KEY, {}),
-            **stored.get(ITEM_ORDERS_SESSION_KEY, {}),
-        }
-        public_id = parse_order_id(orders.get(str(item.pk), ""))
-        existing = None
-        if public_id is not None:
-            existing = Order.objects.filter(
-                public_id=public_id,
-                session_key=key,
-                currency=item.currency,
-                status__in=states.PAYABLE,
-                needs_attention=False,
-            ).first()
-        if existing is not None:
-            return existing
-        if public_id is not None and page_loaded_at is not None:
-            settled = (
-                Order.objects.filter(public_id=public_id, session_key=key)
-                .exclude(status__in=states.PAYABLE)
-                .filter(updated_at__gt=page_loaded_at)
-                .first()
-            )
-            if settled is not None:
-                raise AlreadyPaid(
-                    f"You paid for {item.name} in another tab a moment ago (order "
-                    f"{str(settled.public_id)[:8]}, {settled.get_status_display().lower()}). Nothing was "
-                    "charged now; reload the page to buy it again.",
-                    order_url=settled.get_absolute_url(),
-                )
-        order = Order.objects.create(currency=item.currency, session_key=key)
-        OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.amount)
-        orders[str(item.pk)] = str(order.public_id)
-        request.session[ITEM_ORDERS_SESSION_KEY] = orders
-        request.session.save()  # now, not with the response: a 502 answer is not saved, the retry needs the order
-    return order
+    is_new_browser = not known_browser(request)
+    browser = browser_id(request)
+    history = (
+        []
+        if is_new_browser
+        else list(Order.objects.filter(browser=browser, buy_now_item=item).order_by("id"))
+    )
+    for order in history:
+        if order.status in states.PAYABLE and not order.needs_attention:
+            return order
+    settled = [o for o in history if page_loaded_at is not None and o.updated_at > page_loaded_at]
+    if settled:
+        raise AlreadyPaid(
+            f"You paid for {item.name} in another tab a moment ago (order {str(settled[-1].public_id)[:8]}, "
+            f"{settled[-1].get_status_display().lower()}). Nothing was charged now; reload the page to buy it again.",
+            order_url=settled[-1].get_absolute_url(),
+        )
+    return states.NewOrder(
+        public_id=uuid.uuid5(BUY_NOW_IDS, f"{browser}/{item.pk}/{len(history)}"), browser=browser, item=item
+    )
 
 
 def follow_price(order: Order, item: Item) -> Order:
     """A one-item order follows its item's price, so the shopper pays what the item page shows: when the
     price changed since the order was frozen, the order is changed (its objects closed at Stripe first)."""
-    line = order.lines.filter(item=item).first()
-    if line is None or line.unit_price == item.amount:
+    if order.snapshot:
+        [line] = order.snapshot["lines"]
+        if line["unit_amount"] == item.minor_amount:
+            return order
+    elif not order.lines.filter(item=item).exclude(unit_price=item.amount).exists():
         return order
     if order.status == OrderStatus.AWAITING_PAYMENT:
         order = change_order(order, may_change=True)

@@ -5,11 +5,15 @@
    that is processing, paid, held for staff, empty, or whose total is not the one the shopper's page showed;
 2. reuses the object already open for this snapshot when `reuse` finds one Stripe still lets be paid;
 3. otherwise closes every other open object of the order at Stripe (`sync.close_others`), refusing if one of
-   them turns out to be processing or paid, and `create`s a new one for the snapshot.
+   them turns out to be processing or paid, and `create`s a new one for the snapshot, telling it the attempt:
+   how many objects this snapshot had before (its idempotency key is the snapshot's version and the attempt).
 
-A cart has no open object, so for a cart steps 1 and 3 run in one savepoint: if Stripe cannot be reached, the
-freeze is undone with it and the cart stays a cart (same version, so a retry gets the same idempotency key and
-Stripe replays an object whose answer was lost). For a frozen order, what Stripe reported while looking (an
+A new one-item order (`states.NewOrder`, from an item page's Pay or Checkout button) is made frozen with its
+first object in one transaction: if Stripe cannot be reached, nothing is left behind, and the retry makes the
+same order id again, so the same idempotency key.
+A cart has no open object, so for a cart steps 1 and 3 are all the transaction does: if Stripe cannot be
+reached, the freeze is rolled back with it and the cart stays a cart (same version, so a retry gets the same
+idempotency key and Stripe replays an object whose answer was lost). For a frozen order, what Stripe reported while looking (an
 object found paid, processing or closed) is kept even when the answer is a refusal.
 """
 
@@ -18,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from payments import gateway, states, sync
 from payments.accounts import StripeAccount
@@ -30,25 +34,34 @@ T = TypeVar("T")
 
 
 def open_object(
-    order: Order,
+    target: Order | states.NewOrder,
     *,
     reuse: Callable[[Order, StripeAccount], tuple[Payment, T] | None],
-    create: Callable[[Order, PricedOrder, StripeAccount], T],
+    create: Callable[[Order, PricedOrder, StripeAccount, int], T],
     owner: str = "",
     expected_total: int | None = None,
 ) -> T:
-    refusal: ShopError | None = None
-    with states.locked(order.pk) as order:
+    if isinstance(target, states.NewOrder):
         try:
-            if states.is_editable(order):
-                with transaction.atomic():
-                    priced = states.freeze(order, owner=owner, expected_total=expected_total)
-                    return create(order, priced, gateway.account(order.currency))
+            with transaction.atomic():  # the order, its line and its first object, or nothing at all
+                order, priced = states.make_frozen(target, expected_total=expected_total)
+                return create(order, priced, gateway.account(order.currency), 0)
+        except IntegrityError:  # the same browser's other click made this order first: go on with it
+            target = Order.objects.get(public_id=target.public_id)
+    refusal: ShopError | None = None
+    with states.locked(target.pk) as order:
+        if states.is_editable(order):  # any error rolls the freeze back with the rest: the cart stays a cart
+            priced = states.freeze(order, owner=owner, expected_total=expected_total)
+            return create(order, priced, gateway.account(order.currency), 0)
+        try:
             priced = states.freeze(order, owner=owner, expected_total=expected_total)
             acct = gateway.account(order.currency)
             reused = reuse(order, acct)
             sync.close_others(order, keep=reused[0] if reused else None)
-            return reused[1] if reused else create(order, priced, acct)
+            if reused:
+                return reused[1]
+            attempt = order.payments.filter(order_version=order.version).count()
+            return create(order, priced, acct, attempt)
         except ShopError as exc:
             refusal = exc
     raise refusal

@@ -22,12 +22,11 @@ exactly that snapshot's amount in its currency.**
 **Locks** are taken by `locked()` only, always in this order, so that two paths never wait on each other in a
 cycle (PostgreSQL would break such a deadlock by failing one of them):
 
-    1. the browser session row (`orders.buy_now_order`, finding a shopper's one-item order)
-    2. the order row
-    3. the order's payment rows
+    1. the order row
+    2. the order's payment rows
 
 Webhooks lock their `StripeEvent` row before any of these, and nothing that holds an order lock ever locks an
-event row. A lock is waited for at most `SHOPPER_LOCK_WAIT` / `WEBHOOK_LOCK_WAIT` seconds (PostgreSQL's
+event row. A lock is waited for at most `settings.ORDER_LOCK_WAIT` / `WEBHOOK_LOCK_WAIT` seconds (PostgreSQL's
 `lock_timeout`); a row lock is held across a Stripe call only for that call's short budget (STRIPE_TIMEOUT
 times its attempts, see `core/settings.py`).
 """
@@ -35,13 +34,14 @@ times its attempts, see `core/settings.py`).
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
+from catalog.models import Item
 from payments import gateway
 from payments.errors import (
     EmptyOrder,
@@ -51,8 +51,8 @@ from payments.errors import (
     OrderNotEditable,
     OrderNotPayable,
 )
-from payments.models import Order, OrderStatus, Payment, PaymentStatus
-from payments.pricing import PricedOrder, from_snapshot, price_live, to_snapshot
+from payments.models import Order, OrderLine, OrderStatus, Payment, PaymentStatus
+from payments.pricing import LineInput, PricedOrder, from_snapshot, price, price_live, to_snapshot
 
 logger = logging.getLogger("payments.states")
 
@@ -76,9 +76,9 @@ MOVES: dict[str, frozenset[str]] = {
     OrderStatus.REFUNDED: frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED}),
 }
 
-# How long a request waits for an order's lock: a shopper at most as long as one Stripe call may hold it (see
-# STRIPE_TIMEOUT); a webhook delivery a few seconds, then it answers 503 and Stripe delivers it again.
-SHOPPER_LOCK_WAIT = settings.STRIPE_TIMEOUT * (1 + settings.STRIPE_MAX_NETWORK_RETRIES) + 1
+# How long a request waits for an order's lock: by default (every connection, settings.ORDER_LOCK_WAIT) at
+# most as long as one Stripe call may hold it; a webhook delivery a few seconds, then it answers 503 and
+# Stripe delivers it again.
 WEBHOOK_LOCK_WAIT = 3.0
 
 
@@ -134,10 +134,12 @@ def busy_as_error() -> Iterator[None]:
 
 
 @contextmanager
-def locked(order_pk: int, *, wait: float = SHOPPER_LOCK_WAIT) -> Iterator[Order]:
-    """A transaction holding the order's row lock (lock 2 above); yields the order as it is now."""
+def locked(order_pk: int, *, wait: float | None = None) -> Iterator[Order]:
+    """A transaction holding the order's row lock (lock 1 above); yields the order as it is now. `wait`: wait
+    for it at most this long in this transaction (default: settings.ORDER_LOCK_WAIT, every connection's)."""
     with transaction.atomic():
-        wait_at_most(wait)
+        if wait is not None:
+            wait_at_most(wait)
         with busy_as_error():
             order = Order.objects.select_for_update().get(pk=order_pk)
         yield order
@@ -150,8 +152,8 @@ class Locked:
 
 
 @contextmanager
-def locked_payment(payment: Payment, *, wait: float = SHOPPER_LOCK_WAIT) -> Iterator[Locked]:
-    """The order's lock, then the payment's (locks 2 and 3, in that order)."""
+def locked_payment(payment: Payment, *, wait: float | None = None) -> Iterator[Locked]:
+    """The order's lock, then the payment's (locks 1 and 2, in that order)."""
     with locked(payment.order_id, wait=wait) as order:
         yield Locked(order, Payment.objects.select_for_update().get(pk=payment.pk))
 
@@ -203,13 +205,44 @@ def freeze(order: Order, *, owner: str = "", expected_total: int | None = None) 
         move(order, OrderStatus.AWAITING_PAYMENT)
         order.snapshot = to_snapshot(priced)
         order.version += 1
-        if not order.session_key and owner:
-            order.session_key = owner  # an order staff made for a customer belongs to the browser paying it
-        order.save(update_fields=["status", "snapshot", "version", "session_key", "updated_at"])
+        if not order.browser and owner:
+            order.browser = owner  # an order staff made for a customer belongs to the browser paying it
+        order.save(update_fields=["status", "snapshot", "version", "browser", "updated_at"])
         logger.info(
             "order %s frozen v%s total=%s %s", order.public_id, order.version, priced.total, order.currency
         )
     return priced
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    """A one-item order to make for a browser, born frozen together with its first payment object."""
+
+    public_id: uuid.UUID
+    browser: str
+    item: Item
+
+
+def make_frozen(new: NewOrder, *, expected_total: int | None = None) -> tuple[Order, PricedOrder]:
+    """Insert the one-item order of `new` already frozen (draft -> awaiting_payment at birth, version 1), with
+    its line. The new row is this transaction's until it commits, so nothing else can lock or pay it first."""
+    item = new.item
+    priced = price(item.currency, [LineInput(item.pk, item.name, item.description, item.amount, 1)])
+    if expected_total is not None and expected_total != priced.total:
+        raise OrderChanged("This item's price changed since the page was loaded. Reload the page to see it.")
+    gateway.check_amount(priced.total, priced.currency)
+    order = Order.objects.create(
+        public_id=new.public_id,
+        currency=item.currency,
+        browser=new.browser,
+        buy_now_item=item,
+        status=OrderStatus.AWAITING_PAYMENT,
+        snapshot=to_snapshot(priced),
+        version=1,
+    )
+    OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.amount)
+    logger.info("order %s made frozen v1 total=%s %s", order.public_id, priced.total, order.currency)
+    return order, priced
 
 
 def thaw(order: Order) -> None:

@@ -21,6 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog.models import Item
+from core.browser import browser_id
 from payments import checkout, gateway, intents, orders, states, sync, webhooks
 from payments.accounts import AccountNotConfigured, account_for, publishable_key_for
 from payments.errors import CurrencyMismatch, PaymentProviderError, ShopError
@@ -52,8 +53,11 @@ def json_errors(view: View[P]) -> View[P]:
 def keep_session(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     """Send the session cookie with an error answer too (Django sends none with a 5xx), so that the shopper's
     retry after a Stripe outage finds the same order, and Stripe replays the same object for its key."""
+    if response.status_code < 500 or not request.session.modified:
+        return response
+    request.session.save()
     key = request.session.session_key
-    if response.status_code >= 500 and key and request.COOKIES.get(settings.SESSION_COOKIE_NAME) != key:
+    if key:
         response.set_cookie(
             settings.SESSION_COOKIE_NAME,
             key,
@@ -109,7 +113,7 @@ def parse_item_id(value: str | None) -> int:
     return item_id
 
 
-def order_urls(request: HttpRequest, order: Order) -> dict[str, str]:
+def order_urls(request: HttpRequest, order: Order | states.NewOrder) -> dict[str, str]:
     oid = order.public_id
     return {
         "return_url": absolute(request, reverse("payments:intent_return", args=[oid])),
@@ -119,12 +123,13 @@ def order_urls(request: HttpRequest, order: Order) -> dict[str, str]:
     }
 
 
-def item_order(request: HttpRequest, item_id: int) -> Order:
-    """The shopper's one-item order for buying `item_id` now, at the price the item has now."""
+def item_order(request: HttpRequest, item_id: int) -> Order | states.NewOrder:
+    """The shopper's one-item order for buying `item_id` now, at the price the item has now (or the one to
+    make, with its payment object)."""
     item = get_item(item_id)
     gateway.account(item.currency)
     order = orders.buy_now_order(request, item, page_loaded_at=page_loaded_at(request))
-    return orders.follow_price(order, item)
+    return order if isinstance(order, states.NewOrder) else orders.follow_price(order, item)
 
 
 def page_loaded_at(request: HttpRequest) -> datetime | None:
@@ -157,13 +162,13 @@ def expected_amount(request: HttpRequest) -> int | None:
 # ------------------------------------------------------------------------------------------------ Checkout
 
 
-def checkout_answer(request: HttpRequest, order: Order) -> JsonResponse:
+def checkout_answer(request: HttpRequest, order: Order | states.NewOrder) -> JsonResponse:
     urls = order_urls(request, order)
     opened = checkout.create_session(
         order,
         success_url=urls["success_url"],
         cancel_url=urls["cancel_url"],
-        owner=orders.session_key(request),
+        owner=browser_id(request),
     )
     return JsonResponse({"id": opened.payment.stripe_id, "url": opened.url, "order_id": str(order.public_id)})
 
@@ -185,10 +190,8 @@ def buy_order(request: HttpRequest, order_id: str) -> HttpResponse:
 # ------------------------------------------------------------------------------------------------ PaymentIntents
 
 
-def intent_answer(request: HttpRequest, order: Order) -> JsonResponse:
-    opened = intents.open_intent(
-        order, owner=orders.session_key(request), expected_total=expected_amount(request)
-    )
+def intent_answer(request: HttpRequest, order: Order | states.NewOrder) -> JsonResponse:
+    opened = intents.open_intent(order, owner=browser_id(request), expected_total=expected_amount(request))
     return JsonResponse(
         {
             "client_secret": opened.client_secret,

@@ -57,8 +57,8 @@ def run_together(target: Callable[[int], Any], n: int = THREADS) -> list[Any]:
     return results
 
 
-def draft_order(item: Any, session_key: str = "concurrency-session") -> Order:
-    order = Order.objects.create(currency=item.currency, session_key=session_key)
+def draft_order(item: Any, browser: str = "concurrency-browser") -> Order:
+    order = Order.objects.create(currency=item.currency, browser=browser)
     OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.price.amount)
     return order
 
@@ -131,9 +131,8 @@ def test_open_intent_from_many_threads_creates_one_payment_intent(usd_item: Any,
 
 
 def test_concurrent_adds_to_one_cart_lose_no_update(usd_item: Any) -> None:
-    session_key = "cart-session"
-    order = Order.objects.create(currency="usd", session_key=session_key)
-    request = SimpleNamespace(session=SimpleNamespace(session_key=session_key), user=AnonymousUser())
+    order = Order.objects.create(currency="usd", browser="cart-browser")
+    request = SimpleNamespace(session={"browser": "cart-browser"}, user=AnonymousUser())
 
     def add(i: int) -> bool:
         orders.put_item(request, Order.objects.get(pk=order.pk), usd_item, 1, add=True)  # type: ignore[arg-type]

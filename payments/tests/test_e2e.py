@@ -34,6 +34,7 @@ SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "e2e"
 class Shop:
     url: str
     emulator: Emulator
+    server: Any  # the emulator's HTTP server (its `hang_seconds` makes every API call slow)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def shop(live_server: Any, settings: Any) -> Iterator[Shop]:
     settings.STRIPE_API_BASE = emulator.base_url
     settings.STRIPE_JS_URL = f"{emulator.base_url}/js/stripe.js"
     install_registry(AccountRegistry.from_settings())  # real HTTP to the emulator, as in demo mode
-    yield Shop(live_server.url, emulator)
+    yield Shop(live_server.url, emulator, server)
     emulator.flush_webhooks(timeout=10)
     server.shutdown()
     server.server_close()
@@ -308,3 +309,58 @@ def test_change_order_after_a_declined_card(shop: Shop, page: Any, beans: Item) 
     assert page.inner_text("#result-title") == "Payment received"
     wait_until(lambda: paid_by_webhook(order))
     assert (order.total, charged(shop)) == (4900, [(str(order.public_id), 4900)])
+
+
+# ------------------------------------------------------------------------------------------------ deferred flow
+
+
+def test_viewing_pages_creates_nothing_at_stripe_and_pay_creates_one_payment_intent(
+    shop: Shop, page: Any, beans: Item
+) -> None:
+    for _ in range(3):
+        page.goto(f"{shop.url}/item/{beans.pk}")
+        page.wait_for_selector("#emulator-card-number")  # the Payment Element, mounted in deferred mode
+    page.goto(f"{shop.url}/")
+    assert [o for o in shop.emulator.objects.values() if o.get("object") == "payment_intent"] == []
+    assert Order.objects.count() == 0
+    page.goto(f"{shop.url}/item/{beans.pk}")
+    pay_on_page(page, "4242424242424242")
+    page.wait_for_url("**/return?**")
+    intents = [o for o in shop.emulator.objects.values() if o.get("object") == "payment_intent"]
+    assert len(intents) == 1 and intents[0]["amount"] == 2450
+
+
+def test_the_pay_button_shows_a_spinner_and_the_form_is_disabled_while_waiting(
+    shop: Shop, page: Any, beans: Item
+) -> None:
+    page.goto(f"{shop.url}/item/{beans.pk}")
+    page.wait_for_selector("#emulator-card-number")
+    page.fill("#emulator-card-number", "4242424242424242")
+    shop.server.hang_seconds = 2  # Stripe answers slowly: the shopper waits on the shop's PaymentIntent
+    page.click("#pay-button")
+    page.wait_for_selector("#pay-button[aria-busy=true] .spinner:not([hidden])")
+    assert page.is_disabled("#pay-button") and page.is_disabled("#checkout-button")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "pay-button-spinner.png"), full_page=True)
+    shop.server.hang_seconds = 0
+    page.wait_for_url("**/return?**", timeout=30_000)
+    assert page.inner_text("#result-title") == "Payment received"
+
+
+def test_a_total_changed_in_another_tab_is_refused_before_anything_is_charged(
+    shop: Shop, page: Any, beans: Item
+) -> None:
+    page.goto(f"{shop.url}/item/{beans.pk}")
+    page.click("#add-to-order")
+    page.wait_for_url("**/order/*")
+    page.wait_for_selector("#emulator-card-number")
+    other = page.context.new_page()
+    other.goto(page.url)
+    other.fill("input[name=quantity]", "3")
+    other.click("text=Update")
+    other.wait_for_selector("#order-total")
+    pay_on_page(page, "4242424242424242")  # the first tab still shows one item's total
+    page.wait_for_selector("#payment-message:not([hidden])")
+    assert "changed" in page.inner_text("#payment-message")
+    assert [o for o in shop.emulator.objects.values() if o.get("object") == "payment_intent"] == []
+    assert Order.objects.get().status == "draft"

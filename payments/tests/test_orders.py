@@ -172,7 +172,7 @@ def test_new_order_answers_its_id_and_page_as_json(client) -> None:
     assert body["url"] == f"/order/{order.public_id}" == order.get_absolute_url()
     assert order.status == OrderStatus.DRAFT
     assert order.currency == "usd"
-    assert order.session_key and order.session_key == client.session.session_key
+    assert order.browser and order.browser == client.session["browser"]
     assert not order.lines.exists()
 
 

@@ -52,9 +52,7 @@ class Command(BaseCommand):
         levy, _ = Tax.objects.get_or_create(
             name="City levy", defaults={"percentage": Decimal("2.5"), "inclusive": False}
         )
-        sample = (
-            Order.objects.filter(session_key="", lines__isnull=False, discount=discount).distinct().first()
-        )
+        sample = Order.objects.filter(browser="", lines__isnull=False, discount=discount).distinct().first()
         usd_items = list(Item.objects.filter(price_currency="USD").order_by("id")[:2])
         if sample is None and len(usd_items) == 2:
             sample = Order.objects.create(currency="usd", discount=discount)

@@ -1,0 +1,93 @@
+"""Pages every shopper sees the same (the catalog, an item page), rendered once and served from Django's cache
+to every worker process: the database cache or Redis (settings.CACHES), so one render serves all of them.
+
+What differs per visitor is kept out of the cached body: the page is rendered without a request (no session,
+no context processors), with a placeholder where the visitor's CSRF token goes, and the token is put in when
+the page is served (Django's CSRF token lives in a cookie, so this reads no database either). A cache hit
+therefore costs one cache read and writes nothing. Responses carry an ETag and Last-Modified, so a returning
+browser's revalidation is answered 304 without a body; they are `private` (each carries its visitor's token).
+
+Keys hold the language and a fingerprint of what the render depends on besides its data (Stripe's settings,
+the static files' hashed names), so a deploy or an account change never serves an old render; a change of
+the data itself deletes the keys (`forget`), and every entry expires after `TTL` anyway.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
+from django.template.loader import render_to_string
+from django.templatetags.static import static
+from django.utils.cache import get_conditional_response, patch_cache_control
+from django.utils.http import http_date
+from django.utils.translation import get_language
+
+TTL = 600
+CSRF_PLACEHOLDER = "csrf-token-of-this-visitor-7f3a9c"
+
+
+@functools.lru_cache(maxsize=4)
+def _fingerprint(*parts: str) -> str:
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
+def fingerprint() -> str:
+    """What a cached render depends on besides its data and language."""
+    keys = sorted(f"{c}:{k.get('publishable_key', '')}" for c, k in settings.STRIPE_ACCOUNTS.items())
+    return _fingerprint(
+        settings.STRIPE_JS_URL,
+        str(settings.STRIPE_DEMO_MODE),
+        static("css/shop.css"),
+        static("js/pay.js"),
+        *keys,
+    )
+
+
+def key(name: str, language: str | None = None) -> str:
+    return f"page:{language or get_language() or settings.LANGUAGE_CODE}:{name}:{fingerprint()}"
+
+
+def render(template: str, context: dict[str, Any]) -> str:
+    """A page rendered without a request: nothing of the visitor is in it but the CSRF placeholder."""
+    return render_to_string(
+        template, {"csrf_token": CSRF_PLACEHOLDER, "STRIPE_DEMO_MODE": settings.STRIPE_DEMO_MODE, **context}
+    )
+
+
+def serve(request: HttpRequest, name: str, build: Callable[[], tuple[str, datetime]]) -> HttpResponse:
+    """The cached page `name` for this visitor; `build()` renders it (body, last modified) on a miss and may
+    raise Http404 (nothing is cached then)."""
+    entry = cache.get(key(name))
+    if entry is None:
+        body, modified = build()
+        entry = {
+            "body": body,
+            "etag": f'"{hashlib.sha256(body.encode()).hexdigest()[:20]}"',
+            "modified": modified.timestamp(),
+        }
+        cache.set(key(name), entry, TTL)
+    etag, last_modified = entry["etag"], int(entry["modified"])
+    response = get_conditional_response(request, etag=etag, last_modified=last_modified)
+    if response is None:
+        body = entry["body"]
+        if CSRF_PLACEHOLDER in body:
+            body = body.replace(CSRF_PLACEHOLDER, get_token(request))
+        response = HttpResponse(body)
+    response["ETag"] = etag
+    response["Last-Modified"] = http_date(last_modified)
+    patch_cache_control(response, private=True, no_cache=True)
+    return response
+
+
+def forget(*names: str) -> None:
+    """Drop the cached renders of these pages, in every language."""
+    languages = {code for code, _ in getattr(settings, "LANGUAGES", [])} | {settings.LANGUAGE_CODE}
+    cache.delete_many([key(name, language) for name in names for language in languages])
