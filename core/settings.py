@@ -70,6 +70,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A lost database is a 503 with Retry-After, whatever below raised it (core/middleware.py).
+    "core.middleware.DatabaseOutageMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -102,7 +104,12 @@ TEMPLATES = [
 _database_url = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 DATABASES = {"default": env.db_url_config(_database_url)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # a connection broken by an outage is replaced, no restart
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # An unreachable server fails a request in seconds (answered 503), rather than holding a thread.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite (development and demo): take the write lock when a transaction starts, so that two requests
     # (a payment and its webhook) wait for each other instead of failing with "database is locked".
@@ -155,6 +162,9 @@ if not DEBUG:
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 # Requests larger than this are refused before a view sees them (webhook payloads are far smaller).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=512 * 1024)
+
+# A lost database is answered 503 with this Retry-After (seconds).
+DATABASE_OUTAGE_RETRY_AFTER: int = env.int("DATABASE_OUTAGE_RETRY_AFTER", default=30)
 
 # --- Stripe ------------------------------------------------------------------------------------------
 # One Stripe account per currency. STRIPE_CURRENCIES lists them; each reads

@@ -2,6 +2,7 @@
 same transaction.
 
 - A bad or missing signature, or a body that is not an event, raises `InvalidEvent` and stores nothing.
+- A database that cannot be reached raises `ServiceUnavailable` (503: Stripe retries later).
 - An event already processed (or ignored) is a duplicate: answered 200, nothing changes.
 - An error in a handler rolls its work back, the failure is recorded on the event row, and the caller answers
   500 so that Stripe delivers it again; the redelivery is processed like a first one.
@@ -17,9 +18,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import stripe
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from core.errors import ServiceUnavailable
 from payments import lifecycle
 from payments.accounts import StripeAccount
 from payments.models import Payment, PaymentKind, StripeEvent
@@ -230,4 +232,13 @@ def record_and_process(acct: StripeAccount, event: dict[str, Any]) -> Receipt:
 
 
 def receive(acct: StripeAccount, payload: bytes, signature: str | None) -> Receipt:
-    return record_and_process(acct, verify(acct, payload, signature))
+    """Verify, store once and process one delivery.
+
+    `InvalidEvent` (400): not Stripe's. `ServiceUnavailable` (503): the database could not be reached,
+    nothing was stored, Stripe delivers again later. A handler's own error is a failed `Receipt` (500,
+    recorded on the event)."""
+    event = verify(acct, payload, signature)
+    try:
+        return record_and_process(acct, event)
+    except (OperationalError, InterfaceError) as exc:
+        raise ServiceUnavailable("The shop could not store the event; Stripe will retry.") from exc
