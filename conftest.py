@@ -143,3 +143,12 @@ def eur_item(db: None) -> Any:
     return Item.objects.create(
         name="Hand grinder", description="Steel burrs.", price=Money(Decimal("89.90"), "EUR")
     )
+
+
+@pytest.fixture(autouse=True)
+def _site_url_of_the_live_server(request: pytest.FixtureRequest) -> None:
+    """SITE_URL is the test client's `http://testserver` (core/test_settings.py); a test that serves the shop
+    on a real port (`live_server`, the browser tests) hands Stripe links to that port instead."""
+    if "live_server" in request.fixturenames:
+        live_server = request.getfixturevalue("live_server")
+        request.getfixturevalue("settings").SITE_URL = live_server.url

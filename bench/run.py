@@ -525,6 +525,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             "SECRET_KEY": secrets.token_urlsafe(50),
             "DEBUG": "0",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SITE_URL": base,  # required with DEBUG off
             "SECURE_SSL_REDIRECT": "0",
             "SESSION_COOKIE_SECURE": "0",
             "CSRF_COOKIE_SECURE": "0",

@@ -50,8 +50,9 @@ ALLOWED_HOSTS: list[str] = env.list(
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 CSRF_FAILURE_VIEW = "core.views.csrf_failure"
 
-# Public base URL of the shop, used for absolute URLs handed to Stripe (success/cancel/return) when set;
-# otherwise they are built from the request.
+# Public base URL of the shop (https://shop.example.com), from which the absolute URLs handed to Stripe
+# (success/cancel/return) are built. Required when DEBUG is off: the system check shop.E010 (core/checks.py)
+# stops `migrate` and `check` without it, so that a request's Host header never reaches Stripe.
 SITE_URL: str = env.str("SITE_URL", default="").rstrip("/")
 
 INSTALLED_APPS = [

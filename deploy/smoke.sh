@@ -128,6 +128,7 @@ SECRET_KEY="$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(50))')"
 export SECRET_KEY
 export ALLOWED_HOSTS=127.0.0.1,localhost
 export CSRF_TRUSTED_ORIGINS="http://127.0.0.1:$NGINX_PORT,http://localhost:$NGINX_PORT"
+export SITE_URL="http://127.0.0.1:$NGINX_PORT"  # required with DEBUG off (check shop.E010)
 export DATABASE_URL="${PG_ADMIN_URL%/*}/$DB_NAME"  # default: postgres://postgres@127.0.0.1:5432/shop_smoke
 export SECURE_SSL_REDIRECT=0  # no TLS on loopback; check --deploy below runs with the production value
 export STRIPE_CURRENCIES=usd,eur
@@ -360,9 +361,18 @@ else
     fail "gunicorn access log has no line like '\"GET /healthz HTTP/1.1\" 200 <bytes> <n>ms'"
 fi
 
-# --- Django's deployment checklist, with the production value of SECURE_SSL_REDIRECT --------------------------
-SECURE_SSL_REDIRECT=1 manage check --deploy --fail-level WARNING >"$WORK/check.log" 2>&1 \
-    && pass "manage.py check --deploy --fail-level WARNING (SECURE_SSL_REDIRECT=1)" \
+# --- Django's deployment checklist, with the production values of SECURE_SSL_REDIRECT and SITE_URL ------------
+SECURE_SSL_REDIRECT=1 SITE_URL=https://shop.example.com manage check --deploy --fail-level WARNING \
+    >"$WORK/check.log" 2>&1 \
+    && pass "manage.py check --deploy --fail-level WARNING (SECURE_SSL_REDIRECT=1, an https SITE_URL)" \
     || { cat "$WORK/check.log"; fail "manage.py check --deploy --fail-level WARNING"; }
+# Without SITE_URL, production settings refuse to run: links handed to Stripe would come from the Host header.
+if SITE_URL= manage check >"$WORK/check-site-url.log" 2>&1; then
+    fail "manage.py check passes without SITE_URL (expected the error shop.E010)"
+elif grep -q "shop.E010" "$WORK/check-site-url.log"; then
+    pass "manage.py check without SITE_URL fails with shop.E010"
+else
+    cat "$WORK/check-site-url.log"; fail "manage.py check without SITE_URL failed, but not with shop.E010"
+fi
 
 note "done"
