@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -76,6 +77,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Rate limits of the endpoints that create Stripe objects or orders (RATELIMITS below), before CSRF.
+    "core.ratelimit.RateLimitMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -163,6 +166,69 @@ if not DEBUG:
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 # Requests larger than this are refused before a view sees them (webhook payloads are far smaller).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=512 * 1024)
+
+# --- Cache: rate-limit counters ----------------------------
+# Default: the database cache (core/cache.py explains why: shared by every worker process on the machine,
+# atomic counts, no new service); its table is created by `migrate`. Several app servers: Redis (REDIS_URL,
+# e.g. redis://127.0.0.1:6379/0), shared by all of them.
+REDIS_URL: str = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "shop",
+            # A Redis that does not answer costs a request at most this long (the limits then let it through).
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "core.cache.DatabaseCache",
+            "LOCATION": "shop_cache",
+            # Culling deletes live counters once the table is over MAX_ENTRIES: keep it far above what the
+            # scheduled `clear_expired_cache` leaves.
+            "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+        }
+    }
+
+# --- Rate limits (core/ratelimit.py) -------------------------------------------------------------------
+# Requests are matched by URL name; each group has a budget per browser session and per client address,
+# as N/period (12/m, 100/h, 5/10s; 0 or off: no limit). Over budget: 429 with Retry-After, nothing created.
+RATELIMIT_ENABLED: bool = env.bool("RATELIMIT_ENABLED", default=True)
+RATELIMIT_CACHE: str = "default"
+RATELIMITS: dict[str, dict[str, Any]] = {
+    # Everything that creates a Stripe object (Checkout Session, PaymentIntent). Called by the pages' scripts.
+    "payment": {
+        "urls": [
+            "payments:buy",
+            "payments:item_intent",
+            "payments:order_buy",
+            "payments:order_intent",
+        ],
+        "session": env.str("RATELIMIT_PAYMENT_PER_SESSION", default="12/m"),
+        "address": env.str("RATELIMIT_PAYMENT_PER_ADDRESS", default="30/m"),
+        "json": True,
+    },
+    # Everything that creates or changes an order (the cart).
+    "cart": {
+        "urls": [
+            "payments:order_new",
+            "payments:order_put",
+            "payments:order_remove",
+            "payments:cart_add",
+            "payments:order_change",
+        ],
+        "session": env.str("RATELIMIT_CART_PER_SESSION", default="60/m"),
+        "address": env.str("RATELIMIT_CART_PER_ADDRESS", default="120/m"),
+    },
+}
+# Peers whose X-Forwarded-For names the client (addresses or CIDRs, `*` for any): the nginx in front. The
+# same variable tells gunicorn whom to trust for X-Forwarded-Proto (deploy/gunicorn.conf.py), same default.
+TRUSTED_PROXIES: list[str] = env.list(
+    "TRUSTED_PROXIES", default=env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"])
+)
 
 # A lost database is answered 503 with this Retry-After (seconds).
 DATABASE_OUTAGE_RETRY_AFTER: int = env.int("DATABASE_OUTAGE_RETRY_AFTER", default=30)
