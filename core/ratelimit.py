@@ -13,6 +13,9 @@ default gunicorn's own FORWARDED_ALLOW_IPS: the nginx in front): then it is the 
 `X-Forwarded-For` that is not itself a trusted proxy, i.e. the address the first trusted proxy saw. A header
 sent by anyone else is ignored. IPv6 clients are counted per /64 (one customer's network).
 
+The same address function feeds django-axes (admin login lockout), and `admin_lockout_response` gives its
+lockout the same 429 shape.
+
 If the cache fails (Redis down), the request is let through and the failure logged: the limits protect the
 shop, an outage of the counters must not take the shop down with it.
 """
@@ -28,6 +31,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -270,3 +274,29 @@ class RateLimitMiddleware:
             refusal.retry_after,
         )
         return too_many_requests(request, refusal.retry_after, json=rule.json)
+
+
+# ------------------------------------------------------------------------------------------------ django-axes
+
+
+def axes_client_address(request: HttpRequest) -> str:
+    """AXES_CLIENT_IP_CALLABLE: the admin login lockout sees the same client address as the rate limits (the
+    address itself: axes stores it in an IP address column, so not the IPv6 /64)."""
+    return client_address(request)
+
+
+def admin_lockout_response(
+    request: HttpRequest, original_response: HttpResponse | None = None, credentials: Any = None
+) -> HttpResponse:
+    """AXES_LOCKOUT_CALLABLE: the lockout as a 429 with Retry-After (the whole cool-off) and the configured
+    message, as a page (the admin login is a form) or JSON for a script."""
+    cool_off = settings.AXES_COOLOFF_TIME
+    seconds = int(cool_off.total_seconds()) if isinstance(cool_off, timedelta) else 3600
+    return error_answer(
+        request,
+        code="login_locked",
+        message=str(settings.AXES_COOLOFF_MESSAGE),
+        status=429,
+        template_name="429.html",
+        retry_after=max(1, seconds),
+    )

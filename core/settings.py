@@ -7,6 +7,7 @@ Every variable is listed in README.md and `.env.example`. The original task's lo
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "djmoney",
+    "axes",
     "core",
     "catalog",
     "payments",
@@ -84,6 +86,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # django-axes: turns its lockout of the admin login into the answer of AXES_LOCKOUT_CALLABLE (last, as
+    # its documentation asks).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "core.urls"
@@ -121,6 +126,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The admin login: django-axes first, so that a locked-out address is refused before its password is hashed.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -167,7 +178,7 @@ if not DEBUG:
 # Requests larger than this are refused before a view sees them (webhook payloads are far smaller).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=512 * 1024)
 
-# --- Cache: rate-limit counters ----------------------------
+# --- Cache: rate-limit counters (and django-axes' cache handler when chosen) ----------------------------
 # Default: the database cache (core/cache.py explains why: shared by every worker process on the machine,
 # atomic counts, no new service); its table is created by `migrate`. Several app servers: Redis (REDIS_URL,
 # e.g. redis://127.0.0.1:6379/0), shared by all of them.
@@ -228,6 +239,29 @@ RATELIMITS: dict[str, dict[str, Any]] = {
 # same variable tells gunicorn whom to trust for X-Forwarded-Proto (deploy/gunicorn.conf.py), same default.
 TRUSTED_PROXIES: list[str] = env.list(
     "TRUSTED_PROXIES", default=env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"])
+)
+
+# --- Admin login lockout (django-axes) ------------------------------------------------------------------
+# After AXES_FAILURE_LIMIT failed logins from one client address, that address cannot log in for
+# AXES_COOLOFF_MINUTES (429 with the message below; each attempt during the lockout starts it again).
+# `manage.py axes_reset` (or `axes_reset_ip ADDRESS`) lifts lockouts; failed attempts are listed in the admin.
+AXES_ENABLED: bool = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT: int = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+# Who is locked out: by address (default), or e.g. "username" or "ip_address+username" (both together).
+AXES_LOCKOUT_PARAMETERS: list[str | list[str]] = [
+    item.split("+") if "+" in item else item
+    for item in env.list("AXES_LOCKOUT_PARAMETERS", default=["ip_address"])
+]
+# Database handler: attempts are rows (visible in the admin, shared by every process); or
+# axes.handlers.cache.AxesCacheHandler to keep them in the cache above (Redis with several app servers).
+AXES_HANDLER: str = env.str("AXES_HANDLER", default="axes.handlers.database.AxesDatabaseHandler")
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "core.ratelimit.axes_client_address"
+AXES_LOCKOUT_CALLABLE = "core.ratelimit.admin_lockout_response"
+AXES_COOLOFF_MESSAGE: str = env.str(
+    "AXES_COOLOFF_MESSAGE",
+    default=f"Too many failed logins from your address. Try again in {int(AXES_COOLOFF_TIME.total_seconds() // 60)} minutes.",
 )
 
 # A lost database is answered 503 with this Retry-After (seconds).

@@ -29,6 +29,9 @@ _TEST_ENV = {
     # Tests send many requests from one client: the limits are off except in the tests of the limits
     # (core/tests/test_ratelimit.py), which turn them on with override_settings.
     "RATELIMIT_ENABLED": "0",
+    # django-axes needs a request in authenticate(), which Client.login() does not pass: off except in the
+    # lockout's own tests. (admin_client logs in with force_login, which axes never sees.)
+    "AXES_ENABLED": "0",
     # The database cache, as in production on one machine (the Redis tests configure their own).
     "REDIS_URL": "",
 }
