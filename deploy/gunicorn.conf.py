@@ -92,10 +92,15 @@ accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # peer (nginx), client (X-Forwarded-For set by nginx), request line (method, path, query), status, response
-# bytes, duration in ms, nginx's request id (to match its log), user agent.
+# bytes, duration in ms, nginx's request id (to match its log), user agent. No referer: it is a whole URL.
 access_log_format = (
     '%(h)s client=%({x-forwarded-for}i)s "%(r)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}i)s "%(a)s"'
 )
+# Query secrets never reach a log line: Stripe.js returns the shopper to
+# /order/<id>/return?payment_intent=pi_...&payment_intent_client_secret=pi_..._secret_...&redirect_status=...
+# and a client secret must not be logged. This logger writes the request line (%(r)s, %(q)s) and the error
+# log's "Error handling request <uri>" with such values replaced by [redacted] (core/redact.py).
+logger_class = "core.gunicorn_logging.RedactingLogger"
 capture_output = False
 
 # --- Control socket -------------------------------------------------------------------------------------

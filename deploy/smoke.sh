@@ -204,14 +204,16 @@ sed -e "s|server 127\.0\.0\.1:8000|server 127.0.0.1:$APP_PORT|" \
     -e "s|listen 80;|listen 127.0.0.1:$NGINX_PORT;|" \
     -e "s|listen \[::\]:80;|$IPV6_LISTEN|" \
     -e "s|alias /srv/shop/staticfiles/|alias $ROOT/staticfiles/|" \
+    -e "s|access_log /var/log/nginx/access.log|access_log $WORK/nginx-access.log|" \
     deploy/nginx.conf >"$SITE"
 changed="$(diff deploy/nginx.conf "$SITE" | grep -c '^>')"
 if grep -q "127.0.0.1:$APP_PORT" "$SITE" && grep -q "listen 127.0.0.1:$NGINX_PORT;" "$SITE" \
-    && grep -q "$ROOT/staticfiles/" "$SITE" && [[ "$changed" -le 5 ]]; then
+    && grep -q "$ROOT/staticfiles/" "$SITE" && grep -q "access_log $WORK/nginx-access.log" "$SITE" \
+    && [[ "$changed" -le 6 ]]; then
     pass "nginx site config = deploy/nginx.conf with $changed lines changed (ports, paths)"
 else
     diff deploy/nginx.conf "$SITE"
-    die "deploy/nginx.conf no longer has the upstream 127.0.0.1:8000 / listen 80 / /srv/shop/staticfiles/ the test rewrites"
+    die "deploy/nginx.conf no longer has the upstream 127.0.0.1:8000 / listen 80 / /srv/shop/staticfiles/ / access_log the test rewrites"
 fi
 # The main file a Debian server's /etc/nginx/nginx.conf would be, with its paths in $WORK.
 NGINX_USER=""
@@ -346,6 +348,22 @@ expect_status 400 "unsigned webhook POST /webhooks/stripe/usd/" /webhooks/stripe
 expect_status 400 "webhook signed with the wrong secret" /webhooks/stripe/usd/ \
     -X POST -H 'Content-Type: application/json' \
     -H "Stripe-Signature: t=$(date +%s),v1=$(printf '%064d' 0)" --data-binary "@$WORK/event.json"
+
+# Access logs never contain a client secret: Stripe.js returns the shopper to this kind of URL.
+CLIENT_SECRET="pi_3SmokeTest000000000_secret_SmokeSecret000000"
+RETURN_PATH="/order/00000000-0000-4000-8000-000000000000/return"
+RETURN_QUERY="payment_intent=pi_3SmokeTest000000000&payment_intent_client_secret=$CLIENT_SECRET&redirect_status=succeeded"
+expect_status 404 "GET $RETURN_PATH?...client_secret... (an unknown order)" "$RETURN_PATH?$RETURN_QUERY" \
+    -H "Referer: $BASE$RETURN_PATH?$RETURN_QUERY"
+sleep 0.5  # both access logs are written after the response
+if grep -q "$CLIENT_SECRET" "$WORK/gunicorn.log" "$WORK/nginx-access.log"; then
+    fail "a client secret is in an access log: $(grep -l "$CLIENT_SECRET" "$WORK/gunicorn.log" "$WORK/nginx-access.log" | xargs)"
+elif grep -q "payment_intent_client_secret=\[redacted\]&redirect_status=succeeded" "$WORK/gunicorn.log" \
+    && grep -q "\"GET $RETURN_PATH HTTP/1.1\" 404" "$WORK/nginx-access.log"; then
+    pass "no client secret in gunicorn's or nginx's access log (gunicorn redacts it, nginx logs the path only)"
+else
+    fail "the return URL's request is missing from an access log"
+fi
 
 # Static files come from disk through nginx: none of those requests reached gunicorn.
 if grep -q '"GET /static/' "$WORK/gunicorn.log"; then

@@ -276,6 +276,9 @@ def test_gunicorn_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert conf["accesslog"] == "-"  # stdout
     for atom in ("%(r)s", "%(s)s", "%(M)s"):  # request line (path), status, duration
         assert atom in conf["access_log_format"]
+    # The request line's query is written by a logger that redacts secrets; no referer (a whole URL).
+    assert conf["logger_class"] == "core.gunicorn_logging.RedactingLogger"
+    assert "%(f)s" not in conf["access_log_format"] and "{referer}i" not in conf["access_log_format"]
     assert conf["control_socket_disable"] is True
 
 
@@ -321,6 +324,7 @@ def test_gunicorn_settings_are_real_settings(monkeypatch: pytest.MonkeyPatch) ->
             cfg.set(name, value)
     assert cfg.worker_class_str == "gthread"
     assert cfg.threads == 8
+    assert cfg.logger_class.__name__ == "RedactingLogger"  # gunicorn resolves and loads the class
 
 
 # ======================================================================================================
@@ -458,12 +462,41 @@ def test_nginx_static_long_cache(server: Block) -> None:
     assert plain.one("expires")
 
 
+def test_nginx_access_log_never_writes_a_query(nginx: Block, server: Block) -> None:
+    """Stripe.js returns shoppers to /order/<id>/return?...&payment_intent_client_secret=...: nginx's access
+    log writes the path ($uri), never the query ($request, $request_uri, $args...) nor the referer."""
+    formats = {args[0]: " ".join(args[1:]) for args in nginx.get("log_format")}
+    assert set(formats) == {"shop_noquery"}
+    fmt = formats["shop_noquery"]
+    assert "$uri" in fmt and "$status" in fmt
+    for leak in (
+        "$request ",
+        '$request"',
+        "$request_uri",
+        "$args",
+        "$query_string",
+        "$is_args",
+        "$arg_",
+        "$http_referer",
+    ):
+        assert leak not in fmt, leak
+    assert server.one("access_log") == ["/var/log/nginx/access.log", "shop_noquery"]
+    for _args, location in server.children("location"):  # a location either logs nothing or logs the same
+        for access_log in location.get("access_log"):
+            assert access_log == ["off"] or access_log[-1] == "shop_noquery"
+
+
 def test_nginx_t_accepts_the_file(tmp_path: Path) -> None:
     """`nginx -t` on the file in a minimal main config (as Debian's /etc/nginx/nginx.conf includes it)."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
     if binary is None or not Path("/etc/nginx/mime.types").is_file():
         pytest.skip("nginx not installed (deploy/smoke.sh installs and runs it)")
-    site = NGINX_CONF.read_text().replace("listen 80;", "listen 127.0.0.1:1;").replace("listen [::]:80;", "")
+    site = (
+        NGINX_CONF.read_text()
+        .replace("listen 80;", "listen 127.0.0.1:1;")
+        .replace("listen [::]:80;", "")
+        .replace("/var/log/nginx/access.log", str(tmp_path / "access.log"))
+    )
     (tmp_path / "site.conf").write_text(site)
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid; error_log stderr; events {{}}\n"
