@@ -268,7 +268,7 @@ def test_gunicorn_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     cores = len(os.sched_getaffinity(0))
     assert conf["worker_class"] == "gthread"
     assert conf["workers"] == max(2, cores)
-    assert conf["threads"] == 8
+    assert conf["threads"] == 32  # sized for requests waiting on Stripe (see the file's comment)
     assert conf["bind"] == ["127.0.0.1:8000"]  # loopback unless told otherwise
     assert conf["timeout"] == 60
     assert conf["graceful_timeout"] == 30
@@ -323,7 +323,7 @@ def test_gunicorn_settings_are_real_settings(monkeypatch: pytest.MonkeyPatch) ->
         if name in cfg.settings:
             cfg.set(name, value)
     assert cfg.worker_class_str == "gthread"
-    assert cfg.threads == 8
+    assert cfg.threads == 32
     assert cfg.logger_class.__name__ == "RedactingLogger"  # gunicorn resolves and loads the class
 
 

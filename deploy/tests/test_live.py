@@ -2,11 +2,14 @@
 test database, the Stripe emulator as its own process.
 
 - Access logs never contain a client secret (the return URL of Stripe.js carries one).
+- A slow Stripe does not slow pages that do not need it: 20 shoppers wait on a Stripe that takes 15 s per
+  call while /healthz, the catalog and an item page answer within 1 s (PostgreSQL).
 - A lost database answers 503 (pages, JSON endpoints, webhooks), never gunicorn's bare "Internal Server
   Error", and the shop recovers without a restart (PostgreSQL behind a proxy that cuts it off)."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +20,7 @@ import pytest
 from django.db import connection
 
 from deploy.tests import live
+from payments.models import Order
 
 SECRET = "pi_3LiveTest0000000000_secret_LiveSecretValue0000"
 
@@ -54,6 +58,73 @@ def test_access_log_never_contains_a_client_secret(static_root: Path, tmp_path: 
     assert f'"GET /order/{order}/return?payment_intent=pi_3LiveTest0000000000' in log
     assert 'payment_intent_client_secret=[redacted]&redirect_status=succeeded HTTP/1.1" 404' in log
     assert '"GET /?token=[redacted]&page=2 HTTP/1.1" 200' in log
+
+
+# ------------------------------------------------------------------------------------------- slow Stripe
+
+SHOPPERS = 20
+STRIPE_LATENCY_MS = 15_000
+FAST = 1.0  # seconds
+
+
+def timed_get(base: str, path: str) -> tuple[int, float]:
+    """(status, seconds); status 0 when no answer came within 20 s (the request queued behind others)."""
+    started = time.monotonic()
+    try:
+        status, _, _ = live.Browser(base).request("GET", path, timeout=20, Accept="text/html")
+    except TimeoutError:
+        status = 0
+    return status, time.monotonic() - started
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_stripe_does_not_slow_the_pages_that_do_not_need_it(
+    static_root: Path, tmp_path: Path, usd_item: Any
+) -> None:
+    """The shipped gunicorn config (its default workers and threads) while every Stripe call takes 15 s."""
+    postgres_only()
+    env = live.production_env(static_root)
+    with (
+        live.emulator(env, tmp_path / "emulator.log", latency_ms=STRIPE_LATENCY_MS) as stripe,
+        live.gunicorn({**env, "STRIPE_API_BASE": stripe.base}, tmp_path / "gunicorn.log") as app,
+    ):
+        assert timed_get(app.base, f"/item/{usd_item.pk}")[0] == 200  # warm: both workers loaded
+        finished: list[tuple[int, float]] = []
+
+        def shop() -> None:
+            started = time.monotonic()
+            try:
+                status, _, _ = live.Browser(app.base).request("GET", f"/buy/{usd_item.pk}", timeout=120)
+            except OSError:  # gunicorn stopped at the end of the test while the shopper still waited
+                return
+            finished.append((status, time.monotonic() - started))
+
+        shoppers = [threading.Thread(target=shop, daemon=True) for _ in range(SHOPPERS)]
+        slowdown = time.monotonic()
+        for t in shoppers:
+            t.start()
+        deadline = time.monotonic() + 5
+        while Order.objects.count() < SHOPPERS and time.monotonic() < deadline:
+            time.sleep(0.1)  # each shopper's order exists: its request is in its Stripe call
+        in_stripe = Order.objects.count()
+
+        timings: dict[str, list[float]] = {"/healthz": [], "/": [], f"/item/{usd_item.pk}": []}
+        while time.monotonic() - slowdown < 6:
+            for path, seen in timings.items():
+                status, took = timed_get(app.base, path)
+                assert status in (200, 0), (path, status)
+                seen.append(took)
+            time.sleep(0.2)
+        still_waiting = SHOPPERS - len(finished)
+
+    worst = {path: round(max(seen), 3) for path, seen in timings.items()}
+    print(
+        f"\n{in_stripe} shoppers in a Stripe call, {still_waiting} still waiting at the end; worst: {worst}"
+    )
+    assert all(took < FAST for took in worst.values()), worst
+    assert in_stripe == SHOPPERS  # every shopper got a thread at once (none queued behind the others)
+    assert still_waiting == SHOPPERS  # the slowdown lasted through every measurement
 
 
 # ------------------------------------------------------------------------------------------- lost database
