@@ -143,6 +143,8 @@ export GUNICORN_BIND="127.0.0.1:$APP_PORT"
 export FORWARDED_ALLOW_IPS=127.0.0.1
 export WEB_CONCURRENCY=2
 export GUNICORN_THREADS=4
+# The app's rate limit of the cart endpoints, small so that the check below is quick (default 120/m).
+export RATELIMIT_CART_PER_ADDRESS=5/m
 
 manage() { "$PYTHON" manage.py "$@"; }
 
@@ -378,6 +380,54 @@ if grep -qE '"GET /healthz HTTP/1\.[01]" 200 [0-9-]+ [0-9]+ms' "$WORK/gunicorn.l
 else
     fail "gunicorn access log has no line like '\"GET /healthz HTTP/1.1\" 200 <bytes> <n>ms'"
 fi
+
+# --- Limits: the app's rate limits and admin lockout through nginx, then nginx's own limit_req -----------------
+# The app counts the address nginx saw: a client's own X-Forwarded-For is overwritten, so changing it does not
+# buy a new budget. The requests fail CSRF (403) but count: the 6th within the minute is refused first.
+codes=""
+for i in 1 2 3 4 5 6; do
+    fetch /order/new/ -X POST -H 'Accept: application/json' -H "X-Forwarded-For: 10.0.0.$i" -d "item_id=$ITEM_ID"
+    codes="$codes $STATUS"
+done
+if [[ "$codes" == " 403 403 403 403 403 429" ]] && grep -q '"rate_limited"' "$BODY" && [[ -n "$(header Retry-After)" ]]; then
+    pass "app rate limit through nginx: 5 requests a minute per address, then 429 rate_limited with Retry-After"
+else
+    fail "app rate limit through nginx: statuses$codes, last body $(head -c 200 "$BODY")"
+fi
+
+# The admin login: after 5 wrong passwords from one address, django-axes locks it out (429, Retry-After).
+JAR="$WORK/cookies.txt"
+fetch /admin/login/ -c "$JAR"
+TOKEN="$(grep -o 'name="csrfmiddlewaretoken" value="[^"]*"' "$BODY" | head -n 1 | sed 's/.*value="//; s/"$//')"
+codes=""
+for i in 1 2 3 4 5 6; do
+    fetch /admin/login/ -b "$JAR" -c "$JAR" -X POST -H "Referer: $BASE/admin/login/" -H 'Accept: text/html' \
+        --data-urlencode "csrfmiddlewaretoken=$TOKEN" --data-urlencode "username=admin" \
+        --data-urlencode "password=wrong-$i" --data-urlencode "next=/admin/"
+    codes="$codes $STATUS"
+done
+if [[ "$codes" == " 200 200 200 200 429 429" ]] && grep -q "Too many failed logins" "$BODY" \
+    && [[ "$(header Retry-After)" -ge 60 ]]; then
+    pass "admin login lockout after 5 failures: 429, Retry-After $(header Retry-After)s, the configured message"
+else
+    fail "admin login lockout: statuses$codes, Retry-After '$(header Retry-After)'"
+fi
+
+# nginx itself: a flood of the login page is cut at its burst (its own 429 page, not the app's).
+nginx_429=0
+for i in $(seq 25); do
+    fetch /admin/login/
+    [[ "$STATUS" == 429 ]] && grep -q "429 Too Many Requests" "$BODY" && nginx_429=$((nginx_429 + 1))
+done
+[[ "$nginx_429" -ge 10 ]] && pass "nginx limit_req on /admin/login/: $nginx_429 of 25 flooding requests refused with 429" \
+    || fail "nginx limit_req on /admin/login/: only $nginx_429 of 25 flooding requests refused"
+nginx_429=0
+for i in $(seq 40); do
+    fetch /order/put/00000000-0000-4000-8000-000000000000 -X POST -H 'Accept: application/json'
+    [[ "$STATUS" == 429 ]] && grep -q "429 Too Many Requests" "$BODY" && nginx_429=$((nginx_429 + 1))
+done
+[[ "$nginx_429" -ge 10 ]] && pass "nginx limit_req on the payment endpoints: $nginx_429 of 40 flooding requests refused with 429" \
+    || fail "nginx limit_req on the payment endpoints: only $nginx_429 of 40 flooding requests refused"
 
 # --- Django's deployment checklist, with the production values of SECURE_SSL_REDIRECT and SITE_URL ------------
 SECURE_SSL_REDIRECT=1 SITE_URL=https://shop.example.com manage check --deploy --fail-level WARNING \

@@ -462,6 +462,95 @@ def test_nginx_static_long_cache(server: Block) -> None:
     assert plain.one("expires")
 
 
+def _limit_req(location: Block) -> dict[str, str]:
+    [args] = location.get("limit_req")
+    return dict(arg.split("=", 1) if "=" in arg else (arg, "") for arg in args)
+
+
+def test_nginx_rate_limits(nginx: Block, server: Block) -> None:
+    zones = {}
+    for args in nginx.get("limit_req_zone"):
+        key, options = args[0], dict(a.split("=", 1) for a in args[1:])
+        name, size = options["zone"].split(":")
+        zones[name] = (key, options["rate"])
+        assert key == "$binary_remote_addr" and size.endswith("m")
+    assert set(zones) == {"shop_payments", "shop_login", "shop_webhooks"}
+    assert server.one("limit_req_status") == ["429"]
+
+    payments = next(
+        block for args, block in server.children("location") if args[0] == "~" and "intent" in args[1]
+    )
+    assert _limit_req(payments)["zone"] == "shop_payments" and "nodelay" in _limit_req(payments)
+    login = _location(server, "=", "/admin/login/")
+    assert _limit_req(login)["zone"] == "shop_login"
+    webhook = _location(server, "^~", "/webhooks/stripe/")
+    assert _limit_req(webhook)["zone"] == "shop_webhooks"
+    # Generous for Stripe: its rate and burst are far above the shoppers' and the login's.
+    per_second = {}
+    for name, (_key, text) in zones.items():
+        number, unit = text.removesuffix("r/s").removesuffix("r/m"), text[-1]
+        per_second[name] = float(number) / (60 if unit == "m" else 1)
+    assert per_second["shop_webhooks"] >= 10 * per_second["shop_payments"] > per_second["shop_login"]
+    assert (
+        int(_limit_req(webhook)["burst"])
+        > int(_limit_req(payments)["burst"])
+        > int(_limit_req(login)["burst"])
+    )
+    for location in (payments, login):
+        assert location.one("proxy_pass") == ["http://shop_app"]
+
+
+@pytest.mark.parametrize(
+    ("path", "limited"),
+    [
+        ("/buy/12", True),
+        ("/item/12/intent", True),
+        ("/cart/add", True),
+        ("/order/new/", True),
+        ("/order/put/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00", True),
+        ("/order/remove/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00", True),
+        ("/order/buy/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00", True),
+        ("/order/intent/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00", True),
+        ("/order/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00/change", True),
+        ("/", False),
+        ("/item/12", False),
+        ("/order/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00", False),
+        ("/order/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00/return", False),
+        ("/order/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00/success", False),
+        ("/healthz", False),
+    ],
+)
+def test_nginx_payment_location_covers_the_limited_urls(server: Block, path: str, limited: bool) -> None:
+    [regex] = [
+        args[1] for args, _block in server.children("location") if args[0] == "~" and "intent" in args[1]
+    ]
+    assert bool(re.fullmatch(regex.replace("(?:", "(?:"), path)) is limited
+
+
+def test_nginx_payment_location_matches_the_apps_limited_url_names() -> None:
+    """Every URL the app limits (that exists in this urlconf) is one nginx limits too."""
+    from django.conf import settings
+    from django.urls import NoReverseMatch, reverse
+
+    nginx_regex = next(
+        args[1]
+        for args, _b in parse_nginx(NGINX_CONF.read_text()).children("server")[0][1].children("location")
+        if args[0] == "~" and "intent" in args[1]
+    )
+    checked = 0
+    for spec in settings.RATELIMITS.values():
+        for name in spec["urls"]:
+            for kwargs in ({"item_id": 7}, {"order_id": "5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00"}, {}):
+                try:
+                    path = reverse(name, kwargs=kwargs)
+                except NoReverseMatch:
+                    continue
+                assert re.fullmatch(nginx_regex, path), (name, path)
+                checked += 1
+                break
+    assert checked >= 7
+
+
 def test_nginx_access_log_never_writes_a_query(nginx: Block, server: Block) -> None:
     """Stripe.js returns shoppers to /order/<id>/return?...&payment_intent_client_secret=...: nginx's access
     log writes the path ($uri), never the query ($request, $request_uri, $args...) nor the referer."""
