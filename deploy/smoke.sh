@@ -184,6 +184,14 @@ else
     fail "manage.py reconcile_payments with --older-than, run by shop-reconcile.timer, is missing"
 fi
 
+# The timer's housekeeping (the same unit's ExecStartPre lines): expired sessions and cache entries go.
+if manage clearsessions >"$WORK/clearsessions.log" 2>&1 && manage clear_expired_cache >"$WORK/clearcache.log" 2>&1 \
+    && grep -q "expired entries deleted" "$WORK/clearcache.log"; then
+    pass "manage.py clearsessions and clear_expired_cache (the timer's housekeeping) run"
+else
+    cat "$WORK/clearsessions.log" "$WORK/clearcache.log"; fail "manage.py clearsessions / clear_expired_cache"
+fi
+
 # --- gunicorn ---------------------------------------------------------------------------------------------
 note "gunicorn on 127.0.0.1:$APP_PORT"
 "$PYTHON" -m gunicorn -c deploy/gunicorn.conf.py core.wsgi >"$WORK/gunicorn.log" 2>&1 &

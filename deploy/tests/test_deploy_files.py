@@ -135,6 +135,20 @@ def test_compose_build_and_command(compose: dict[str, Any]) -> None:
     assert "./nginx.conf:/etc/nginx/conf.d/default.conf:ro" in nginx["volumes"]
 
 
+def test_compose_reconcile_runs_the_scheduled_job(compose: dict[str, Any]) -> None:
+    """The systemd timer's job in compose: clear expired sessions and cache entries, reconcile, every 5 min."""
+    command = compose["services"]["reconcile"]["command"]
+    script = command[-1]
+    steps = [step.strip() for step in script.replace("while :; do", "").replace("done", "").split(";")]
+    assert [s for s in steps if s] == [
+        "python manage.py clearsessions",
+        "python manage.py clear_expired_cache",
+        "python manage.py reconcile_payments --older-than 10",
+        "sleep 300",
+    ]
+    assert command[:2] == ["sh", "-c"]
+
+
 def test_compose_web_port_on_loopback_only(compose: dict[str, Any]) -> None:
     ports = compose["services"]["web"]["ports"]
     assert ports and all(str(p).startswith("127.0.0.1:") for p in ports)
@@ -810,6 +824,11 @@ def test_systemd_reconcile_timer() -> None:
         "10",
     ]
     assert service["User"] == ["shop"]
+    # Housekeeping before each pass; a failure of it ("-") does not stop the reconciliation.
+    assert [shlex.split(line) for line in service["ExecStartPre"]] == [
+        ["-/srv/shop/.venv/bin/python", "manage.py", "clearsessions"],
+        ["-/srv/shop/.venv/bin/python", "manage.py", "clear_expired_cache"],
+    ]
     timer = read_unit("shop-reconcile.timer")
     assert timer["Timer"]["OnUnitActiveSec"] == ["5min"]
     assert timer["Timer"]["OnBootSec"]  # the first run, after which OnUnitActiveSec repeats
