@@ -54,3 +54,40 @@ def check_site_url_https(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
             )
         ]
     return []
+
+
+@register(Tags.security)
+def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The budgets of RATELIMITS (RATELIMIT_*_PER_SESSION/_PER_ADDRESS) and TRUSTED_PROXIES must parse: a
+    typo would otherwise fail every limited request."""
+    import ipaddress
+
+    from core.ratelimit import parse_rate
+
+    messages: list[CheckMessage] = []
+    for group, spec in settings.RATELIMITS.items():
+        for scope in ("session", "address"):
+            try:
+                parse_rate(str(spec.get(scope) or ""))
+            except ValueError as exc:
+                messages.append(
+                    Error(
+                        f"The {scope} budget of the rate limit group {group!r} is not a rate: {exc}.",
+                        hint=f"Set RATELIMIT_{group.upper()}_PER_{scope.upper()} to N/period, e.g. 12/m, or 0.",
+                        id="shop.E011",
+                    )
+                )
+    for entry in settings.TRUSTED_PROXIES:
+        if entry.strip() == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            messages.append(
+                Error(
+                    f"TRUSTED_PROXIES has an entry that is not an address or network: {entry!r}.",
+                    hint="List addresses or CIDRs (127.0.0.1,10.0.0.0/8), or * to trust every peer.",
+                    id="shop.E012",
+                )
+            )
+    return messages

@@ -73,3 +73,17 @@ def test_the_test_settings_set_it() -> None:
     from django.conf import settings
 
     assert settings.SITE_URL == "http://testserver"
+
+
+def test_rate_limit_budgets_and_trusted_proxies_must_parse() -> None:
+    from core.checks import check_rate_limits
+
+    assert check_rate_limits() == []
+    broken = {"payment": {"urls": [], "session": "12 per minute", "address": "30/m"}}
+    with override_settings(
+        RATELIMITS=broken, TRUSTED_PROXIES=["127.0.0.1", "nginx.local", "*", "10.0.0.0/8"]
+    ):
+        messages = check_rate_limits()
+    assert [m.id for m in messages] == ["shop.E011", "shop.E012"]
+    assert "RATELIMIT_PAYMENT_PER_SESSION" in (messages[0].hint or "")
+    assert "nginx.local" in messages[1].msg
