@@ -88,13 +88,18 @@ class FakeStripe:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    """Every test starts with an empty cache (cached pages, rate-limit counters)."""
+def _fresh_cache(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test with a database starts with an empty cache (cached pages, rate-limit counters): the cache
+    lives in the test database, and ids are reused after a rollback."""
     from django.core.cache import cache
 
-    cache.clear()
+    uses_db = request.node.get_closest_marker("django_db") is not None or bool(
+        {"db", "transactional_db"} & set(request.fixturenames)
+    )
+    if uses_db:
+        request.getfixturevalue("transactional_db" if "transactional_db" in request.fixturenames else "db")
+        cache.clear()
     yield
-    cache.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -153,3 +158,12 @@ def eur_item(db: None) -> Any:
     return Item.objects.create(
         name="Hand grinder", description="Steel burrs.", price=Money(Decimal("89.90"), "EUR")
     )
+
+
+@pytest.fixture(autouse=True)
+def _site_url_of_the_live_server(request: pytest.FixtureRequest) -> None:
+    """SITE_URL is the test client's `http://testserver` (core/test_settings.py); a test that serves the shop
+    on a real port (`live_server`, the browser tests) hands Stripe links to that port instead."""
+    if "live_server" in request.fixturenames:
+        live_server = request.getfixturevalue("live_server")
+        request.getfixturevalue("settings").SITE_URL = live_server.url

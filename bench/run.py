@@ -525,6 +525,10 @@ def orchestrate(args: argparse.Namespace) -> int:
             "SECRET_KEY": secrets.token_urlsafe(50),
             "DEBUG": "0",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SITE_URL": base,  # required with DEBUG off
+            # Every simulated shopper comes from 127.0.0.1: the app's per-address limits would refuse the
+            # throughput scenarios (a flood scenario turns them on and gives shoppers addresses of their own).
+            "RATELIMIT_ENABLED": "0",
             "SECURE_SSL_REDIRECT": "0",
             "SESSION_COOKIE_SECURE": "0",
             "CSRF_COOKIE_SECURE": "0",

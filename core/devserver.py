@@ -80,6 +80,8 @@ def main() -> None:
     # otherwise: no https redirect, no secure-only cookies on http://127.0.0.1); production runs gunicorn.
     env["DEBUG"] = "1"
     env.pop("debug", None)
+    if not merged.get("SITE_URL"):  # the links handed to Stripe (return, success, cancel) come back here
+        env["SITE_URL"] = f"http://127.0.0.1:{args.port}"
     emulator: subprocess.Popen[bytes] | None = None
     if not has_stripe_keys(merged):
         base = f"http://127.0.0.1:{args.emulator_port}"

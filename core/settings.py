@@ -7,7 +7,9 @@ Every variable is listed in README.md and `.env.example`. The original task's lo
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -50,9 +52,10 @@ ALLOWED_HOSTS: list[str] = env.list(
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 CSRF_FAILURE_VIEW = "core.views.csrf_failure"
 
-# Public base URL of the shop, used for absolute URLs handed to Stripe (success/cancel/return) when set;
-# otherwise they are built from the request.
-SITE_URL: str = env.str("SITE_URL", default="").rstrip("/")
+# Public base URL of the shop (https://shop.example.com), from which the absolute URLs handed to Stripe
+# (success/cancel/return) are built. Required when DEBUG is off: the system check shop.E010 (core/checks.py)
+# stops `migrate` and `check` without it, so that a request's Host header never reaches Stripe.
+SITE_URL: str = env.str("SITE_URL", default="http://127.0.0.1:8000" if DEBUG else "").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -63,6 +66,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "djmoney",
+    "axes",
     "core",
     "catalog",
     "payments",
@@ -70,14 +74,21 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A lost database is a 503 with Retry-After, whatever below raised it (core/middleware.py).
+    "core.middleware.DatabaseOutageMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Rate limits of the endpoints that create Stripe objects or orders (RATELIMITS below), before CSRF.
+    "core.ratelimit.RateLimitMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # django-axes: turns its lockout of the admin login into the answer of AXES_LOCKOUT_CALLABLE (last, as
+    # its documentation asks).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "core.urls"
@@ -102,7 +113,12 @@ TEMPLATES = [
 _database_url = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 DATABASES = {"default": env.db_url_config(_database_url)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # a connection broken by an outage is replaced, no restart
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # An unreachable server fails a request in seconds (answered 503), rather than holding a thread.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite (development and demo): take the write lock when a transaction starts, so that two requests
     # (a payment and its webhook) wait for each other instead of failing with "database is locked".
@@ -110,6 +126,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The admin login: django-axes first, so that a locked-out address is refused before its password is hashed.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -158,6 +180,95 @@ if not DEBUG:
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
 # Requests larger than this are refused before a view sees them (webhook payloads are far smaller).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=512 * 1024)
+
+# --- Cache: rate-limit counters (and django-axes' cache handler when chosen) ----------------------------
+# Default: the database cache (core/cache.py explains why: shared by every worker process on the machine,
+# atomic counts, no new service); its table is created by `migrate`. Several app servers: Redis (REDIS_URL,
+# e.g. redis://127.0.0.1:6379/0), shared by all of them.
+REDIS_URL: str = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "shop",
+            # A Redis that does not answer costs a request at most this long (the limits then let it through).
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "core.cache.DatabaseCache",
+            "LOCATION": "shop_cache",
+            # Culling deletes live counters once the table is over MAX_ENTRIES: keep it far above what the
+            # scheduled `clear_expired_cache` leaves.
+            "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+        }
+    }
+
+# --- Rate limits (core/ratelimit.py) -------------------------------------------------------------------
+# Requests are matched by URL name; each group has a budget per browser session and per client address,
+# as N/period (12/m, 100/h, 5/10s; 0 or off: no limit). Over budget: 429 with Retry-After, nothing created.
+RATELIMIT_ENABLED: bool = env.bool("RATELIMIT_ENABLED", default=True)
+RATELIMIT_CACHE: str = "default"
+RATELIMITS: dict[str, dict[str, Any]] = {
+    # Everything that creates a Stripe object (Checkout Session, PaymentIntent). Called by the pages' scripts.
+    "payment": {
+        "urls": [
+            "payments:buy",
+            "payments:item_intent",
+            "payments:order_buy",
+            "payments:order_intent",
+        ],
+        "session": env.str("RATELIMIT_PAYMENT_PER_SESSION", default="12/m"),
+        "address": env.str("RATELIMIT_PAYMENT_PER_ADDRESS", default="30/m"),
+        "json": True,
+    },
+    # Everything that creates or changes an order (the cart).
+    "cart": {
+        "urls": [
+            "payments:order_new",
+            "payments:order_put",
+            "payments:order_remove",
+            "payments:cart_add",
+            "payments:order_change",
+        ],
+        "session": env.str("RATELIMIT_CART_PER_SESSION", default="60/m"),
+        "address": env.str("RATELIMIT_CART_PER_ADDRESS", default="120/m"),
+    },
+}
+# Peers whose X-Forwarded-For names the client (addresses or CIDRs, `*` for any): the nginx in front. The
+# same variable tells gunicorn whom to trust for X-Forwarded-Proto (deploy/gunicorn.conf.py), same default.
+TRUSTED_PROXIES: list[str] = env.list(
+    "TRUSTED_PROXIES", default=env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"])
+)
+
+# --- Admin login lockout (django-axes) ------------------------------------------------------------------
+# After AXES_FAILURE_LIMIT failed logins from one client address, that address cannot log in for
+# AXES_COOLOFF_MINUTES (429 with the message below; each attempt during the lockout starts it again).
+# `manage.py axes_reset` (or `axes_reset_ip ADDRESS`) lifts lockouts; failed attempts are listed in the admin.
+AXES_ENABLED: bool = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT: int = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+# Who is locked out: by address (default), or e.g. "username" or "ip_address+username" (both together).
+AXES_LOCKOUT_PARAMETERS: list[str | list[str]] = [
+    item.split("+") if "+" in item else item
+    for item in env.list("AXES_LOCKOUT_PARAMETERS", default=["ip_address"])
+]
+# Database handler: attempts are rows (visible in the admin, shared by every process); or
+# axes.handlers.cache.AxesCacheHandler to keep them in the cache above (Redis with several app servers).
+AXES_HANDLER: str = env.str("AXES_HANDLER", default="axes.handlers.database.AxesDatabaseHandler")
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "core.ratelimit.axes_client_address"
+AXES_LOCKOUT_CALLABLE = "core.ratelimit.admin_lockout_response"
+AXES_COOLOFF_MESSAGE: str = env.str(
+    "AXES_COOLOFF_MESSAGE",
+    default=f"Too many failed logins from your address. Try again in {int(AXES_COOLOFF_TIME.total_seconds() // 60)} minutes.",
+)
+
+# A lost database is answered 503 with this Retry-After (seconds).
+DATABASE_OUTAGE_RETRY_AFTER: int = env.int("DATABASE_OUTAGE_RETRY_AFTER", default=30)
 
 # --- Stripe ------------------------------------------------------------------------------------------
 # One Stripe account per currency. STRIPE_CURRENCIES lists them; each reads
@@ -225,8 +336,15 @@ LOGGING = {
     "formatters": {
         "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
+    # No log line carries a client secret or another query secret (core/redact.py).
+    "filters": {"redact": {"()": "core.redact.RedactSecretsFilter"}},
     "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stdout"}
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "line",
+            "stream": "ext://sys.stdout",
+            "filters": ["redact"],
+        }
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {

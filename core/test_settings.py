@@ -24,6 +24,16 @@ _TEST_ENV = {
     "STRIPE_DEMO_MODE": "0",
     "STRIPE_MAX_NETWORK_RETRIES": "1",
     "SECURE_SSL_REDIRECT": "0",
+    # Required with DEBUG off (check shop.E010): the test client's host.
+    "SITE_URL": "http://testserver",
+    # Tests send many requests from one client: the limits are off except in the tests of the limits
+    # (core/tests/test_ratelimit.py), which turn them on with override_settings.
+    "RATELIMIT_ENABLED": "0",
+    # django-axes needs a request in authenticate(), which Client.login() does not pass: off except in the
+    # lockout's own tests. (admin_client logs in with force_login, which axes never sees.)
+    "AXES_ENABLED": "0",
+    # The database cache, as in production on one machine (the Redis tests configure their own).
+    "REDIS_URL": "",
 }
 for _name in [n for n in os.environ if n.startswith("STRIPE_")]:
     del os.environ[_name]  # a developer's real keys never reach the tests

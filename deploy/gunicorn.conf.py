@@ -8,7 +8,7 @@ the loopback smoke test in deploy/smoke.sh).
 | GUNICORN_BIND             | 127.0.0.1:$PORT           | where to listen (comma-separated; unix:/path too)  |
 | PORT                      | 8000                      | port of the default bind                           |
 | WEB_CONCURRENCY           | usable cores, at least 2  | worker processes                                   |
-| GUNICORN_THREADS          | 8                         | threads per worker (gthread)                       |
+| GUNICORN_THREADS          | 32                        | threads per worker (gthread; sizing below)         |
 | GUNICORN_TIMEOUT          | 60                        | seconds before a silent worker is killed           |
 | GUNICORN_GRACEFUL_TIMEOUT | 30                        | seconds given to in-flight requests on stop/reload |
 | GUNICORN_KEEPALIVE        | 5                         | seconds a keep-alive connection waits (nginx)      |
@@ -46,12 +46,26 @@ def _cores() -> int:
 # seconds, with retries) or on PostgreSQL, during which a thread gives up the GIL. So concurrency comes from
 # threads, and processes only need to cover the CPU work (template rendering, JSON): the classic
 # `2 * cores + 1` sync workers would waste memory (each worker is a full Django process, ~60-80 MB) and
-# still serve only that many requests at a time. Default: one gthread worker per usable core (at least 2, so
-# that one busy or recycling worker never takes the site down) with 8 threads each: 2 cores -> 2 x 8 = 16
-# requests in flight. Keep workers x threads under PostgreSQL's max_connections (100 by default), since
-# every thread holds its own persistent connection (CONN_MAX_AGE).
+# still serve only that many requests at a time.
+#
+# How many threads: a request waiting on Stripe holds its thread for the whole Stripe call, and a slow Stripe
+# must not leave the pages that never call it (/healthz, the catalog, item pages) queueing behind those
+# waits. gthread also queues every connection a worker accepted behind that worker's own busy threads, even
+# when another worker is idle. So size the threads for the shoppers that may be waiting on Stripe at once,
+# plus room for everything else:
+#
+#     threads per worker >= shoppers waiting on Stripe at once (per worker) + the rest of the traffic
+#
+# Waiting threads are cheap: a few hundred KB of stack and no CPU. The default, one worker per usable core
+# (at least 2, so that one busy or recycling worker never takes the site down) x 32 threads, is 64 requests
+# in flight on 2 cores: 20 shoppers stuck on a Stripe answering in 15 s (deploy/tests/test_live.py) leave
+# the other pages answering in milliseconds. The rate limits (RATELIMITS in core/settings.py, and nginx's
+# limit_req) keep one client from taking those threads, and nginx's proxy timeouts bound every wait.
+# The ceiling is the database: every thread keeps its own connection (CONN_MAX_AGE), so keep
+# workers x threads (+ the reconciliation job and a margin) under PostgreSQL's max_connections (100 by
+# default): 2 x 32 = 64. With more workers, lower the threads or raise max_connections (or add pgbouncer).
 workers = _int("WEB_CONCURRENCY", max(2, _cores()))
-threads = _int("GUNICORN_THREADS", 8)
+threads = _int("GUNICORN_THREADS", 32)
 worker_class = "gthread"
 if workers < 1 or threads < 1:
     raise ValueError("WEB_CONCURRENCY and GUNICORN_THREADS must be at least 1")
@@ -92,10 +106,15 @@ accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # peer (nginx), client (X-Forwarded-For set by nginx), request line (method, path, query), status, response
-# bytes, duration in ms, nginx's request id (to match its log), user agent.
+# bytes, duration in ms, nginx's request id (to match its log), user agent. No referer: it is a whole URL.
 access_log_format = (
     '%(h)s client=%({x-forwarded-for}i)s "%(r)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}i)s "%(a)s"'
 )
+# Query secrets never reach a log line: Stripe.js returns the shopper to
+# /order/<id>/return?payment_intent=pi_...&payment_intent_client_secret=pi_..._secret_...&redirect_status=...
+# and a client secret must not be logged. This logger writes the request line (%(r)s, %(q)s) and the error
+# log's "Error handling request <uri>" with such values replaced by [redacted] (core/redact.py).
+logger_class = "core.gunicorn_logging.RedactingLogger"
 capture_output = False
 
 # --- Control socket -------------------------------------------------------------------------------------

@@ -128,6 +128,7 @@ SECRET_KEY="$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(50))')"
 export SECRET_KEY
 export ALLOWED_HOSTS=127.0.0.1,localhost
 export CSRF_TRUSTED_ORIGINS="http://127.0.0.1:$NGINX_PORT,http://localhost:$NGINX_PORT"
+export SITE_URL="http://127.0.0.1:$NGINX_PORT"  # required with DEBUG off (check shop.E010)
 export DATABASE_URL="${PG_ADMIN_URL%/*}/$DB_NAME"  # default: postgres://postgres@127.0.0.1:5432/shop_smoke
 export SECURE_SSL_REDIRECT=0  # no TLS on loopback; check --deploy below runs with the production value
 export STRIPE_CURRENCIES=usd,eur
@@ -142,6 +143,8 @@ export GUNICORN_BIND="127.0.0.1:$APP_PORT"
 export FORWARDED_ALLOW_IPS=127.0.0.1
 export WEB_CONCURRENCY=2
 export GUNICORN_THREADS=4
+# The app's rate limit of the cart endpoints, small so that the check below is quick (default 120/m).
+export RATELIMIT_CART_PER_ADDRESS=5/m
 
 manage() { "$PYTHON" manage.py "$@"; }
 
@@ -181,6 +184,14 @@ else
     fail "manage.py reconcile_payments with --older-than, run by shop-reconcile.timer, is missing"
 fi
 
+# The timer's housekeeping (the same unit's ExecStartPre lines): expired sessions and cache entries go.
+if manage clearsessions >"$WORK/clearsessions.log" 2>&1 && manage clear_expired_cache >"$WORK/clearcache.log" 2>&1 \
+    && grep -q "expired entries deleted" "$WORK/clearcache.log"; then
+    pass "manage.py clearsessions and clear_expired_cache (the timer's housekeeping) run"
+else
+    cat "$WORK/clearsessions.log" "$WORK/clearcache.log"; fail "manage.py clearsessions / clear_expired_cache"
+fi
+
 # --- gunicorn ---------------------------------------------------------------------------------------------
 note "gunicorn on 127.0.0.1:$APP_PORT"
 "$PYTHON" -m gunicorn -c deploy/gunicorn.conf.py core.wsgi >"$WORK/gunicorn.log" 2>&1 &
@@ -203,14 +214,16 @@ sed -e "s|server 127\.0\.0\.1:8000|server 127.0.0.1:$APP_PORT|" \
     -e "s|listen 80;|listen 127.0.0.1:$NGINX_PORT;|" \
     -e "s|listen \[::\]:80;|$IPV6_LISTEN|" \
     -e "s|alias /srv/shop/staticfiles/|alias $ROOT/staticfiles/|" \
+    -e "s|access_log /var/log/nginx/access.log|access_log $WORK/nginx-access.log|" \
     deploy/nginx.conf >"$SITE"
 changed="$(diff deploy/nginx.conf "$SITE" | grep -c '^>')"
 if grep -q "127.0.0.1:$APP_PORT" "$SITE" && grep -q "listen 127.0.0.1:$NGINX_PORT;" "$SITE" \
-    && grep -q "$ROOT/staticfiles/" "$SITE" && [[ "$changed" -le 5 ]]; then
+    && grep -q "$ROOT/staticfiles/" "$SITE" && grep -q "access_log $WORK/nginx-access.log" "$SITE" \
+    && [[ "$changed" -le 6 ]]; then
     pass "nginx site config = deploy/nginx.conf with $changed lines changed (ports, paths)"
 else
     diff deploy/nginx.conf "$SITE"
-    die "deploy/nginx.conf no longer has the upstream 127.0.0.1:8000 / listen 80 / /srv/shop/staticfiles/ the test rewrites"
+    die "deploy/nginx.conf no longer has the upstream 127.0.0.1:8000 / listen 80 / /srv/shop/staticfiles/ / access_log the test rewrites"
 fi
 # The main file a Debian server's /etc/nginx/nginx.conf would be, with its paths in $WORK.
 NGINX_USER=""
@@ -346,6 +359,22 @@ expect_status 400 "webhook signed with the wrong secret" /webhooks/stripe/usd/ \
     -X POST -H 'Content-Type: application/json' \
     -H "Stripe-Signature: t=$(date +%s),v1=$(printf '%064d' 0)" --data-binary "@$WORK/event.json"
 
+# Access logs never contain a client secret: Stripe.js returns the shopper to this kind of URL.
+CLIENT_SECRET="pi_3SmokeTest000000000_secret_SmokeSecret000000"
+RETURN_PATH="/order/00000000-0000-4000-8000-000000000000/return"
+RETURN_QUERY="payment_intent=pi_3SmokeTest000000000&payment_intent_client_secret=$CLIENT_SECRET&redirect_status=succeeded"
+expect_status 404 "GET $RETURN_PATH?...client_secret... (an unknown order)" "$RETURN_PATH?$RETURN_QUERY" \
+    -H "Referer: $BASE$RETURN_PATH?$RETURN_QUERY"
+sleep 0.5  # both access logs are written after the response
+if grep -q "$CLIENT_SECRET" "$WORK/gunicorn.log" "$WORK/nginx-access.log"; then
+    fail "a client secret is in an access log: $(grep -l "$CLIENT_SECRET" "$WORK/gunicorn.log" "$WORK/nginx-access.log" | xargs)"
+elif grep -q "payment_intent_client_secret=\[redacted\]&redirect_status=succeeded" "$WORK/gunicorn.log" \
+    && grep -q "\"GET $RETURN_PATH HTTP/1.1\" 404" "$WORK/nginx-access.log"; then
+    pass "no client secret in gunicorn's or nginx's access log (gunicorn redacts it, nginx logs the path only)"
+else
+    fail "the return URL's request is missing from an access log"
+fi
+
 # Static files come from disk through nginx: none of those requests reached gunicorn.
 if grep -q '"GET /static/' "$WORK/gunicorn.log"; then
     fail "static files were proxied to gunicorn instead of served by nginx"
@@ -360,9 +389,66 @@ else
     fail "gunicorn access log has no line like '\"GET /healthz HTTP/1.1\" 200 <bytes> <n>ms'"
 fi
 
-# --- Django's deployment checklist, with the production value of SECURE_SSL_REDIRECT --------------------------
-SECURE_SSL_REDIRECT=1 manage check --deploy --fail-level WARNING >"$WORK/check.log" 2>&1 \
-    && pass "manage.py check --deploy --fail-level WARNING (SECURE_SSL_REDIRECT=1)" \
+# --- Limits: the app's rate limits and admin lockout through nginx, then nginx's own limit_req -----------------
+# The app counts the address nginx saw: a client's own X-Forwarded-For is overwritten, so changing it does not
+# buy a new budget. The requests fail CSRF (403) but count: the 6th within the minute is refused first.
+codes=""
+for i in 1 2 3 4 5 6; do
+    fetch /order/new/ -X POST -H 'Accept: application/json' -H "X-Forwarded-For: 10.0.0.$i" -d "item_id=$ITEM_ID"
+    codes="$codes $STATUS"
+done
+if [[ "$codes" == " 403 403 403 403 403 429" ]] && grep -q '"rate_limited"' "$BODY" && [[ -n "$(header Retry-After)" ]]; then
+    pass "app rate limit through nginx: 5 requests a minute per address, then 429 rate_limited with Retry-After"
+else
+    fail "app rate limit through nginx: statuses$codes, last body $(head -c 200 "$BODY")"
+fi
+
+# The admin login: after 5 wrong passwords from one address, django-axes locks it out (429, Retry-After).
+JAR="$WORK/cookies.txt"
+fetch /admin/login/ -c "$JAR"
+TOKEN="$(grep -o 'name="csrfmiddlewaretoken" value="[^"]*"' "$BODY" | head -n 1 | sed 's/.*value="//; s/"$//')"
+codes=""
+for i in 1 2 3 4 5 6; do
+    fetch /admin/login/ -b "$JAR" -c "$JAR" -X POST -H "Referer: $BASE/admin/login/" -H 'Accept: text/html' \
+        --data-urlencode "csrfmiddlewaretoken=$TOKEN" --data-urlencode "username=admin" \
+        --data-urlencode "password=wrong-$i" --data-urlencode "next=/admin/"
+    codes="$codes $STATUS"
+done
+if [[ "$codes" == " 200 200 200 200 429 429" ]] && grep -q "Too many failed logins" "$BODY" \
+    && [[ "$(header Retry-After)" -ge 60 ]]; then
+    pass "admin login lockout after 5 failures: 429, Retry-After $(header Retry-After)s, the configured message"
+else
+    fail "admin login lockout: statuses$codes, Retry-After '$(header Retry-After)'"
+fi
+
+# nginx itself: a flood of the login page is cut at its burst (its own 429 page, not the app's).
+nginx_429=0
+for i in $(seq 25); do
+    fetch /admin/login/
+    [[ "$STATUS" == 429 ]] && grep -q "429 Too Many Requests" "$BODY" && nginx_429=$((nginx_429 + 1))
+done
+[[ "$nginx_429" -ge 10 ]] && pass "nginx limit_req on /admin/login/: $nginx_429 of 25 flooding requests refused with 429" \
+    || fail "nginx limit_req on /admin/login/: only $nginx_429 of 25 flooding requests refused"
+nginx_429=0
+for i in $(seq 40); do
+    fetch /order/put/00000000-0000-4000-8000-000000000000 -X POST -H 'Accept: application/json'
+    [[ "$STATUS" == 429 ]] && grep -q "429 Too Many Requests" "$BODY" && nginx_429=$((nginx_429 + 1))
+done
+[[ "$nginx_429" -ge 10 ]] && pass "nginx limit_req on the payment endpoints: $nginx_429 of 40 flooding requests refused with 429" \
+    || fail "nginx limit_req on the payment endpoints: only $nginx_429 of 40 flooding requests refused"
+
+# --- Django's deployment checklist, with the production values of SECURE_SSL_REDIRECT and SITE_URL ------------
+SECURE_SSL_REDIRECT=1 SITE_URL=https://shop.example.com manage check --deploy --fail-level WARNING \
+    >"$WORK/check.log" 2>&1 \
+    && pass "manage.py check --deploy --fail-level WARNING (SECURE_SSL_REDIRECT=1, an https SITE_URL)" \
     || { cat "$WORK/check.log"; fail "manage.py check --deploy --fail-level WARNING"; }
+# Without SITE_URL, production settings refuse to run: links handed to Stripe would come from the Host header.
+if SITE_URL= manage check >"$WORK/check-site-url.log" 2>&1; then
+    fail "manage.py check passes without SITE_URL (expected the error shop.E010)"
+elif grep -q "shop.E010" "$WORK/check-site-url.log"; then
+    pass "manage.py check without SITE_URL fails with shop.E010"
+else
+    cat "$WORK/check-site-url.log"; fail "manage.py check without SITE_URL failed, but not with shop.E010"
+fi
 
 note "done"

@@ -77,8 +77,9 @@ def wants_json(request: HttpRequest) -> bool:
     )
 
 
-def absolute(request: HttpRequest, path: str) -> str:
-    return f"{settings.SITE_URL}{path}" if settings.SITE_URL else request.build_absolute_uri(path)
+def absolute(path: str) -> str:
+    """A link handed to Stripe: built from SITE_URL only, never from the request's Host header."""
+    return f"{settings.SITE_URL}{path}"
 
 
 def get_item(item_id: int) -> Item:
@@ -113,13 +114,13 @@ def parse_item_id(value: str | None) -> int:
     return item_id
 
 
-def order_urls(request: HttpRequest, order: Order | states.NewOrder) -> dict[str, str]:
+def order_urls(order: Order | states.NewOrder) -> dict[str, str]:
     oid = order.public_id
     return {
-        "return_url": absolute(request, reverse("payments:intent_return", args=[oid])),
-        "success_url": absolute(request, reverse("payments:checkout_success", args=[oid]))
+        "return_url": absolute(reverse("payments:intent_return", args=[oid])),
+        "success_url": absolute(reverse("payments:checkout_success", args=[oid]))
         + "?session_id={CHECKOUT_SESSION_ID}",
-        "cancel_url": absolute(request, reverse("payments:checkout_cancel", args=[oid])),
+        "cancel_url": absolute(reverse("payments:checkout_cancel", args=[oid])),
     }
 
 
@@ -163,7 +164,7 @@ def expected_amount(request: HttpRequest) -> int | None:
 
 
 def checkout_answer(request: HttpRequest, order: Order | states.NewOrder) -> JsonResponse:
-    urls = order_urls(request, order)
+    urls = order_urls(order)
     opened = checkout.create_session(
         order,
         success_url=urls["success_url"],
@@ -199,7 +200,7 @@ def intent_answer(request: HttpRequest, order: Order | states.NewOrder) -> JsonR
             "amount": opened.amount,
             "currency": opened.currency,
             "order_id": str(order.public_id),
-            "return_url": order_urls(request, order)["return_url"],
+            "return_url": order_urls(order)["return_url"],
         }
     )
 

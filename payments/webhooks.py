@@ -2,6 +2,11 @@
 same transaction.
 
 - A bad or missing signature, or a body that is not an event, raises `InvalidEvent` and stores nothing.
+- A signed body that is not a well-formed event (NaN or Infinity, nesting deeper than any Stripe object, a
+  `created` that is not a timestamp, fields of the wrong type) also raises `InvalidEvent` (400: Stripe would
+  retry a 5xx for days, and the content would never get better), and the refusal is recorded in the log
+  (`record_refusal`).
+- A database that cannot be reached raises `ServiceUnavailable` (503: Stripe retries later).
 - An event already processed (or ignored) is a duplicate: answered 200, nothing changes.
 - An error in a handler rolls its work back, the failure is recorded on the event row, and the caller answers
   500 so that Stripe delivers it again; the redelivery is processed like a first one.
@@ -9,17 +14,19 @@ same transaction.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import stripe
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from core.errors import ServiceUnavailable
 from payments import lifecycle, states, sync
 from payments.accounts import StripeAccount
 from payments.errors import OrderBusy
@@ -52,8 +59,57 @@ def _storable(event: dict[str, Any]) -> bool:
     return True
 
 
+# Stripe's objects nest a dozen levels at most (event > data > object > charges > data > [] > details > ...).
+MAX_EVENT_DEPTH = 64
+# `created` is a Unix timestamp that a datetime can hold (up to 9999-12-31T23:59:59Z).
+MAX_TIMESTAMP = 253402300799
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    """json's parse_constant: NaN, Infinity and -Infinity are not JSON, and Stripe never sends them."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _depth(value: Any) -> int:
+    """How deeply `value` nests (iteratively: a deep body must not exhaust the stack here either)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            if deepest > MAX_EVENT_DEPTH:
+                return deepest
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def record_refusal(acct: StripeAccount, payload: bytes, reason: str, event: Any = None) -> None:
+    """Keep a trace of a signed event refused for its content (answered 400, so Stripe stops retrying).
+
+    For now a WARNING line of the `payments.webhooks` logger, with what identifies the event. (Planned: a
+    `StripeEvent` row with status `invalid` when the id is usable; that needs a model change.)"""
+    fields = event if isinstance(event, dict) else {}
+    event_id, event_type = fields.get("id"), fields.get("type")
+    logger.warning(
+        "webhook %s refused a signed event: %s; id=%s type=%s body=%d bytes sha256=%s",
+        acct.currency,
+        reason,
+        event_id[:255] if isinstance(event_id, str) else "-",
+        event_type[:100] if isinstance(event_type, str) else "-",
+        len(payload),
+        hashlib.sha256(payload).hexdigest(),
+    )
+
+
+def _malformed(acct: StripeAccount, payload: bytes, reason: str, event: Any = None) -> NoReturn:
+    record_refusal(acct, payload, reason, event)
+    raise InvalidEvent(reason)
+
+
 def verify(acct: StripeAccount, payload: bytes, signature: str | None) -> dict[str, Any]:
-    """The event as a dict, once `signature` proves it came from Stripe for this account."""
+    """The event as a dict, once `signature` proves it came from Stripe for this account and its content is
+    a well-formed event; `InvalidEvent` otherwise (answered 400)."""
     if not acct.webhook_secret:
         raise InvalidEvent(f"No webhook secret is configured for {acct.currency.upper()}.")
     if not signature:
@@ -64,24 +120,41 @@ def verify(acct: StripeAccount, payload: bytes, signature: str | None) -> dict[s
         stripe.WebhookSignature.verify_header(
             payload, signature, acct.webhook_secret, stripe.Webhook.DEFAULT_TOLERANCE
         )
-        event = json.loads(payload)
     except stripe.SignatureVerificationError as exc:
         raise InvalidEvent("Invalid signature.") from exc
-    except ValueError as exc:
+    except ValueError as exc:  # not UTF-8: the SDK cannot even compute the signature of it
         raise InvalidEvent("The body is not a Stripe event.") from exc
+    # From here on the body is Stripe's (or made with the account's webhook secret): a refusal is recorded.
+    try:
+        event = json.loads(payload, parse_constant=_refuse_constant)
+    except RecursionError:
+        _malformed(acct, payload, "The event nests too deeply.")
+    except ValueError:  # not UTF-8, not JSON, or NaN/Infinity
+        _malformed(acct, payload, "The body is not a Stripe event.")
     if not isinstance(event, dict):
-        raise InvalidEvent("The body is not a Stripe event.")
+        _malformed(acct, payload, "The body is not a Stripe event.")
+    if _depth(event) > MAX_EVENT_DEPTH:
+        _malformed(acct, payload, "The event nests too deeply.", event)
     if b"\\u0000" in payload or not _storable(event):
         # PostgreSQL's JSON stores neither NUL nor unpaired surrogates; no genuine Stripe event carries them.
-        raise InvalidEvent("The event contains characters that are not valid text.")
-    obj = event["data"].get("object") if isinstance(event.get("data"), dict) else None
+        _malformed(acct, payload, "The event contains characters that are not valid text.", event)
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    event_id, event_type = event.get("id"), event.get("type")
     if (
-        not isinstance(event.get("id"), str)
-        or not isinstance(event.get("type"), str)
+        not isinstance(event_id, str)
+        or not 0 < len(event_id) <= 255  # Stripe's ids are short; the column holds 255
+        or not isinstance(event_type, str)
+        or not 0 < len(event_type) <= 100  # the column holds 100
         or not isinstance(obj, dict)
-        or not 0 < len(event["id"]) <= 255  # Stripe's ids are short; the column holds 255
     ):
-        raise InvalidEvent("The body is not a Stripe event.")
+        _malformed(acct, payload, "The body is not a Stripe event.", event)
+    if "id" in obj and not isinstance(obj["id"], str):
+        _malformed(acct, payload, "The event's object has an id that is not a string.", event)
+    if "livemode" in event and not isinstance(event["livemode"], bool):
+        _malformed(acct, payload, "The event's livemode is not true or false.", event)
+    if "created" in event and _created(event) is None:
+        _malformed(acct, payload, "The event's created time is not a Unix timestamp.", event)
     return event
 
 
@@ -171,8 +244,12 @@ def dispatch(acct: StripeAccount, event: Mapping[str, Any]) -> Payment | None:
 
 
 def _created(event: Mapping[str, Any]) -> datetime | None:
+    """The event's `created` as a datetime; None when it is missing or not a timestamp a datetime can hold
+    (a bool, a float, a string, negative, or past year 9999: `verify` refuses those)."""
     created = event.get("created")
-    return datetime.fromtimestamp(created, tz=UTC) if isinstance(created, int) else None
+    if not isinstance(created, int) or isinstance(created, bool) or not 0 <= created <= MAX_TIMESTAMP:
+        return None
+    return datetime.fromtimestamp(created, tz=UTC)
 
 
 def record_and_process(acct: StripeAccount, event: dict[str, Any]) -> Receipt:
@@ -247,8 +324,16 @@ def record_and_process(acct: StripeAccount, event: dict[str, Any]) -> Receipt:
 
 
 def receive(acct: StripeAccount, payload: bytes, signature: str | None) -> Receipt:
-    """Verify, store and process an event; then, its work committed, do what must follow at Stripe (close the
-    order's other open objects once it is paid or processing, send a refund it owes)."""
-    receipt = record_and_process(acct, verify(acct, payload, signature))
+    """Verify, store once and process one delivery; then, its work committed, do what must follow at Stripe
+    (close the order's other open objects once it is paid or processing, send a refund it owes).
+
+    `InvalidEvent` (400): not Stripe's, or signed but malformed (recorded). `ServiceUnavailable` (503): the
+    database could not be reached, nothing was stored, Stripe delivers again later. A handler's own error is
+    a failed `Receipt` (500, recorded on the event); an order locked for too long a busy one (503)."""
+    event = verify(acct, payload, signature)
+    try:
+        receipt = record_and_process(acct, event)
+    except (OperationalError, InterfaceError) as exc:
+        raise ServiceUnavailable("The shop could not store the event; Stripe will retry.") from exc
     sync.tidy_up(receipt.order_id)
     return receipt

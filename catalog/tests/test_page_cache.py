@@ -42,6 +42,13 @@ def test_a_view_writes_nothing_and_calls_nobody_for_a_new_or_a_returning_browser
     returning = Shopper()
     returning.add(usd_item)  # has a cart, a browser id, cookies
     stripe_fake.requests.clear()
+    # The first view after a change renders the page into the shared cache (with the database cache, a write
+    # to its table, none to the shop's); every view after that, by any browser, writes nothing at all.
+    response, queries = view(Client(), url)
+    assert response.status_code == 200
+    assert not [q for q in queries if q.lstrip().upper().startswith(WRITES) and '"shop_cache"' not in q], (
+        queries
+    )
     for web in (Client(), returning.web, Client()):
         for _ in range(3):
             response, queries = view(web, url)

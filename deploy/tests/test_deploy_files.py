@@ -135,6 +135,20 @@ def test_compose_build_and_command(compose: dict[str, Any]) -> None:
     assert "./nginx.conf:/etc/nginx/conf.d/default.conf:ro" in nginx["volumes"]
 
 
+def test_compose_reconcile_runs_the_scheduled_job(compose: dict[str, Any]) -> None:
+    """The systemd timer's job in compose: clear expired sessions and cache entries, reconcile, every 5 min."""
+    command = compose["services"]["reconcile"]["command"]
+    script = command[-1]
+    steps = [step.strip() for step in script.replace("while :; do", "").replace("done", "").split(";")]
+    assert [s for s in steps if s] == [
+        "python manage.py clearsessions",
+        "python manage.py clear_expired_cache",
+        "python manage.py reconcile_payments --older-than 10",
+        "sleep 300",
+    ]
+    assert command[:2] == ["sh", "-c"]
+
+
 def test_compose_web_port_on_loopback_only(compose: dict[str, Any]) -> None:
     ports = compose["services"]["web"]["ports"]
     assert ports and all(str(p).startswith("127.0.0.1:") for p in ports)
@@ -268,7 +282,7 @@ def test_gunicorn_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     cores = len(os.sched_getaffinity(0))
     assert conf["worker_class"] == "gthread"
     assert conf["workers"] == max(2, cores)
-    assert conf["threads"] == 8
+    assert conf["threads"] == 32  # sized for requests waiting on Stripe (see the file's comment)
     assert conf["bind"] == ["127.0.0.1:8000"]  # loopback unless told otherwise
     assert conf["timeout"] == 60
     assert conf["graceful_timeout"] == 30
@@ -276,6 +290,9 @@ def test_gunicorn_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert conf["accesslog"] == "-"  # stdout
     for atom in ("%(r)s", "%(s)s", "%(M)s"):  # request line (path), status, duration
         assert atom in conf["access_log_format"]
+    # The request line's query is written by a logger that redacts secrets; no referer (a whole URL).
+    assert conf["logger_class"] == "core.gunicorn_logging.RedactingLogger"
+    assert "%(f)s" not in conf["access_log_format"] and "{referer}i" not in conf["access_log_format"]
     assert conf["control_socket_disable"] is True
 
 
@@ -320,7 +337,8 @@ def test_gunicorn_settings_are_real_settings(monkeypatch: pytest.MonkeyPatch) ->
         if name in cfg.settings:
             cfg.set(name, value)
     assert cfg.worker_class_str == "gthread"
-    assert cfg.threads == 8
+    assert cfg.threads == 32
+    assert cfg.logger_class.__name__ == "RedactingLogger"  # gunicorn resolves and loads the class
 
 
 # ======================================================================================================
@@ -458,12 +476,130 @@ def test_nginx_static_long_cache(server: Block) -> None:
     assert plain.one("expires")
 
 
+def _limit_req(location: Block) -> dict[str, str]:
+    [args] = location.get("limit_req")
+    return dict(arg.split("=", 1) if "=" in arg else (arg, "") for arg in args)
+
+
+def test_nginx_rate_limits(nginx: Block, server: Block) -> None:
+    zones = {}
+    for args in nginx.get("limit_req_zone"):
+        key, options = args[0], dict(a.split("=", 1) for a in args[1:])
+        name, size = options["zone"].split(":")
+        zones[name] = (key, options["rate"])
+        assert key == "$binary_remote_addr" and size.endswith("m")
+    assert set(zones) == {"shop_payments", "shop_login", "shop_webhooks"}
+    assert server.one("limit_req_status") == ["429"]
+
+    payments = next(
+        block for args, block in server.children("location") if args[0] == "~" and "intent" in args[1]
+    )
+    assert _limit_req(payments)["zone"] == "shop_payments" and "nodelay" in _limit_req(payments)
+    login = _location(server, "=", "/admin/login/")
+    assert _limit_req(login)["zone"] == "shop_login"
+    webhook = _location(server, "^~", "/webhooks/stripe/")
+    assert _limit_req(webhook)["zone"] == "shop_webhooks"
+    # Generous for Stripe: its rate and burst are far above the shoppers' and the login's.
+    per_second = {}
+    for name, (_key, text) in zones.items():
+        number, unit = text.removesuffix("r/s").removesuffix("r/m"), text[-1]
+        per_second[name] = float(number) / (60 if unit == "m" else 1)
+    assert per_second["shop_webhooks"] >= 10 * per_second["shop_payments"] > per_second["shop_login"]
+    assert (
+        int(_limit_req(webhook)["burst"])
+        > int(_limit_req(payments)["burst"])
+        > int(_limit_req(login)["burst"])
+    )
+    for location in (payments, login):
+        assert location.one("proxy_pass") == ["http://shop_app"]
+
+
+@pytest.mark.parametrize(
+    ("path", "limited"),
+    [
+        ("/buy/12", True),
+        ("/item/12/intent", True),
+        ("/cart/add", True),
+        ("/order/new/", True),
+        ("/order/put/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00", True),
+        ("/order/remove/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00", True),
+        ("/order/buy/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00", True),
+        ("/order/intent/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00", True),
+        ("/order/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00/change", True),
+        ("/", False),
+        ("/item/12", False),
+        ("/order/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00", False),
+        ("/order/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00/return", False),
+        ("/order/5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00/success", False),
+        ("/healthz", False),
+    ],
+)
+def test_nginx_payment_location_covers_the_limited_urls(server: Block, path: str, limited: bool) -> None:
+    [regex] = [
+        args[1] for args, _block in server.children("location") if args[0] == "~" and "intent" in args[1]
+    ]
+    assert bool(re.fullmatch(regex.replace("(?:", "(?:"), path)) is limited
+
+
+def test_nginx_payment_location_matches_the_apps_limited_url_names() -> None:
+    """Every URL the app limits (that exists in this urlconf) is one nginx limits too."""
+    from django.conf import settings
+    from django.urls import NoReverseMatch, reverse
+
+    nginx_regex = next(
+        args[1]
+        for args, _b in parse_nginx(NGINX_CONF.read_text()).children("server")[0][1].children("location")
+        if args[0] == "~" and "intent" in args[1]
+    )
+    checked = 0
+    for spec in settings.RATELIMITS.values():
+        for name in spec["urls"]:
+            for kwargs in ({"item_id": 7}, {"order_id": "5b1c0c56-2a7e-4c43-9d0b-0c0de0c0de00"}, {}):
+                try:
+                    path = reverse(name, kwargs=kwargs)
+                except NoReverseMatch:
+                    continue
+                assert re.fullmatch(nginx_regex, path), (name, path)
+                checked += 1
+                break
+    assert checked >= 7
+
+
+def test_nginx_access_log_never_writes_a_query(nginx: Block, server: Block) -> None:
+    """Stripe.js returns shoppers to /order/<id>/return?...&payment_intent_client_secret=...: nginx's access
+    log writes the path ($uri), never the query ($request, $request_uri, $args...) nor the referer."""
+    formats = {args[0]: " ".join(args[1:]) for args in nginx.get("log_format")}
+    assert set(formats) == {"shop_noquery"}
+    fmt = formats["shop_noquery"]
+    assert "$uri" in fmt and "$status" in fmt
+    for leak in (
+        "$request ",
+        '$request"',
+        "$request_uri",
+        "$args",
+        "$query_string",
+        "$is_args",
+        "$arg_",
+        "$http_referer",
+    ):
+        assert leak not in fmt, leak
+    assert server.one("access_log") == ["/var/log/nginx/access.log", "shop_noquery"]
+    for _args, location in server.children("location"):  # a location either logs nothing or logs the same
+        for access_log in location.get("access_log"):
+            assert access_log == ["off"] or access_log[-1] == "shop_noquery"
+
+
 def test_nginx_t_accepts_the_file(tmp_path: Path) -> None:
     """`nginx -t` on the file in a minimal main config (as Debian's /etc/nginx/nginx.conf includes it)."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
     if binary is None or not Path("/etc/nginx/mime.types").is_file():
         pytest.skip("nginx not installed (deploy/smoke.sh installs and runs it)")
-    site = NGINX_CONF.read_text().replace("listen 80;", "listen 127.0.0.1:1;").replace("listen [::]:80;", "")
+    site = (
+        NGINX_CONF.read_text()
+        .replace("listen 80;", "listen 127.0.0.1:1;")
+        .replace("listen [::]:80;", "")
+        .replace("/var/log/nginx/access.log", str(tmp_path / "access.log"))
+    )
     (tmp_path / "site.conf").write_text(site)
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid; error_log stderr; events {{}}\n"
@@ -694,6 +830,11 @@ def test_systemd_reconcile_timer() -> None:
         "10",
     ]
     assert service["User"] == ["shop"]
+    # Housekeeping before each pass; a failure of it ("-") does not stop the reconciliation.
+    assert [shlex.split(line) for line in service["ExecStartPre"]] == [
+        ["-/srv/shop/.venv/bin/python", "manage.py", "clearsessions"],
+        ["-/srv/shop/.venv/bin/python", "manage.py", "clear_expired_cache"],
+    ]
     timer = read_unit("shop-reconcile.timer")
     assert timer["Timer"]["OnUnitActiveSec"] == ["5min"]
     assert timer["Timer"]["OnBootSec"]  # the first run, after which OnUnitActiveSec repeats

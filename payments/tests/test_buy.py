@@ -167,3 +167,14 @@ def test_a_502_still_gives_the_session_cookie_so_the_retry_reuses_the_order(
     assert Order.objects.count() == 1
     assert len({c.idempotency_key for c in stripe_fake.calls("POST", "/v1/checkout/sessions")}) == 1
     assert Payment.objects.get().stripe_id == body["id"]
+
+
+def test_the_host_header_never_reaches_stripe(client, usd_item, stripe_fake, settings) -> None:
+    settings.SITE_URL = "https://shop.example.com"
+    settings.ALLOWED_HOSTS = ["testserver", "127.0.0.1"]
+    assert client.get(f"/buy/{usd_item.pk}", HTTP_HOST="127.0.0.1:6666").status_code == 200
+    [call] = stripe_fake.calls("POST", "/v1/checkout/sessions")
+    assert call.params["success_url"].startswith("https://shop.example.com/order/")
+    assert call.params["cancel_url"].startswith("https://shop.example.com/order/")
+    intent = client.post(f"/item/{usd_item.pk}/intent", HTTP_HOST="127.0.0.1:6666").json()
+    assert intent["return_url"].startswith("https://shop.example.com/order/")

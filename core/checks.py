@@ -1,0 +1,93 @@
+"""System checks of the site's own settings (run by `manage.py check`, `check --deploy`, `migrate`, ...)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+SITE_URL_HINT = (
+    "Set SITE_URL to the shop's public base URL, e.g. SITE_URL=https://shop.example.com: the links handed to "
+    "Stripe (return, success and cancel URLs) are built from it, never from the request's Host header."
+)
+
+
+def _site_url_problem(url: str) -> str:
+    if not url:
+        return "SITE_URL is not set."
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"SITE_URL is not an absolute http(s) URL: {url!r}."
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return f"SITE_URL must be a plain base URL (no query, fragment or credentials): {url!r}."
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        return f"SITE_URL has an invalid port: {url!r}."
+    return ""
+
+
+@register(Tags.security)
+def check_site_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """With DEBUG off, SITE_URL is required: an absolute http(s) base URL."""
+    if settings.DEBUG:
+        return []
+    problem = _site_url_problem(settings.SITE_URL)
+    if problem:
+        return [Error(f"{problem} It is required when DEBUG is off.", hint=SITE_URL_HINT, id="shop.E010")]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def check_site_url_https(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """`check --deploy`: the links handed to Stripe should be https in production."""
+    if settings.DEBUG or _site_url_problem(settings.SITE_URL):
+        return []
+    if urlsplit(settings.SITE_URL).scheme != "https":
+        return [
+            Warning(
+                "SITE_URL is not https: shoppers would come back from Stripe over plain http.",
+                hint="Use the https:// URL of the shop, as served by the TLS proxy in front of it.",
+                id="shop.W011",
+            )
+        ]
+    return []
+
+
+@register(Tags.security)
+def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The budgets of RATELIMITS (RATELIMIT_*_PER_SESSION/_PER_ADDRESS) and TRUSTED_PROXIES must parse: a
+    typo would otherwise fail every limited request."""
+    import ipaddress
+
+    from core.ratelimit import parse_rate
+
+    messages: list[CheckMessage] = []
+    for group, spec in settings.RATELIMITS.items():
+        for scope in ("session", "address"):
+            try:
+                parse_rate(str(spec.get(scope) or ""))
+            except ValueError as exc:
+                messages.append(
+                    Error(
+                        f"The {scope} budget of the rate limit group {group!r} is not a rate: {exc}.",
+                        hint=f"Set RATELIMIT_{group.upper()}_PER_{scope.upper()} to N/period, e.g. 12/m, or 0.",
+                        id="shop.E011",
+                    )
+                )
+    for entry in settings.TRUSTED_PROXIES:
+        if entry.strip() == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            messages.append(
+                Error(
+                    f"TRUSTED_PROXIES has an entry that is not an address or network: {entry!r}.",
+                    hint="List addresses or CIDRs (127.0.0.1,10.0.0.0/8), or * to trust every peer.",
+                    id="shop.E012",
+                )
+            )
+    return messages

@@ -1,0 +1,36 @@
+"""A real database outage inside a test: the default connection pointed at a server that is not there."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import connections
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nobody listens there once the socket is closed
+
+
+@contextmanager
+def database_down(alias: str = "default") -> Iterator[None]:
+    """Until the block ends, every new connection fails as after a crash or a network cut: PostgreSQL on a
+    closed port ("connection refused"), SQLite on a path that cannot be opened. The current connection is
+    closed first, so the next query really connects (as CONN_HEALTH_CHECKS makes a request do). Use it in
+    `transaction=True` tests: a test wrapped in a transaction would lose it."""
+    connection = connections[alias]
+    saved = dict(connection.settings_dict)
+    connection.close()
+    if connection.vendor == "postgresql":
+        connection.settings_dict.update({"HOST": "127.0.0.1", "PORT": closed_port()})
+    else:
+        connection.settings_dict["NAME"] = "/nonexistent-shop-database-dir/db.sqlite3"
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
