@@ -76,8 +76,6 @@ def timed_get(base: str, path: str) -> tuple[int, float]:
     return status, time.monotonic() - started
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
 def waiting_on_stripe() -> int:
     """App connections holding a transaction open (a one-item order is made together with its Checkout Session,
     so during the Stripe call its transaction waits, idle)."""
@@ -88,7 +86,8 @@ def waiting_on_stripe() -> int:
         return int(cursor.fetchone()[0])
 
 
-@pytest.mark.django_db(transaction=True)  # the item is committed: gunicorn reads it from its own connection
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_a_slow_stripe_does_not_slow_the_pages_that_do_not_need_it(
     static_root: Path, tmp_path: Path, usd_item: Any
 ) -> None:
