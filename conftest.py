@@ -43,7 +43,12 @@ class FakeStripe:
         self.outbox: list[tuple[str, bytes, str]] = []
         self.emulator.deliver = self._queue
 
+    #: While set, webhook deliveries fail (the shop was unreachable): Stripe records them as not delivered.
+    failing_deliveries = False
+
     def _queue(self, account: EmulatorAccount, payload: bytes, signature: str) -> int:
+        if self.failing_deliveries:
+            return 503
         self.outbox.append((account.currency, payload, signature))
         return 200
 

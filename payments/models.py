@@ -314,6 +314,9 @@ class Payment(models.Model):
     idempotency_key = models.CharField(max_length=255)
     last_error = models.TextField(blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When reconciliation last asked Stripe about this object."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -324,7 +327,7 @@ class Payment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["account", "stripe_id"], name="payment_unique_stripe_object"),
         ]
-        indexes = [models.Index(fields=["status", "updated_at"])]
+        indexes = [models.Index(fields=["status", "checked_at"])]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.stripe_id}"
@@ -412,6 +415,7 @@ class StripeEvent(models.Model):
         PROCESSED = "processed", "Processed"
         IGNORED = "ignored", "Ignored (nothing to do)"
         FAILED = "failed", "Failed"
+        INVALID = "invalid", "Refused (signed, but not a well-formed event)"
 
     account = models.CharField(max_length=3)
     event_id = models.CharField(max_length=255)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import stripe
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from core.errors import ServiceUnavailable
@@ -85,12 +85,12 @@ def _depth(value: Any) -> int:
 
 
 def record_refusal(acct: StripeAccount, payload: bytes, reason: str, event: Any = None) -> None:
-    """Keep a trace of a signed event refused for its content (answered 400, so Stripe stops retrying).
-
-    For now a WARNING line of the `payments.webhooks` logger, with what identifies the event. (Planned: a
-    `StripeEvent` row with status `invalid` when the id is usable; that needs a model change.)"""
+    """Keep a signed event refused for its content (answered 400, so Stripe stops retrying) as a `StripeEvent`
+    with status `invalid`: under its id when that is usable, else under a digest of the body, so that Stripe's
+    redeliveries count on one row. A database that cannot store it leaves the log line only."""
     fields = event if isinstance(event, dict) else {}
     event_id, event_type = fields.get("id"), fields.get("type")
+    digest = hashlib.sha256(payload).hexdigest()
     logger.warning(
         "webhook %s refused a signed event: %s; id=%s type=%s body=%d bytes sha256=%s",
         acct.currency,
@@ -98,8 +98,33 @@ def record_refusal(acct: StripeAccount, payload: bytes, reason: str, event: Any 
         event_id[:255] if isinstance(event_id, str) else "-",
         event_type[:100] if isinstance(event_type, str) else "-",
         len(payload),
-        hashlib.sha256(payload).hexdigest(),
+        digest,
     )
+    usable = isinstance(event_id, str) and 0 < len(event_id) <= 255 and _text(event_id) == event_id
+    key = event_id if usable else f"invalid:{digest[:32]}"
+    try:
+        with transaction.atomic():
+            row, created = StripeEvent.objects.select_for_update().get_or_create(
+                account=acct.currency,
+                event_id=key,
+                defaults={
+                    "type": _text(event_type)[:100] if isinstance(event_type, str) else "",
+                    "payload": {"unparsed": _text(payload.decode("utf-8", "replace"))[:65536]},
+                    "status": StripeEvent.Status.INVALID,
+                    "last_error": reason[:2000],
+                },
+            )
+            if not created:
+                row.attempts += 1
+                row.last_error = reason[:2000]
+                row.save(update_fields=["attempts", "last_error"])
+    except DatabaseError:
+        logger.exception("webhook %s: the refused event could not be recorded", acct.currency)
+
+
+def _text(value: str) -> str:
+    """`value` as PostgreSQL can store it (no NUL, no unpaired surrogates)."""
+    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 def _malformed(acct: StripeAccount, payload: bytes, reason: str, event: Any = None) -> NoReturn:

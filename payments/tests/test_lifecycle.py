@@ -3,6 +3,7 @@ from the admin."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from io import StringIO
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 
 from conftest import signed_event
 from payments import refunds, sync
@@ -407,7 +409,8 @@ def test_reconcile_leaves_recent_payments_alone(client: Client, usd_item: Any, s
     call_command("reconcile_payments", "--older-than", "10", stdout=out)
 
     assert "Reconciled 0 open payments" in out.getvalue()
-    assert len(stripe_fake.requests) == requests
+    asked = [r.path for r in stripe_fake.requests[requests:]]
+    assert asked == ["/v1/events", "/v1/events"]  # only each account's failed deliveries (none here)
     order.refresh_from_db()
     assert order.status == OrderStatus.AWAITING_PAYMENT
 
@@ -429,7 +432,7 @@ def test_reconcile_during_stripe_outage_reports_and_changes_nothing(
 
     assert exited.value.code not in (0, None)
     assert usd_payment.stripe_id in err.getvalue() and eur_payment.stripe_id in err.getvalue()
-    assert "2 could not be checked" in out.getvalue()
+    assert "2 could not be checked" in out.getvalue() and "(2 accounts could not be asked)" in out.getvalue()
     assert [state(usd_order), state(eur_order)][0][:4] == before[0][:4]
     assert [state(usd_order), state(eur_order)][1][:4] == before[1][:4]
     assert Payment.objects.filter(status=PaymentStatus.OPEN).count() == 2
@@ -584,3 +587,50 @@ def test_reconcile_closes_what_a_paid_order_no_longer_needs(
     order.refresh_from_db()
     assert order.status == "paid"
     assert reconcile()[0].startswith("Reconciled 0 open payments")
+
+
+# ------------------------------------------------------------------------------------------------ starvation
+
+
+def test_reconciliation_reaches_every_open_payment_across_runs(
+    client: Client, usd_item: Any, stripe_fake: Any
+) -> None:
+    # Abandoned PaymentIntents (never paid) fill the queue; one paid PaymentIntent's webhook was lost.
+    for _ in range(12):
+        start_intent(Client(), usd_item)
+    order, paid = start_intent(client, usd_item)
+    stripe_fake.emulator.confirm_payment_intent(paid.stripe_id)
+    lose_webhooks()
+    Payment.objects.update(updated_at=timezone.now() - timedelta(hours=1))
+
+    runs = 0
+    while state(order)[0] != OrderStatus.PAID:
+        runs += 1
+        assert runs <= 4, "the paid order is still waiting behind abandoned payments"
+        call_command("reconcile_payments", "--limit", "4", stdout=StringIO(), stderr=StringIO())
+    assert runs == 4  # 13 open payments, 4 per run: the newest is reached in the 4th run, not never
+    assert Payment.objects.filter(checked_at__isnull=True).count() == 0
+
+
+def test_reconciliation_replays_events_whose_delivery_failed(
+    client: Client, usd_item: Any, stripe_fake: Any
+) -> None:
+    order, payment = start_intent(client, usd_item)
+    stripe_fake.failing_deliveries = True  # the shop was down when Stripe sent the success
+    stripe_fake.emulator.confirm_payment_intent(payment.stripe_id)
+    stripe_fake.failing_deliveries = False
+    assert state(order)[0] == OrderStatus.AWAITING_PAYMENT
+
+    # The payment changed a moment ago, so it is not due for a check yet: only the failed event can tell.
+    out, _ = reconcile("--older-than", "60")
+    assert "Reconciled 0 open payments" in out and "Replayed 1 events" in out
+    assert state(order)[0] == OrderStatus.PAID
+    event = StripeEvent.objects.get(type="payment_intent.succeeded")
+    assert event.status == StripeEvent.Status.PROCESSED
+    list_calls = [r for r in stripe_fake.requests if r.method == "GET" and r.path == "/v1/events"]
+    assert {r.api_key for r in list_calls} == {k["secret_key"] for k in settings.STRIPE_ACCOUNTS.values()}
+    assert all(r.params["delivery_success"] == "false" for r in list_calls)
+
+    out, _ = reconcile("--older-than", "60")  # again: the event is a duplicate, nothing changes
+    assert "Replayed 0 events" in out
+    assert StripeEvent.objects.filter(type="payment_intent.succeeded").count() == 1

@@ -1,6 +1,7 @@
 """Signed webhook deliveries whose content is not a well-formed Stripe event: each is answered 400 (Stripe would
-retry a 5xx for three days, and the same bytes would fail the same way), stores nothing and is recorded in the
-log. Only a fault of ours answers 5xx: the database down (503, Stripe retries) or a handler bug (500)."""
+retry a 5xx for three days, and the same bytes would fail the same way), processes nothing and is recorded: a
+`StripeEvent` with status `invalid` (under its id when usable, else a digest of the body) and a log line. Only a
+fault of ours answers 5xx: the database down (503, Stripe retries) or a handler bug (500)."""
 
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ MALFORMED: list[tuple[str, bytes]] = [
 
 
 @pytest.mark.parametrize("body", [b for _, b in MALFORMED], ids=[n for n, _ in MALFORMED])
-def test_signed_malformed_event_is_400_recorded_and_stores_nothing(
+def test_signed_malformed_event_is_400_recorded_and_processes_nothing(
     client: Client, body: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="payments.webhooks")
@@ -120,7 +121,10 @@ def test_signed_malformed_event_is_400_recorded_and_stores_nothing(
     assert response.status_code == 400, response.content[:300]
     assert response.json()["error"]["code"] == "invalid_event"
     assert response.json()["error"]["message"]
-    assert not StripeEvent.objects.exists()
+    [row] = StripeEvent.objects.all()
+    assert (row.status, row.attempts, row.processed_at) == (StripeEvent.Status.INVALID, 1, None)
+    assert row.last_error == response.json()["error"]["message"]
+    assert set(row.payload) == {"unparsed"}
     [record] = refusals(caplog)
     assert "usd" in record.getMessage()
     assert hashlib.sha256(body).hexdigest() in record.getMessage()  # which delivery it was
@@ -138,12 +142,19 @@ def test_the_refusal_names_a_usable_event_id_and_type(
     message = record.getMessage()
     assert "id=evt_bad_created" in message and "type=payment_intent.succeeded" in message
     assert "created" in message  # the reason
+    row = StripeEvent.objects.get(event_id="evt_bad_created")
+    assert (row.type, row.status) == ("payment_intent.succeeded", StripeEvent.Status.INVALID)
 
 
-def test_the_same_malformed_event_delivered_again_is_refused_again(client: Client) -> None:
-    body = as_bytes(event(id="evt_again", created=10**20))
+@pytest.mark.parametrize("with_id", [True, False])
+def test_the_same_malformed_event_delivered_again_is_refused_again_on_one_row(
+    client: Client, with_id: bool
+) -> None:
+    body = as_bytes(event(id="evt_again", created=10**20)) if with_id else b"[1, 2, 3]"
     assert [post_raw(client, body).status_code for _ in range(3)] == [400, 400, 400]
-    assert not StripeEvent.objects.exists()
+    [row] = StripeEvent.objects.all()
+    assert row.status == StripeEvent.Status.INVALID and row.attempts == 3
+    assert row.event_id == ("evt_again" if with_id else f"invalid:{hashlib.sha256(body).hexdigest()[:32]}")
 
 
 @pytest.mark.parametrize("body", [b for _, b in MALFORMED[:12]], ids=[n for n, _ in MALFORMED[:12]])

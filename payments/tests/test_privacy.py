@@ -1,0 +1,65 @@
+"""An order is seen only by the browser that owns it and by staff: anyone else, even with its link, gets a 404
+from every page and endpoint, whatever the order's state (a declined card's message, the card's brand and
+last digits, a client secret are nobody else's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from catalog.models import Item
+from payments.models import Order, OrderStatus
+from payments.tests.support import CARD_NO_FUNDS, Shopper, intent_id
+
+pytestmark = pytest.mark.django_db
+
+
+def urls(order: Order, pi: str) -> list[tuple[str, str]]:
+    oid = order.public_id
+    return [
+        ("get", f"/order/{oid}"),
+        ("get", f"/order/buy/{oid}"),
+        ("post", f"/order/intent/{oid}"),
+        ("post", f"/order/{oid}/change"),
+        ("post", f"/order/put/{oid}"),
+        ("post", f"/order/remove/{oid}"),
+        ("get", f"/order/{oid}/return?payment_intent={pi}"),
+        ("get", f"/order/{oid}/success?session_id=cs_x"),
+        ("get", f"/order/{oid}/canceled"),
+    ]
+
+
+@pytest.mark.parametrize("state", ["declined", "canceled", "paid", "cart"])
+def test_another_browser_gets_404_everywhere(usd_item: Item, stripe_fake: Any, state: str) -> None:
+    owner = Shopper()
+    owner.add(usd_item)
+    order = owner.cart()
+    pi = ""
+    if state != "cart":
+        pi = intent_id(owner.intent(order).json())
+        if state == "declined":
+            stripe_fake.pay_intent(pi, CARD_NO_FUNDS)
+        elif state == "canceled":
+            owner.change(order)
+        else:
+            stripe_fake.pay_intent(pi)
+    calls = len(stripe_fake.requests)
+    stranger = Client()
+    for method, url in urls(order, pi):
+        response = getattr(stranger, method)(url, {"item_id": usd_item.pk}, HTTP_ACCEPT="application/json")
+        assert response.status_code == 404, (url, response.status_code)
+        assert b"secret" not in response.content and b"insufficient" not in response.content
+    assert len(stripe_fake.requests) == calls  # nothing was asked of Stripe for the stranger
+    assert owner.web.get(f"/order/{order.public_id}").status_code == 200
+
+
+def test_staff_see_every_order(admin_client: Client, usd_item: Item, stripe_fake: Any) -> None:
+    owner = Shopper()
+    owner.add(usd_item)
+    order = owner.cart()
+    stripe_fake.pay_intent(intent_id(owner.intent(order).json()))
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PAID
+    assert admin_client.get(f"/order/{order.public_id}").status_code == 200
