@@ -32,7 +32,8 @@ def counts() -> dict[str, int]:
         "orders": Order.objects.count(),
         "lines": OrderLine.objects.count(),
         "payments": Payment.objects.count(),
-        "events": StripeEvent.objects.count(),
+        # A signed event refused for its content is recorded (status invalid): kept, never processed.
+        "events": StripeEvent.objects.exclude(status=StripeEvent.Status.INVALID).count(),
         "quantity": sum(OrderLine.objects.values_list("quantity", flat=True)),
     }
 
