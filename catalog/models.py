@@ -13,7 +13,7 @@ from djmoney.models.fields import MoneyField
 from djmoney.models.validators import MinMoneyValidator
 from djmoney.money import Money
 
-from payments.money import format_money, from_minor_units, to_minor_units
+from core.money import format_money, from_minor_units, to_minor_units
 
 
 class ItemQuerySet(models.QuerySet["Item"]):

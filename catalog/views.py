@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 from itertools import groupby
 
-from django.conf import settings
 from django.db.models import Max
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
@@ -20,7 +19,6 @@ from django.views.decorators.http import require_GET
 from catalog.models import Item
 from core import pagecache
 from core.browser import browser_id
-from payments.accounts import publishable_key_for
 
 CATALOG_PAGE = "catalog"
 
@@ -48,12 +46,7 @@ def item_page(request: HttpRequest, item_id: int) -> HttpResponse:
         item = Item.objects.active().filter(pk=item_id).first()
         if item is None:
             raise Http404("No such item.")
-        context = {
-            "item": item,
-            "publishable_key": publishable_key_for(item.currency),
-            "stripe_js_url": settings.STRIPE_JS_URL,
-        }
-        return pagecache.render("catalog/item.html", context), item.updated_at
+        return pagecache.render("catalog/item.html", {"item": item}), item.updated_at
 
     response = pagecache.serve(request, item_page_name(item_id), build)
     # The browser gets its id with the page (a signed cookie, nothing stored), so that its Pay and Checkout

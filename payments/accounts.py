@@ -40,14 +40,6 @@ class StripeAccount:
     def livemode(self) -> bool:
         return self.secret_key.startswith(("sk_live_", "rk_live_"))
 
-    @property
-    def is_complete(self) -> bool:
-        return bool(self.secret_key and self.publishable_key and self.webhook_secret)
-
-    @property
-    def dashboard_url(self) -> str:
-        return "https://dashboard.stripe.com" + ("" if self.livemode else "/test")
-
     @cached_property
     def client(self) -> stripe.StripeClient:
         http_client = self.http_client or stripe.RequestsClient(timeout=self.timeout)
@@ -91,9 +83,6 @@ class AccountRegistry:
 
     def all(self) -> list[StripeAccount]:
         return list(self._accounts.values())
-
-    def currencies(self) -> list[str]:
-        return list(self._accounts)
 
 
 _lock = threading.Lock()

@@ -16,10 +16,10 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from core.money import format_money
 from payments import orders, refunds, states
 from payments.errors import ShopError
 from payments.models import Discount, Order, OrderLine, Payment, Refund, StripeEvent, StripeObject, Tax
-from payments.money import format_money
 from payments.orders import with_pricing
 from payments.pricing import price_order
 

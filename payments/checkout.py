@@ -17,11 +17,11 @@ from stripe.params.checkout import (
     SessionCreateParamsLineItemPriceDataProductData,
 )
 
+from core.money import to_minor_units
 from payments import gateway, paying, states, sync
 from payments.accounts import StripeAccount
 from payments.errors import CheckoutUnavailable
 from payments.models import Order, Payment, PaymentKind, PaymentStatus, StripeObject
-from payments.money import to_minor_units
 from payments.pricing import DiscountInput, PricedOrder, TaxInput, describe
 
 logger = logging.getLogger("payments.checkout")

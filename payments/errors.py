@@ -4,15 +4,20 @@ from __future__ import annotations
 
 
 class ShopError(Exception):
+    """A refusal: its HTTP status, a code for scripts and the words for the shopper; `details` go into the JSON
+    answer, `template` and `page` make the page a browser's form is answered with (`views.refused`)."""
+
     status = 400
     code = "bad_request"
+    template = "payments/refused.html"
 
     def __init__(
-        self, message: str, *, status: int | None = None, code: str | None = None, **details: str
+        self, message: str, *, status: int | None = None, code: str | None = None, **details: object
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.details = details  # more for the shopper's page, e.g. a link
+        self.details = details  # more for the shopper's script, e.g. a link
+        self.page: dict[str, object] = {}
         if status is not None:
             self.status = status
         if code is not None:

@@ -11,9 +11,9 @@ from typing import Any
 
 import stripe
 
+from core.money import AmountError, check_chargeable
 from payments.accounts import AccountNotConfigured, StripeAccount, account_for
 from payments.errors import AmountNotChargeable, PaymentProviderError, PaymentsNotConfigured
-from payments.money import AmountError, check_chargeable
 
 logger = logging.getLogger("payments.stripe")
 

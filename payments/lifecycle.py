@@ -24,9 +24,9 @@ from typing import Any
 from django.db.models import Sum
 from django.utils import timezone
 
+from core.money import format_money
 from payments import states
 from payments.models import Order, OrderStatus, Payment, PaymentKind, PaymentStatus, Refund
-from payments.money import format_money
 
 logger = logging.getLogger("payments.lifecycle")
 

@@ -1,7 +1,7 @@
 """Orders, their lines, discounts and taxes, the Stripe payments made for them, and Stripe's events.
 
 Every payment is for an `Order`: buying one item creates a one-line order, so there is one payment path.
-Amounts sent to Stripe are integers in minor units (see `payments.money`); prices are Decimals.
+Amounts sent to Stripe are integers in minor units (see `core.money`); prices are Decimals.
 """
 
 from __future__ import annotations
@@ -17,6 +17,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 MAX_QUANTITY = 99
+
+
+def dashboard_url(livemode: bool, path: str) -> str:
+    """A page of Stripe's dashboard (test mode's, unless `livemode`), e.g. `payments/pi_...`."""
+    return f"https://dashboard.stripe.com{'' if livemode else '/test'}/{path}"
 
 
 class Discount(models.Model):
@@ -72,7 +77,7 @@ class Discount(models.Model):
         return f"{self.name} ({self.describe()})"
 
     def describe(self) -> str:
-        from payments.money import format_money
+        from core.money import format_money
 
         if self.percent_off is not None:
             return f"{self.percent_off.normalize():f}% off"
@@ -334,10 +339,9 @@ class Payment(models.Model):
 
     @property
     def dashboard_url(self) -> str:
-        base = "https://dashboard.stripe.com" + ("" if self.livemode else "/test")
         if self.kind == PaymentKind.PAYMENT_INTENT:
-            return f"{base}/payments/{self.stripe_id}"
-        return f"{base}/checkout/sessions/{self.stripe_id}"
+            return dashboard_url(self.livemode, f"payments/{self.stripe_id}")
+        return dashboard_url(self.livemode, f"checkout/sessions/{self.stripe_id}")
 
 
 class Refund(models.Model):
@@ -441,5 +445,4 @@ class StripeEvent(models.Model):
 
     @property
     def dashboard_url(self) -> str:
-        base = "https://dashboard.stripe.com" + ("" if self.livemode else "/test")
-        return f"{base}/events/{self.event_id}"
+        return dashboard_url(self.livemode, f"events/{self.event_id}")

@@ -19,7 +19,14 @@ from django.http import HttpRequest
 from catalog.models import Item
 from core.browser import browser_id, known_browser
 from payments import states, sync
-from payments.errors import AlreadyPaid, CurrencyMismatch, NotOrderOwner, OrderNotEditable, OrderNotPayable
+from payments.errors import (
+    AlreadyPaid,
+    CurrencyMismatch,
+    NotOrderOwner,
+    OrderNotEditable,
+    OrderNotPayable,
+    ShopError,
+)
 from payments.models import MAX_QUANTITY, Order, OrderLine, OrderStatus, Tax
 
 CART_SESSION_KEY = "cart_order_id"
@@ -81,7 +88,7 @@ def browser_orders(request: HttpRequest) -> QuerySet[Order]:
 
 def check_quantity(quantity: int) -> None:
     if not 1 <= quantity <= MAX_QUANTITY:
-        raise ValueError(f"Quantity must be a whole number from 1 to {MAX_QUANTITY}.")
+        raise ShopError(f"Quantity must be a whole number from 1 to {MAX_QUANTITY}.", code="invalid_quantity")
 
 
 def put_item(

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from payments.money import format_money, minor_unit_step, to_minor_units
+from core.money import format_money, minor_unit_step, to_minor_units
 
 if TYPE_CHECKING:
     from payments.models import Order

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec
 
 from django.conf import settings
@@ -22,9 +22,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from catalog.models import Item
 from core.browser import browser_id
+from core.errors import error_json
 from payments import checkout, gateway, intents, orders, states, sync, webhooks
-from payments.accounts import AccountNotConfigured, account_for, publishable_key_for
+from payments.accounts import AccountNotConfigured, account_for
 from payments.errors import CurrencyMismatch, PaymentProviderError, ShopError
+from payments.forms import ItemForm, ItemQuantityForm, NewOrderForm, PayForm, PutForm, submitted
 from payments.models import Order, OrderStatus, Payment, PaymentKind
 from payments.pricing import price_order
 
@@ -33,19 +35,47 @@ P = ParamSpec("P")
 View = Callable[Concatenate[HttpRequest, P], HttpResponse]
 
 
-def error_json(code: str, message: str, status: int) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+def refused(request: HttpRequest, exc: ShopError, *, json: bool | None = None) -> HttpResponse:
+    """The one answer to a `ShopError` (nothing was changed by it): JSON `{"error": {"code", "message", ...}}`
+    for scripts (always, with `json=True`), or a page saying why with a way back (or the error's own page,
+    e.g. the offer of a new order in another currency) for a browser's form."""
+    if json if json is not None else wants_json(request):
+        response: HttpResponse = JsonResponse(exc.as_json(), status=exc.status)
+    else:
+        context = {**exc.details, **exc.page, "message": exc.message, "back": back_url(request)}
+        response = render(request, exc.template, context, status=exc.status)
+    return keep_session(request, response)
 
 
-def json_errors(view: View[P]) -> View[P]:
-    """Answer a `ShopError` with its status and message as JSON; nothing was changed by it."""
+def wants_json(request: HttpRequest) -> bool:
+    """The cart endpoints answer JSON when asked (`Accept`, or a JSON body); a browser's form gets pages."""
+    return (
+        "application/json" in request.headers.get("Accept", "") or request.content_type == "application/json"
+    )
+
+
+def shop_errors(view: View[P]) -> View[P]:
+    """Answer a `ShopError` raised by a cart endpoint with `refused`: a page for a form, JSON for a script."""
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
         except ShopError as exc:
-            return keep_session(request, JsonResponse(exc.as_json(), status=exc.status))
+            return refused(request, exc)
+
+    return wrapper
+
+
+def json_errors(view: View[P]) -> View[P]:
+    """Answer a `ShopError` raised by a JSON endpoint (`/buy`, the Pay requests) with `refused`, as JSON."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except ShopError as exc:
+            return refused(request, exc, json=True)
 
     return wrapper
 
@@ -71,12 +101,6 @@ def keep_session(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     return response
 
 
-def wants_json(request: HttpRequest) -> bool:
-    return (
-        "application/json" in request.headers.get("Accept", "") or request.content_type == "application/json"
-    )
-
-
 def absolute(path: str) -> str:
     """A link handed to Stripe: built from SITE_URL only, never from the request's Host header."""
     return f"{settings.SITE_URL}{path}"
@@ -97,23 +121,6 @@ def get_order(request: HttpRequest, order_id: str, *, pricing: bool = False) -> 
     return order
 
 
-def parse_quantity(value: str | None, default: int = 1) -> int:
-    try:
-        return int(value) if value not in (None, "") else default
-    except (TypeError, ValueError) as exc:
-        raise ShopError("Quantity must be a whole number.", code="invalid_quantity") from exc
-
-
-def parse_item_id(value: str | None) -> int:
-    try:
-        item_id = int(value or "")
-    except ValueError as exc:
-        raise ShopError("Choose an item.", code="invalid_item") from exc
-    if not 0 < item_id < 2**63:
-        raise ShopError("Choose an item.", code="invalid_item")
-    return item_id
-
-
 def order_urls(order: Order | states.NewOrder) -> dict[str, str]:
     oid = order.public_id
     return {
@@ -129,35 +136,16 @@ def item_order(request: HttpRequest, item_id: int) -> Order | states.NewOrder:
     make, with its payment object)."""
     item = get_item(item_id)
     gateway.account(item.currency)
-    order = orders.buy_now_order(request, item, page_loaded_at=page_loaded_at(request))
+    order = orders.buy_now_order(request, item, page_loaded_at=pay_fields(request)["page_loaded_at"])
     return order if isinstance(order, states.NewOrder) else orders.follow_price(order, item)
 
 
-def page_loaded_at(request: HttpRequest) -> datetime | None:
-    """When the shopper's page was loaded, from `page_age_ms` (how long ago, measured by the browser, so that
-    its clock does not matter); None when not sent."""
-    value = request.POST.get("page_age_ms") or request.GET.get("page_age_ms") or ""
-    try:
-        age = int(value)
-    except ValueError:
-        return None
-    if not 0 <= age <= 7 * 24 * 3600 * 1000:
-        return None
-    return timezone.now() - timedelta(milliseconds=age)
-
-
-def expected_amount(request: HttpRequest) -> int | None:
-    """The total the shopper's page showed (`expected_amount`, minor units), checked against the order's
-    before anything is created; never used as the amount to charge. Absent: no check."""
-    value = request.POST.get("expected_amount", "")
-    if value == "":
-        return None
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise ShopError(
-            "expected_amount must be a whole number of minor units.", code="invalid_amount"
-        ) from exc
+def pay_fields(request: HttpRequest) -> dict[str, Any]:
+    """What the Pay and Checkout buttons send: `expected_amount` and when the page was loaded (or None)."""
+    data = PayForm(submitted(request)).checked()
+    age = data["page_age_ms"]
+    loaded_at = timezone.now() - timedelta(milliseconds=age) if age is not None else None
+    return {"expected_total": data["expected_amount"], "page_loaded_at": loaded_at}
 
 
 # ------------------------------------------------------------------------------------------------ Checkout
@@ -192,7 +180,9 @@ def buy_order(request: HttpRequest, order_id: str) -> HttpResponse:
 
 
 def intent_answer(request: HttpRequest, order: Order | states.NewOrder) -> JsonResponse:
-    opened = intents.open_intent(order, owner=browser_id(request), expected_total=expected_amount(request))
+    opened = intents.open_intent(
+        order, owner=browser_id(request), expected_total=pay_fields(request)["expected_total"]
+    )
     return JsonResponse(
         {
             "client_secret": opened.client_secret,
@@ -239,13 +229,6 @@ def cart_answer(request: HttpRequest, order: Order, status: int = 200) -> HttpRe
     return HttpResponseRedirect(order.get_absolute_url())
 
 
-def cart_error(request: HttpRequest, exc: ShopError, back: str) -> HttpResponse:
-    if wants_json(request):
-        return JsonResponse(exc.as_json(), status=exc.status)
-    messages.error(request, exc.message)
-    return HttpResponseRedirect(back)
-
-
 def back_url(request: HttpRequest) -> str:
     """The page the form was on, if it is one of ours; the catalog otherwise."""
     referer = request.headers.get("Referer", "")
@@ -257,110 +240,81 @@ def back_url(request: HttpRequest) -> str:
 
 
 @require_POST
+@shop_errors
 def order_new(request: HttpRequest) -> HttpResponse:
     """`POST /order/new/`: a new cart bound to this browser; with `item_id`, the item goes in. The previous
     cart stays reachable from "Your orders"."""
-    try:
-        item = get_item(parse_item_id(request.POST["item_id"])) if request.POST.get("item_id") else None
-        quantity = parse_quantity(request.POST.get("quantity"))
-        orders.check_quantity(quantity)  # before the cart exists: a refused request leaves nothing behind
-        currency = (
-            item.currency if item else request.POST.get("currency", settings.STRIPE_DEFAULT_CURRENCY).lower()
-        )
-        if item is None and currency not in settings.STRIPE_ACCOUNTS:  # the browser's word, not our setup
-            raise ShopError("This shop does not sell in that currency.", code="invalid_currency")
-        gateway.account(currency)
-        order = orders.new_cart(request, currency)
-        if item is not None:
-            orders.put_item(request, order, item, quantity)
-    except ShopError as exc:
-        return cart_error(request, exc, back_url(request))
-    except ValueError as exc:
-        return cart_error(request, ShopError(str(exc), code="invalid_quantity"), reverse("catalog:index"))
+    data = NewOrderForm(submitted(request)).checked()
+    item = get_item(data["item_id"]) if data["item_id"] else None
+    currency = item.currency if item else data["currency"]
+    gateway.account(currency)
+    order = orders.new_cart(request, currency)
+    if item is not None:
+        orders.put_item(request, order, item, data["quantity"])
     return cart_answer(request, order, status=201)
 
 
 @require_POST
+@shop_errors
 def cart_add(request: HttpRequest) -> HttpResponse:
     """`POST /cart/add`: "Add to order" from an item page, into this browser's cart. A cart that was paid
     (or is being paid) is done with: a new cart starts. A cart waiting for payment is frozen: 409 with a
     link to change it. An item in another currency than the cart's: 409 offering a new cart in that currency."""
-    try:
-        item = get_item(parse_item_id(request.POST.get("item_id")))
-        quantity = parse_quantity(request.POST.get("quantity"))
-        orders.check_quantity(quantity)
-        gateway.account(item.currency)
-        cart = orders.current_cart(request)
-        if cart is not None and not states.is_payable(cart):  # paid, processing or held: a new cart
-            cart = None
-        if cart is not None and cart.currency != item.currency and cart.lines.exists():
-            return other_currency_answer(request, cart, item, quantity)
-        created = cart is None
-        if cart is None:
-            cart = orders.new_cart(request, item.currency)
-        orders.put_item(request, cart, item, quantity, add=True)
-    except ShopError as exc:
-        return cart_error(request, exc, back_url(request))
-    except ValueError as exc:
-        return cart_error(request, ShopError(str(exc), code="invalid_quantity"), back_url(request))
+    data = ItemQuantityForm(submitted(request)).checked()
+    item = get_item(data["item_id"])
+    gateway.account(item.currency)
+    cart = orders.current_cart(request)
+    if cart is not None and not states.is_payable(cart):  # paid, processing or held: a new cart
+        cart = None
+    if cart is not None and cart.currency != item.currency and cart.lines.exists():
+        raise other_currency(cart, item, data["quantity"])
+    created = cart is None
+    if cart is None:
+        cart = orders.new_cart(request, item.currency)
+    orders.put_item(request, cart, item, data["quantity"], add=True)
     return cart_answer(request, cart, status=201 if created else 200)
 
 
-def other_currency_answer(request: HttpRequest, cart: Order, item: Item, quantity: int) -> HttpResponse:
-    message = (
+def other_currency(cart: Order, item: Item, quantity: int) -> CurrencyMismatch:
+    """The refusal of an item in another currency than the cart's, offering a new order in that currency."""
+    refusal = CurrencyMismatch(
         f"{item.name} is priced in {item.currency.upper()}, and your order is in {cart.currency.upper()}. "
         f"An order is paid in one currency: start a new {item.currency.upper()} order for it? "
-        "Your current order stays in “Your orders”."
+        "Your current order stays in \u201cYour orders\u201d.",
+        new_order={"url": reverse("payments:order_new"), "item_id": item.pk, "quantity": quantity},
     )
-    if wants_json(request):
-        body = {
-            "error": {"code": CurrencyMismatch.code, "message": message},
-            "new_order": {"url": reverse("payments:order_new"), "item_id": item.pk, "quantity": quantity},
-        }
-        return JsonResponse(body, status=409)
-    return render(
-        request,
-        "payments/other_currency.html",
-        {"message": message, "cart": cart, "item": item, "quantity": quantity},
-        status=409,
-    )
+    refusal.template = "payments/other_currency.html"
+    refusal.page = {"cart": cart, "item": item, "quantity": quantity}
+    return refusal
 
 
 @require_POST
+@shop_errors
 def order_put(request: HttpRequest, order_id: str) -> HttpResponse:
     """`POST /order/put/<order_id>`: add an item (`mode=add`, the default) or set its quantity (`mode=set`)."""
     order = get_order(request, order_id)
-    try:
-        item = get_item(parse_item_id(request.POST.get("item_id")))
-        quantity = parse_quantity(request.POST.get("quantity"))
-        orders.put_item(request, order, item, quantity, add=request.POST.get("mode", "add") != "set")
-    except ShopError as exc:
-        return cart_error(request, exc, order.get_absolute_url())
-    except ValueError as exc:
-        return cart_error(request, ShopError(str(exc), code="invalid_quantity"), order.get_absolute_url())
+    data = PutForm(submitted(request)).checked()
+    item = get_item(data["item_id"])
+    orders.put_item(request, order, item, data["quantity"], add=data["mode"] != "set")
     return cart_answer(request, order)
 
 
 @require_POST
+@shop_errors
 def order_remove(request: HttpRequest, order_id: str) -> HttpResponse:
     """`POST /order/remove/<order_id>`: take an item's line out of the order."""
     order = get_order(request, order_id)
-    try:
-        orders.remove_item(request, order, parse_item_id(request.POST.get("item_id")))
-    except ShopError as exc:
-        return cart_error(request, exc, order.get_absolute_url())
+    orders.remove_item(request, order, ItemForm(submitted(request)).checked()["item_id"])
     return cart_answer(request, order)
 
 
 @require_POST
+@shop_errors
 def order_change(request: HttpRequest, order_id: str) -> HttpResponse:
     """`POST /order/<order_id>/change`: "Change order". Closes the order's payment objects at Stripe and makes
     it a cart again, unless Stripe says a payment went through or is processing (409)."""
     order = get_order(request, order_id)
-    try:
-        order = orders.change_order(order, may_change=orders.can_change(request, order))
-    except ShopError as exc:
-        return cart_error(request, exc, order.get_absolute_url())
+    order = orders.change_order(order, may_change=orders.can_change(request, order))
     if not wants_json(request):
         messages.info(request, "Your order can be changed again. Paying will use the new total.")
     return cart_answer(request, order)
@@ -382,8 +336,6 @@ def order_page(request: HttpRequest, order_id: str) -> HttpResponse:
             "can_edit": states.is_editable(order) and may_change,
             "can_change_order": order.status == OrderStatus.AWAITING_PAYMENT and may_change,
             "payable": states.is_payable(order),
-            "publishable_key": publishable_key_for(order.currency),
-            "stripe_js_url": settings.STRIPE_JS_URL,
         },
     )
 

@@ -1,7 +1,7 @@
 """Integer money helpers for the Stripe emulator (development/test-only code; no floats).
 
 Stripe's currency facts (zero- and three-decimal currencies, minimum and maximum charge amounts) and the
-display of amounts are not repeated here: they come from the shop's ``payments.money``, a pure-Python module
+display of amounts are not repeated here: they come from the shop's ``core.money``, a pure-Python module
 (``decimal`` only, no Django), so each table is written once.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from payments.money import MAX_AMOUNT, format_money, minimum_charge, minor_unit_exponent, minor_unit_step
+from core.money import MAX_AMOUNT, format_money, minimum_charge, minor_unit_exponent, minor_unit_step
 
 __all__ = [
     "MAXIMUM_AMOUNT",

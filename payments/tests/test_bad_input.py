@@ -282,8 +282,7 @@ def test_webhook_signature_and_account_errors(shop: dict[str, Any]) -> None:
 def test_wrong_content_types_on_form_endpoints(shop: dict[str, Any], usd_item: Any) -> None:
     client, order = shop["client"], shop["order"]
     body = json.dumps({"item_id": usd_item.pk, "quantity": 1})
-    for content_type in (
-        "application/json",
+    for content_type in (  # a JSON body is read as such (application/json); other types are not forms
         "text/plain",
         "application/xml",
         "multipart/form-data; boundary=",
@@ -299,6 +298,9 @@ def test_wrong_content_types_on_form_endpoints(shop: dict[str, Any], usd_item: A
         **JSON,
     )
     assert_clear_error(garbage, 400)
+    for bad_json in (b"{", b"[1]", b'"x"', b'{"item_id": "1.0"}', b'{"item_id": true}', b'{"item_id": 1.5}'):
+        put = client.post(f"/order/put/{order}", data=bad_json, content_type="application/json", **JSON)
+        assert_clear_error(put, 400)
 
 
 def test_return_pages_with_bad_query(shop: dict[str, Any]) -> None:

@@ -16,9 +16,9 @@ import pytest
 from djmoney.money import Money
 
 from catalog.models import Item
+from core.money import format_money
 from payments.accounts import AccountRegistry, install_registry
 from payments.models import Discount, Order, StripeEvent, Tax
-from payments.money import format_money
 from payments.orders import with_pricing
 from payments.pricing import price_order
 from stripe_emulator import Emulator, EmulatorAccount

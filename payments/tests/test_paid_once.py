@@ -360,8 +360,8 @@ def test_an_item_in_another_currency_offers_a_new_order_in_that_currency(
     assert refused.status_code == 409
     body = refused.json()
     assert body["error"]["code"] == "currency_mismatch" and "new EUR order" in body["error"]["message"]
-    assert body["new_order"] == {"url": "/order/new/", "item_id": eur_item.pk, "quantity": 1}
-    page = tab.web.post("/cart/add", {"item_id": eur_item.pk, "quantity": 1})
+    assert body["error"]["new_order"] == {"url": "/order/new/", "item_id": eur_item.pk, "quantity": 1}
+    page = tab.web.post("/cart/add", {"item_id": eur_item.pk, "quantity": 1}, HTTP_ACCEPT="text/html")
     assert page.status_code == 409 and 'id="start-new-order"' in page.content.decode()
 
     assert tab.new_order(eur_item).status_code == 201

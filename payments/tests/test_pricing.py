@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from payments.money import from_minor_units, minor_unit_step
+from core.money import from_minor_units, minor_unit_step
 from payments.pricing import DiscountInput, LineInput, TaxInput, discount_amount, price, spread
 from stripe_emulator.money import allocate
 

@@ -18,7 +18,7 @@ import stripe
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from payments.money import MAX_AMOUNT, from_minor_units, minimum_charge, minor_unit_step, to_minor_units
+from core.money import MAX_AMOUNT, from_minor_units, minimum_charge, minor_unit_step, to_minor_units
 from payments.pricing import DiscountInput, LineInput, PricedOrder, TaxInput, price
 from stripe_emulator import Emulator, EmulatorAccount, EmulatorHTTPClient
 

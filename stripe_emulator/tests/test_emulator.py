@@ -1432,7 +1432,7 @@ def test_hang_control_endpoint_and_cli_flag(emu: Emulator) -> None:
 # --------------------------------------------------------------------------- what the package imports
 
 
-def test_the_emulator_imports_only_the_standard_library_stripe_and_payments_money() -> None:
+def test_the_emulator_imports_only_the_standard_library_stripe_and_core_money() -> None:
     import ast
 
     allowed_third_party = {"stripe", "typing_extensions"}
@@ -1449,7 +1449,7 @@ def test_the_emulator_imports_only_the_standard_library_stripe_and_payments_mone
                     top in sys.stdlib_module_names
                     or top in allowed_third_party
                     or top == "stripe_emulator"
-                    or name == "payments.money"
+                    or name == "core.money"
                 )
                 assert ok, f"{path.name} imports {name}"
 

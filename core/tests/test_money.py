@@ -1,4 +1,4 @@
-"""Table tests for payments.money: Stripe minor units, rounding, limits and display.
+"""Table tests for core.money: Stripe minor units, rounding, limits and display.
 
 Pure Python: no database, no Django settings needed.
 """
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from payments.money import (
+from core.money import (
     MAX_AMOUNT,
     MINIMUM_CHARGE,
     THREE_DECIMAL_CURRENCIES,
