@@ -117,7 +117,9 @@ class NewOrderForm(ShopForm):
 
     def clean_currency(self) -> str:
         given = "currency" in self.data
-        currency = str(self.cleaned_data.get("currency") if given else settings.STRIPE_DEFAULT_CURRENCY).lower()
+        currency = str(
+            self.cleaned_data.get("currency") if given else settings.STRIPE_DEFAULT_CURRENCY
+        ).lower()
         if currency not in settings.STRIPE_ACCOUNTS:  # the browser's word, not our setup
             raise forms.ValidationError("This shop does not sell in that currency.")
         return currency
