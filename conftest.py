@@ -3,93 +3,21 @@ USD and EUR, and helpers that drive payments the way a shopper's browser and Str
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.test import Client
-from djmoney.money import Money
 from hypothesis import settings as hypothesis_settings
 
 from payments.accounts import AccountRegistry, install_registry
-from stripe_emulator import Emulator, EmulatorAccount, EmulatorHTTPClient, sign_payload
+from payments.tests.stripe_fake import FakeStripe, signed_event
 
 # CI runs the property tests derandomized (the same examples every run, so a landing never hangs on luck);
 # `make test` on a workstation keeps exploring new examples.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-
-
-class FakeStripe:
-    """The emulator as tests see it: every call the app makes is recorded by `client.requests`; webhooks wait
-    in `outbox` until `deliver_webhooks()` posts them, signed, to the shop's real webhook view."""
-
-    def __init__(self) -> None:
-        self.accounts = {
-            currency: EmulatorAccount(
-                currency=currency,
-                secret_key=keys["secret_key"],
-                publishable_key=keys["publishable_key"],
-                webhook_secret=keys["webhook_secret"],
-            )
-            for currency, keys in settings.STRIPE_ACCOUNTS.items()
-        }
-        self.emulator = Emulator(list(self.accounts.values()), base_url="http://stripe-emulator.test")
-        self.client = EmulatorHTTPClient(self.emulator)
-        self.outbox: list[tuple[str, bytes, str]] = []
-        self.emulator.deliver = self._queue
-
-    #: While set, webhook deliveries fail (the shop was unreachable): Stripe records them as not delivered.
-    failing_deliveries = False
-
-    def _queue(self, account: EmulatorAccount, payload: bytes, signature: str) -> int:
-        if self.failing_deliveries:
-            return 503
-        self.outbox.append((account.currency, payload, signature))
-        return 200
-
-    @property
-    def requests(self) -> list[Any]:
-        return self.client.requests
-
-    def calls(self, method: str, path_prefix: str) -> list[Any]:
-        return [
-            r
-            for r in self.client.requests
-            if r.method.upper() == method.upper() and r.path.startswith(path_prefix)
-        ]
-
-    def recover(self) -> None:
-        """Stripe is reachable again: drop the failures still queued by `client.fail_next`."""
-        self.client.clear_failures()
-
-    def deliver_webhooks(self, web: Client | None = None) -> list[int]:
-        web = web or Client()
-        statuses = []
-        while self.outbox:
-            currency, payload, signature = self.outbox.pop(0)
-            response = web.post(
-                f"/webhooks/stripe/{currency}/",
-                data=payload,
-                content_type="application/json",
-                HTTP_STRIPE_SIGNATURE=signature,
-            )
-            statuses.append(response.status_code)
-        return statuses
-
-    def pay_intent(self, intent_id: str, card: str = "4242424242424242") -> dict[str, Any]:
-        intent = self.emulator.confirm_payment_intent(intent_id, card=card)
-        self.deliver_webhooks()
-        return intent
-
-    def pay_session(self, session_id: str, card: str = "4242424242424242") -> dict[str, Any]:
-        session = self.emulator.pay_checkout_session(session_id, card=card)
-        self.deliver_webhooks()
-        return session
 
 
 @pytest.fixture(autouse=True)
@@ -116,12 +44,6 @@ def stripe_fake() -> Iterator[FakeStripe]:
     install_registry(None)
 
 
-def signed_event(currency: str, event: dict[str, Any], secret: str | None = None) -> tuple[bytes, str]:
-    payload = json.dumps(event).encode()
-    secret = secret or settings.STRIPE_ACCOUNTS[currency]["webhook_secret"]
-    return payload, sign_payload(payload, secret)
-
-
 @pytest.fixture
 def post_event(client: Client) -> Any:
     """Post an event to the shop's webhook for `currency`, signed with that account's secret."""
@@ -140,29 +62,23 @@ def post_event(client: Client) -> Any:
 
 @pytest.fixture
 def usd_item(db: None) -> Any:
-    from catalog.models import Item
+    from catalog.tests.factories import make_item
 
-    return Item.objects.create(
-        name="Espresso beans", description="1 kg, roasted for espresso.", price=Money(Decimal("24.50"), "USD")
-    )
+    return make_item("Espresso beans", "24.50", description="1 kg, roasted for espresso.")
 
 
 @pytest.fixture
 def usd_item_2(db: None) -> Any:
-    from catalog.models import Item
+    from catalog.tests.factories import make_item
 
-    return Item.objects.create(
-        name="Ceramic dripper", description="Porcelain.", price=Money(Decimal("18.00"), "USD")
-    )
+    return make_item("Ceramic dripper", "18.00", description="Porcelain.")
 
 
 @pytest.fixture
 def eur_item(db: None) -> Any:
-    from catalog.models import Item
+    from catalog.tests.factories import make_item
 
-    return Item.objects.create(
-        name="Hand grinder", description="Steel burrs.", price=Money(Decimal("89.90"), "EUR")
-    )
+    return make_item("Hand grinder", "89.90", "EUR", description="Steel burrs.")
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from djmoney.money import Money
 
 from catalog.models import Item
+from catalog.tests.factories import make_item
 
 pytestmark = pytest.mark.django_db
 
@@ -38,10 +39,10 @@ def test_index_queries_do_not_grow_with_items(client, django_assert_max_num_quer
             assert client.get("/").status_code == 200  # a miss: rendered and stored in the cache
         return len(ctx.captured_queries)
 
-    Item.objects.create(name="Item", price=Money(Decimal("1.00"), "USD"))
+    make_item("Item", "1.00")
     few = render_cost()
     for n in range(30):
-        Item.objects.create(name=f"Item {n}", price=Money(Decimal("1.00") + n, "USD"))
+        make_item(f"Item {n}", f"{1 + n}.00")
     assert render_cost() == few
     with django_assert_max_num_queries(1):  # a hit: the cache only
         assert client.get("/").status_code == 200
@@ -84,12 +85,12 @@ def test_item_page_carries_only_its_own_currency_publishable_key(
     ],
 )
 def test_price_format_per_currency(client, amount, currency, shown) -> None:
-    item = Item.objects.create(name="Thing", price=Money(Decimal(amount), currency))
+    item = make_item("Thing", amount, currency)
     assert shown in client.get(f"/item/{item.pk}").content.decode()
 
 
 def test_item_page_without_an_account_says_payments_are_not_set_up(client) -> None:
-    item = Item.objects.create(name="Tea", price=Money(Decimal("5.00"), "GBP"))
+    item = make_item("Tea", "5.00", "GBP")
     html = client.get(f"/item/{item.pk}").content.decode()
     assert "Payments in GBP are not set up" in html and 'id="pay-button"' not in html
 

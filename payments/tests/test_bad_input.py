@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from conftest import signed_event
 from payments.models import MAX_QUANTITY, Order, OrderLine, Payment, StripeEvent
+from payments.tests.stripe_fake import signed_event
 from stripe_emulator import sign_payload
 
 pytestmark = pytest.mark.django_db

@@ -9,6 +9,7 @@ from djmoney.money import Money
 from stripe.params.checkout import SessionCreateParams
 
 from catalog.models import Item
+from catalog.tests.factories import make_item
 from payments.models import Order, Payment, PaymentKind, PaymentStatus
 from stripe_emulator.params import validate_params
 
@@ -131,7 +132,7 @@ def test_retry_after_a_lost_answer_gets_the_same_session(client, usd_item, strip
 
 
 def test_amount_above_stripe_maximum_is_refused_before_any_call(client, stripe_fake) -> None:
-    item = Item.objects.create(name="Yacht", price=Money(Decimal("1000000.00"), "USD"))
+    item = make_item("Yacht", "1000000.00")
     response = client.get(f"/buy/{item.pk}")
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "amount_not_chargeable"
@@ -139,7 +140,7 @@ def test_amount_above_stripe_maximum_is_refused_before_any_call(client, stripe_f
 
 
 def test_amount_below_the_currency_minimum_is_refused(client, stripe_fake) -> None:
-    item = Item.objects.create(name="Sticker", price=Money(Decimal("0.10"), "EUR"))
+    item = make_item("Sticker", "0.10", "EUR")
     response = client.get(f"/buy/{item.pk}")
     assert response.status_code == 422
     assert "0.50" in response.json()["error"]["message"]

@@ -13,10 +13,11 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import connection, transaction
 from django.test import Client
 
-from conftest import signed_event
 from payments import checkout, intents, lifecycle, orders
 from payments.errors import ShopError
 from payments.models import Order, OrderLine, OrderStatus, Payment, PaymentKind, PaymentStatus, StripeEvent
+from payments.tests.factories import make_cart
+from payments.tests.stripe_fake import signed_event
 from payments.tests.support import charges_at_stripe
 from stripe_emulator import EmulatorError
 
@@ -58,9 +59,7 @@ def run_together(target: Callable[[int], Any], n: int = THREADS) -> list[Any]:
 
 
 def draft_order(item: Any, browser: str = "concurrency-browser") -> Order:
-    order = Order.objects.create(currency=item.currency, browser=browser)
-    OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.price.amount)
-    return order
+    return make_cart(item, browser=browser)
 
 
 def test_same_event_from_many_threads_is_processed_once(

@@ -8,19 +8,19 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from djmoney.money import Money
 
 from catalog.models import Item
+from catalog.tests.factories import make_item
 from core.money import format_money
 from payments.accounts import AccountRegistry, install_registry
-from payments.models import Discount, Order, StripeEvent, Tax
+from payments.models import Order, StripeEvent
 from payments.orders import with_pricing
 from payments.pricing import price_order
+from payments.tests.factories import make_tax, percent_off, with_taxes
 from stripe_emulator import Emulator, EmulatorAccount
 from stripe_emulator.server import start_in_thread
 
@@ -106,16 +106,12 @@ def pay_on_page(page: Any, card: str) -> None:
 
 @pytest.fixture
 def beans() -> Item:
-    return Item.objects.create(
-        name="Espresso beans", description="1 kg.", price=Money(Decimal("24.50"), "USD")
-    )
+    return make_item("Espresso beans", "24.50", description="1 kg.")
 
 
 @pytest.fixture
 def grinder() -> Item:
-    return Item.objects.create(
-        name="Hand grinder", description="Steel burrs.", price=Money(Decimal("89.90"), "EUR")
-    )
+    return make_item("Hand grinder", "89.90", "EUR", description="Steel burrs.")
 
 
 def test_pay_with_the_payment_element(shop: Shop, page: Any, beans: Item) -> None:
@@ -185,7 +181,7 @@ def test_canceling_checkout(shop: Shop, page: Any, beans: Item) -> None:
 
 
 def test_order_with_discount_and_taxes_same_total_everywhere(shop: Shop, page: Any, beans: Item) -> None:
-    dripper = Item.objects.create(name="Ceramic dripper", price=Money(Decimal("18.00"), "USD"))
+    dripper = make_item("Ceramic dripper", "18.00")
     page.goto(f"{shop.url}/item/{beans.pk}")
     page.fill("input[name=quantity]", "2")
     page.click("#add-to-order")
@@ -197,10 +193,11 @@ def test_order_with_discount_and_taxes_same_total_everywhere(shop: Shop, page: A
         ("Ceramic dripper", 1),
         ("Espresso beans", 2),
     ]
-    order.discount = Discount.objects.create(name="Welcome 10%", percent_off=Decimal("10"))
-    order.save()
-    order.taxes.add(Tax.objects.create(name="VAT", percentage=Decimal("20"), inclusive=True))
-    order.taxes.add(Tax.objects.create(name="City levy", percentage=Decimal("2.5"), inclusive=False))
+    with_taxes(
+        order,
+        [make_tax("VAT", "20", inclusive=True), make_tax("City levy", "2.5", inclusive=False)],
+        percent_off("10", "Welcome 10%"),
+    )
     expected = format_money(price_order(with_pricing().get(pk=order.pk)).total, "usd", minor=True)
 
     page.goto(f"{shop.url}/order/{order.public_id}")

@@ -25,11 +25,11 @@ from django.conf import settings
 from django.db import OperationalError, connection
 from django.test import Client
 
-from conftest import signed_event
 from core.test_settings import _TEST_ENV
 from payments import lifecycle, webhooks
 from payments.gateway import OUTAGE_MESSAGE
 from payments.models import Order, OrderLine, OrderStatus, Payment, PaymentKind, PaymentStatus, StripeEvent
+from payments.tests.stripe_fake import signed_event
 from stripe_emulator import Emulator, EmulatorAccount, sign_payload
 from stripe_emulator.server import start_in_thread
 

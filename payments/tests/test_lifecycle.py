@@ -13,10 +13,10 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from conftest import signed_event
 from payments import refunds, sync
 from payments.errors import OrderNotPayable
 from payments.models import Order, OrderStatus, Payment, PaymentStatus, StripeEvent
+from payments.tests.stripe_fake import signed_event
 
 pytestmark = pytest.mark.django_db
 

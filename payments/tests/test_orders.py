@@ -20,6 +20,7 @@ from djmoney.money import Money
 from stripe.params.checkout import SessionCreateParams
 
 from catalog.models import Item
+from catalog.tests.factories import make_item
 from payments.models import (
     Discount,
     Order,
@@ -33,6 +34,7 @@ from payments.models import (
 )
 from payments.orders import with_pricing
 from payments.pricing import price_order
+from payments.tests.factories import amount_off, make_tax, percent_off
 from stripe_emulator.params import validate_params
 
 pytestmark = pytest.mark.django_db
@@ -43,12 +45,6 @@ EUR_KEY = settings.STRIPE_ACCOUNTS["eur"]["secret_key"]
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def make_item(name: str, price: str, currency: str = "USD") -> Item:
-    return Item.objects.create(
-        name=name, description=f"{name}, described.", price=Money(Decimal(price), currency)
-    )
 
 
 def new_cart(web: Client, **data: Any) -> Order:
@@ -129,22 +125,22 @@ def cart_with_two_items(client, cart, usd_item, usd_item_2) -> Order:
 
 @pytest.fixture
 def ten_percent_off() -> Discount:
-    return Discount.objects.create(name="Ten percent off", percent_off=Decimal("10"))
+    return percent_off("10")
 
 
 @pytest.fixture
 def five_dollars_off() -> Discount:
-    return Discount.objects.create(name="Five dollars off", amount_off=Decimal("5.00"), currency="usd")
+    return amount_off("5.00", "usd", "Five dollars off")
 
 
 @pytest.fixture
 def vat_included() -> Tax:
-    return Tax.objects.create(name="VAT", percentage=Decimal("20"), inclusive=True)
+    return make_tax("VAT", "20", inclusive=True)
 
 
 @pytest.fixture
 def sales_tax() -> Tax:
-    return Tax.objects.create(name="Sales tax", percentage=Decimal("8.875"), inclusive=False)
+    return make_tax("Sales tax", "8.875", inclusive=False)
 
 
 @pytest.fixture
@@ -856,7 +852,7 @@ def test_seed_demo_runs_twice_without_duplicating() -> None:
 
 
 def test_a_fixed_discount_in_another_currency_never_applies(client, cart_with_two_items) -> None:
-    euros_off = Discount.objects.create(name="5 EUR off", amount_off=Decimal("5"), currency="eur")
+    euros_off = amount_off("5", "eur")
     cart_with_two_items.discount = euros_off
     with pytest.raises(ValidationError, match="fixed amount in EUR"):
         cart_with_two_items.full_clean()

@@ -8,16 +8,15 @@ read-only for staff too, the shopper is never stuck, and every path locks the or
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from djmoney.money import Money
 
 from catalog.models import Item
+from catalog.tests.factories import make_item
 from payments.models import Order, OrderStatus, Payment, PaymentKind, PaymentStatus
 from payments.tests.support import (
     CARD_OK,
@@ -33,12 +32,12 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def one_dollar_item() -> Item:
-    return Item.objects.create(name="Sticker", price=Money(Decimal("1.00"), "USD"))
+    return make_item("Sticker", "1.00")
 
 
 @pytest.fixture
 def kettle() -> Item:
-    return Item.objects.create(name="Pour-over kettle", price=Money(Decimal("59.00"), "USD"))
+    return make_item("Pour-over kettle", "59.00")
 
 
 @pytest.fixture

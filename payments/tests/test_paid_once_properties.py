@@ -12,17 +12,16 @@ its currency, net of refunds; no unpaid order was charged; net charged never exc
 from __future__ import annotations
 
 import io
-from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.core.management import call_command
 from django.test import Client
-from djmoney.money import Money
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from catalog.models import Item
+from catalog.tests.factories import make_item
 from payments import states
 from payments.models import Order
 from payments.tests.support import (
@@ -204,11 +203,7 @@ def check_settled(run: Run) -> None:
 
 @pytest.fixture
 def items() -> list[Item]:
-    return [
-        Item.objects.create(name="Beans", price=Money(Decimal("24.50"), "USD")),
-        Item.objects.create(name="Kettle", price=Money(Decimal("59.00"), "USD")),
-        Item.objects.create(name="Grinder", price=Money(Decimal("89.90"), "EUR")),
-    ]
+    return [make_item("Beans", "24.50"), make_item("Kettle", "59.00"), make_item("Grinder", "89.90", "EUR")]
 
 
 @settings(

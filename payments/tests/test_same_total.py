@@ -18,8 +18,10 @@ import stripe
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from catalog.tests.factories import make_item
 from core.money import MAX_AMOUNT, from_minor_units, minimum_charge, minor_unit_step, to_minor_units
 from payments.pricing import DiscountInput, LineInput, PricedOrder, TaxInput, price
+from payments.tests.factories import make_tax, percent_off
 from stripe_emulator import Emulator, EmulatorAccount, EmulatorHTTPClient
 
 ACCOUNTS = {
@@ -187,23 +189,21 @@ def test_property_checkout_and_pricing_agree(order: Any) -> None:
 @pytest.mark.parametrize("currency", ["usd", "eur"])
 def test_the_shops_own_session_params_give_the_same_total(currency: str, stripe_fake: Any) -> None:
     """Through `payments.checkout.session_params`, exactly what the shop sends to Checkout."""
-    from djmoney.money import Money
 
-    from catalog.models import Item
     from payments.accounts import account_for
     from payments.checkout import session_params
-    from payments.models import Discount, Order, OrderLine, Tax
+    from payments.models import Order, OrderLine
     from payments.orders import with_pricing
     from payments.pricing import price_order
 
     order = Order.objects.create(currency=currency)
     for i, (unit, quantity) in enumerate([("24.50", 2), ("18.00", 1), ("3.99", 7)]):
-        item = Item.objects.create(name=f"Item {i}", price=Money(Decimal(unit), currency.upper()))
+        item = make_item(f"Item {i}", unit, currency.upper())
         OrderLine.objects.create(order=order, item=item, quantity=quantity, unit_price=Decimal(unit))
-    order.discount = Discount.objects.create(name="Ten", percent_off=Decimal("10"))
+    order.discount = percent_off("10", "Ten")
     order.save()
     for tax in TWO_INCLUSIVE_ONE_EXCLUSIVE:
-        order.taxes.add(Tax.objects.create(name=tax.name, percentage=tax.percentage, inclusive=tax.inclusive))
+        order.taxes.add(make_tax(tax.name, str(tax.percentage), inclusive=tax.inclusive))
     priced = price_order(with_pricing().get(pk=order.pk))
     acct = account_for(currency)
     params = session_params(

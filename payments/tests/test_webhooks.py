@@ -13,10 +13,10 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from conftest import signed_event
 from payments import lifecycle, refunds, webhooks
 from payments.accounts import account_for
 from payments.models import Order, OrderStatus, Payment, PaymentStatus, StripeEvent
+from payments.tests.stripe_fake import signed_event
 from stripe_emulator import sign_payload
 
 pytestmark = pytest.mark.django_db
