@@ -14,6 +14,8 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from core.csp import policy as csp_policy
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -66,6 +68,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "djmoney",
+    "csp",
     "axes",
     "core",
     "catalog",
@@ -77,7 +80,7 @@ MIDDLEWARE = [
     # A lost database is a 503 with Retry-After, whatever below raised it (core/middleware.py).
     "core.middleware.DatabaseOutageMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "core.middleware.ContentSecurityPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Rate limits of the endpoints that create Stripe objects or orders (RATELIMITS below), before CSRF.
     "core.ratelimit.RateLimitMiddleware",
@@ -320,6 +323,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
         f"-c lock_timeout={int(ORDER_LOCK_WAIT * 1000)}"
     )
+# Content Security Policy: Stripe's published list for Stripe.js and Checkout, plus a stand-in's origin when
+# one is configured (core/csp.py).
+CONTENT_SECURITY_POLICY = csp_policy(STRIPE_JS_URL, STRIPE_API_BASE)
 # Shown on every page when payments go to the local emulator rather than Stripe.
 STRIPE_DEMO_MODE: bool = env.bool("STRIPE_DEMO_MODE", default=False)
 

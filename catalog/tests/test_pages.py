@@ -106,10 +106,28 @@ def test_item_page_refuses_post(client, usd_item) -> None:
     assert client.post(f"/item/{usd_item.pk}").status_code == 405
 
 
-def test_pages_carry_a_content_security_policy_allowing_only_stripe(client, usd_item) -> None:
+def test_pages_carry_stripes_content_security_policy(client, usd_item) -> None:
     policy = client.get(f"/item/{usd_item.pk}")["Content-Security-Policy"]
-    assert "script-src 'self' https://js.stripe.com" in policy
-    assert "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
+    directives = {d.split()[0]: d.split()[1:] for d in policy.split("; ")}
+    assert directives["script-src"] == ["'self'", "https://js.stripe.com", "https://*.js.stripe.com"]
+    assert directives["frame-src"] == [
+        "'self'",
+        "https://js.stripe.com",
+        "https://*.js.stripe.com",
+        "https://hooks.stripe.com",
+    ]
+    assert directives["connect-src"] == ["'self'", "https://api.stripe.com"]
+    assert "https://checkout.stripe.com" in directives["form-action"]
+    assert directives["frame-ancestors"] == ["'none'"] and directives["object-src"] == ["'none'"]
+    assert "Content-Security-Policy" not in client.get("/admin/login/")  # the admin keeps Django's own pages
+
+
+def test_a_local_stand_in_for_stripe_is_allowed_instead(client, usd_item, settings) -> None:
+    from core import csp
+
+    settings.CONTENT_SECURITY_POLICY = csp.policy("http://127.0.0.1:12111/js/stripe.js", "http://127.0.0.1:12111")
+    policy = client.get("/")["Content-Security-Policy"]
+    assert "script-src 'self' https://js.stripe.com https://*.js.stripe.com http://127.0.0.1:12111;" in policy
 
 
 def test_healthz_answers_when_the_database_does(client) -> None:

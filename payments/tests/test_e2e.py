@@ -15,6 +15,7 @@ import pytest
 
 from catalog.models import Item
 from catalog.tests.factories import make_item
+from core import csp
 from core.money import format_money
 from payments.accounts import AccountRegistry, install_registry
 from payments.models import Order, StripeEvent
@@ -60,6 +61,7 @@ def shop(live_server: Any, settings: Any) -> Iterator[Shop]:
     server = start_in_thread(emulator)
     settings.STRIPE_API_BASE = emulator.base_url
     settings.STRIPE_JS_URL = f"{emulator.base_url}/js/stripe.js"
+    settings.CONTENT_SECURITY_POLICY = csp.policy(settings.STRIPE_JS_URL, settings.STRIPE_API_BASE)
     install_registry(AccountRegistry.from_settings())  # real HTTP to the emulator, as in demo mode
     yield Shop(live_server.url, emulator, server)
     emulator.flush_webhooks(timeout=10)
