@@ -125,7 +125,9 @@ def test_pages_carry_stripes_content_security_policy(client, usd_item) -> None:
 def test_a_local_stand_in_for_stripe_is_allowed_instead(client, usd_item, settings) -> None:
     from core import csp
 
-    settings.CONTENT_SECURITY_POLICY = csp.policy("http://127.0.0.1:12111/js/stripe.js", "http://127.0.0.1:12111")
+    settings.CONTENT_SECURITY_POLICY = csp.policy(
+        "http://127.0.0.1:12111/js/stripe.js", "http://127.0.0.1:12111"
+    )
     policy = client.get("/")["Content-Security-Policy"]
     assert "script-src 'self' https://js.stripe.com https://*.js.stripe.com http://127.0.0.1:12111;" in policy
 
