@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint e2e bench smoke clean
+.PHONY: run admin test lint e2e bench smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ $(VENV)/.browser: | $(BIN)/python
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m core.devserver
+
+# A staff account for /admin/ on the local database (`make run`'s): DEBUG on, as make run runs the shop.
+admin: $(VENV)/.runtime
+	DEBUG=1 $(BIN)/python manage.py migrate --noinput
+	DEBUG=1 $(BIN)/python manage.py createsuperuser $(ARGS)
 
 test: $(VENV)/.dev $(VENV)/.browser
 	$(BIN)/pytest

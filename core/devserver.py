@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import NoReturn
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEMO_ACCOUNTS = {
@@ -66,10 +68,37 @@ def wait_for(url: str, timeout: float = 15.0) -> None:
             time.sleep(0.1)
 
 
-def main() -> None:
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def interrupted(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def stop(process: subprocess.Popen[bytes] | None) -> None:
+    """Stop a child and everything it started (its own process group)."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    parser.add_argument("--emulator-port", type=int, default=12111)
+    parser.add_argument("--emulator-port", type=int, default=int(os.environ.get("EMULATOR_PORT", "12111")))
     parser.add_argument("--no-seed", action="store_true", help="Do not load the demo catalog.")
     args = parser.parse_args()
 
@@ -82,8 +111,22 @@ def main() -> None:
     env.pop("debug", None)
     if not merged.get("SITE_URL"):  # the links handed to Stripe (return, success, cancel) come back here
         env["SITE_URL"] = f"http://127.0.0.1:{args.port}"
+    demo = not has_stripe_keys(merged)
+    busy = [
+        port for port in ([args.port, args.emulator_port] if demo else [args.port]) if not port_is_free(port)
+    ]
+    if busy:
+        print(
+            f"Port {', '.join(map(str, busy))} on 127.0.0.1 is already in use (another `make run`?). Stop what "
+            "uses it, or choose other ports: PORT=8001 EMULATOR_PORT=12112 make run.",
+            file=sys.stderr,
+        )
+        return 1
+    # SIGTERM (e.g. from a process manager or `kill`) stops everything this started, as Ctrl+C does.
+    signal.signal(signal.SIGTERM, interrupted)
     emulator: subprocess.Popen[bytes] | None = None
-    if not has_stripe_keys(merged):
+    server: subprocess.Popen[bytes] | None = None
+    if demo:
         base = f"http://127.0.0.1:{args.emulator_port}"
         command = [sys.executable, "-m", "stripe_emulator", "--port", str(args.emulator_port)]
         command += ["--webhook-base", f"http://127.0.0.1:{args.port}"]
@@ -98,23 +141,30 @@ def main() -> None:
             STRIPE_JS_URL=f"{base}/js/stripe.js",
             STRIPE_DEMO_MODE="1",
         )
-        emulator = subprocess.Popen(command, cwd=BASE_DIR, env=env)  # noqa: S603 - our own module
-        wait_for(f"{base}/healthz")
-        print(f"Demo mode: no Stripe keys found, payments go to the local emulator at {base}.", flush=True)
     manage = [sys.executable, str(BASE_DIR / "manage.py")]
     try:
+        if demo:
+            emulator = subprocess.Popen(command, cwd=BASE_DIR, env=env, start_new_session=True)  # noqa: S603
+            wait_for(f"{base}/healthz")
+            print(
+                f"Demo mode: no Stripe keys found, payments go to the local emulator at {base}.", flush=True
+            )
         subprocess.run([*manage, "migrate", "--noinput"], env=env, check=True)  # noqa: S603
         if not args.no_seed:
             subprocess.run([*manage, "seed_demo"], env=env, check=True)  # noqa: S603
         print(f"The shop runs at http://127.0.0.1:{args.port}/ (Ctrl+C stops it).", flush=True)
-        subprocess.run([*manage, "runserver", f"127.0.0.1:{args.port}", "--noreload"], env=env, check=False)  # noqa: S603
+        server = subprocess.Popen(  # noqa: S603
+            [*manage, "runserver", f"127.0.0.1:{args.port}", "--noreload"], env=env, start_new_session=True
+        )
+        return server.wait()
     except KeyboardInterrupt:
-        pass
+        return 0
+    except subprocess.CalledProcessError as exc:
+        return exc.returncode or 1
     finally:
-        if emulator is not None:
-            emulator.send_signal(signal.SIGTERM)
-            emulator.wait(timeout=10)
+        stop(server)
+        stop(emulator)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
