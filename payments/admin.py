@@ -33,9 +33,13 @@ class DiscountAdmin(admin.ModelAdmin):
 
 @admin.register(Tax)
 class TaxAdmin(admin.ModelAdmin):
-    list_display = ("name", "percentage", "inclusive", "is_active", "updated_at")
-    list_filter = ("inclusive", "is_active")
+    list_display = ("name", "percentage", "inclusive", "default_for", "is_active", "updated_at")
+    list_filter = ("inclusive", "is_active", "applies_to_every_order", "currency")
     search_fields = ("name",)
+
+    @admin.display(description="Every order in", ordering="currency")
+    def default_for(self, tax: Tax) -> str:
+        return tax.currency.upper() if tax.applies_to_every_order else "-"
 
 
 class OrderLineFormSet(BaseInlineFormSet):
