@@ -11,14 +11,24 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from payments import orders, refunds, states
+from payments import orders, promotions, refunds, states
 from payments.errors import ShopError
-from payments.models import Discount, Order, OrderLine, Payment, Refund, StripeEvent, StripeObject, Tax
+from payments.models import (
+    Discount,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Payment,
+    Refund,
+    StripeEvent,
+    StripeObject,
+    Tax,
+)
 from payments.money import format_money
 from payments.orders import with_pricing
 from payments.pricing import price_order
@@ -26,9 +36,34 @@ from payments.pricing import price_order
 
 @admin.register(Discount)
 class DiscountAdmin(admin.ModelAdmin):
-    list_display = ("name", "describe", "is_active", "updated_at")
+    list_display = ("name", "describe", "code", "valid_until", "uses", "is_active", "updated_at")
     list_filter = ("is_active", "currency")
-    search_fields = ("name",)
+    search_fields = ("name", "code")
+    fieldsets = (
+        (None, {"fields": ("name", "percent_off", "amount_off", "currency", "is_active")}),
+        (
+            "Promotion code",
+            {
+                "fields": ("code", "valid_from", "valid_until", "max_uses"),
+                "description": "Shoppers enter the code on their cart's page. A use is counted when the "
+                "order is paid; an order being paid holds one, so the maximum is never exceeded.",
+            },
+        ),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Discount]:
+        paid = Q(orders__status__in=promotions.USED)
+        held = Q(orders__status__in=[OrderStatus.AWAITING_PAYMENT, OrderStatus.PROCESSING])
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(paid_uses=Count("orders", filter=paid), held_uses=Count("orders", filter=held))
+        )
+
+    @admin.display(description="Paid uses")
+    def uses(self, discount: Any) -> str:
+        text = f"{discount.paid_uses}" + (f" of {discount.max_uses}" if discount.max_uses else "")
+        return text + (f" ({discount.held_uses} being paid)" if discount.held_uses else "")
 
 
 @admin.register(Tax)

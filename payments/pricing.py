@@ -41,6 +41,7 @@ class DiscountInput:
     percent_off: Decimal | None = None
     amount_off: Decimal | None = None
     currency: str = ""
+    code: str = ""  # the promotion code the shopper entered, if it is one
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,7 @@ def order_inputs(order: Order) -> tuple[list[LineInput], DiscountInput | None, l
             percent_off=d.percent_off,
             amount_off=d.amount_off,
             currency=d.currency,
+            code=d.code,
         )
     chosen = {t.pk: t for t in order.taxes.all() if t.is_active}
     for tax in default_taxes(order.currency):
@@ -320,6 +322,7 @@ def from_snapshot(data: Mapping[str, Any]) -> PricedOrder:
                 percent_off=_decimal(discount["percent_off"]),
                 amount_off=_decimal(discount["amount_off"]),
                 currency=discount["currency"],
+                code=discount.get("code", ""),
             )
             if discount
             else None

@@ -24,7 +24,8 @@ cycle (PostgreSQL would break such a deadlock by failing one of them):
 
     1. the browser session row (`orders.buy_now_order`, finding a shopper's one-item order)
     2. the order row
-    3. the order's payment rows
+    3. the order's payment rows (or, freezing a cart with a limited promotion code, its discount's row:
+       `promotions.hold`)
 
 Webhooks lock their `StripeEvent` row before any of these, and nothing that holds an order lock ever locks an
 event row. A lock is waited for at most `SHOPPER_LOCK_WAIT` / `WEBHOOK_LOCK_WAIT` seconds (PostgreSQL's
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
-from payments import gateway
+from payments import gateway, promotions
 from payments.errors import (
     EmptyOrder,
     NotOrderOwner,
@@ -200,6 +201,7 @@ def freeze(order: Order, *, owner: str = "", expected_total: int | None = None) 
         raise OrderChanged("This order changed since the page was loaded. Reload the page to see its total.")
     gateway.check_amount(priced.total, priced.currency)
     if order.status == OrderStatus.DRAFT:
+        promotions.hold(order, priced)  # a promotion code expired or used up refuses here, before Stripe
         move(order, OrderStatus.AWAITING_PAYMENT)
         order.snapshot = to_snapshot(priced)
         order.version += 1

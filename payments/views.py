@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog.models import Item
-from payments import checkout, gateway, intents, orders, states, sync, webhooks
+from payments import checkout, gateway, intents, orders, promotions, states, sync, webhooks
 from payments.accounts import AccountNotConfigured, account_for, publishable_key_for
 from payments.errors import CurrencyMismatch, PaymentProviderError, ShopError
 from payments.models import Order, OrderStatus, Payment, PaymentKind
@@ -441,6 +441,36 @@ def checkout_success(request: HttpRequest, order_id: str) -> HttpResponse:
 def checkout_cancel(request: HttpRequest, order_id: str) -> HttpResponse:
     order = get_order(request, order_id)
     return render(request, "payments/canceled.html", {"order": order, "paid": states.is_paid(order)})
+
+
+# ------------------------------------------------------------------------------------------------ merchant
+# Promotion codes on a cart's page (see `promotions`).
+
+
+@require_POST
+def order_promo(request: HttpRequest, order_id: str) -> HttpResponse:
+    """`POST /order/<order_id>/promo`: apply the promotion code `code` to this cart."""
+    order = get_order(request, order_id)
+    try:
+        discount = promotions.apply_code(
+            order, request.POST.get("code", ""), may_change=orders.can_change(request, order)
+        )
+    except ShopError as exc:
+        return cart_error(request, exc, order.get_absolute_url())
+    if not wants_json(request):
+        messages.success(request, f"Code {discount.code} applied: {discount.describe()}.")
+    return cart_answer(request, order)
+
+
+@require_POST
+def order_promo_remove(request: HttpRequest, order_id: str) -> HttpResponse:
+    """`POST /order/<order_id>/promo/remove`: take the promotion code off this cart."""
+    order = get_order(request, order_id)
+    try:
+        promotions.remove_code(order, may_change=orders.can_change(request, order))
+    except ShopError as exc:
+        return cart_error(request, exc, order.get_absolute_url())
+    return cart_answer(request, order)
 
 
 # ------------------------------------------------------------------------------------------------ webhooks

@@ -1,5 +1,6 @@
 """Taxes that apply to every order in a currency: shoppers' carts and one-item orders carry them, shown on the
-order page and sent to Checkout exactly like taxes staff attach."""
+order page and sent to Checkout exactly like taxes staff attach; and the same total both ways with a promotion
+code and a default tax, in USD, EUR and JPY."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from payments.models import Order, OrderStatus, Tax
+from payments.models import Discount, Order, OrderStatus, Payment, Tax
 from payments.orders import with_pricing
 from payments.pricing import price_order
-from payments.tests.merchant import JSON, pay_item
+from payments.tests.merchant import JSON, item, pay_item, pay_order
 
 pytestmark = pytest.mark.django_db
 
@@ -118,3 +119,55 @@ def test_a_default_tax_needs_its_currency() -> None:
         Tax(name="X", percentage=Decimal("5"), applies_to_every_order=True).full_clean()
     with pytest.raises(IntegrityError), transaction.atomic():
         Tax.objects.create(name="X", percentage=Decimal("5"), applies_to_every_order=True)
+
+
+# ------------------------------------------------------------------------------------------------ same total
+
+
+SAME_TOTAL = {
+    "usd": ([("24.50", 2), ("18.00", 1), ("3.99", 7)], ("percent", "12.5"), ("8.875", False)),
+    "eur": ([("89.90", 1), ("12.35", 3)], ("amount", "7.50"), ("19", True)),
+    "jpy": ([("1500", 3), ("999", 1), ("120", 11)], ("amount", "777"), ("10", False)),
+}
+
+
+@pytest.mark.parametrize("currency", list(SAME_TOTAL))
+def test_the_same_total_both_ways_with_a_promotion_code_and_a_default_tax(more_currencies, currency) -> None:
+    fake, web = more_currencies, Client()
+    lines, (kind, value), (percentage, inclusive) = SAME_TOTAL[currency]
+    products = [item(f"Item {i}", price, currency.upper()) for i, (price, _) in enumerate(lines)]
+    order = cart_of(web, *[(p, q) for p, (_, q) in zip(products, lines, strict=True)])
+    Discount.objects.create(
+        name="Promo",
+        code="PROMO",
+        **(
+            {"percent_off": Decimal(value)}
+            if kind == "percent"
+            else {"amount_off": Decimal(value), "currency": currency}
+        ),
+    )
+    Tax.objects.create(
+        name="Tax",
+        percentage=Decimal(percentage),
+        inclusive=inclusive,
+        applies_to_every_order=True,
+        currency=currency,
+    )
+    assert web.post(f"/order/{order.public_id}/promo", {"code": "promo"}, **JSON).status_code == 200
+    priced = price_order(with_pricing().get(pk=order.pk))
+    assert priced.discount_total > 0 and (priced.exclusive_tax or priced.inclusive_tax) > 0
+    page = web.get(f"/order/{order.public_id}").content.decode()
+    assert page_amount(page, "order-total") == priced.display(priced.total)
+
+    session = web.get(f"/order/buy/{order.public_id}", **JSON).json()
+    intent = web.post(f"/order/intent/{order.public_id}", **JSON).json()
+    assert fake.emulator.get(session["id"])["amount_total"] == priced.total == intent["amount"]
+    paid = pay_order(web, fake, order)
+    assert order.status == OrderStatus.PAID and paid.amount_received == priced.total
+
+    web2 = Client()  # another shopper's cart with the same code, paid on Checkout this time
+    other = cart_of(web2, *[(p, q) for p, (_, q) in zip(products, lines, strict=True)])
+    web2.post(f"/order/{other.public_id}/promo", {"code": "PROMO"}, **JSON)
+    paid = pay_order(web2, fake, other, checkout=True)
+    assert other.status == OrderStatus.PAID and paid.amount_received == priced.total
+    assert Payment.objects.filter(status="succeeded").count() == 2

@@ -1,5 +1,6 @@
 """Ask Stripe for the state of payments still open after a while, for webhooks that never arrived, then do what
-follows: close the objects an order no longer needs (it was paid or is processing) and send refunds it owes.
+follows: close the objects an order no longer needs (it was paid or is processing) and send refunds it owes;
+then give back promotion code uses held by orders frozen too long ago (`promotions.release_stale_holds`).
 
 Safe to run at any time and repeatedly (cron, systemd timer): it applies what Stripe says through the same
 lifecycle functions as the webhooks, which never move a payment or an order backwards.
@@ -13,7 +14,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from payments import states, sync
+from payments import promotions, states, sync
 from payments.errors import ShopError
 from payments.models import Order, Payment, Refund
 
@@ -58,6 +59,9 @@ class Command(BaseCommand):
         orders.update(Refund.objects.filter(status=Refund.Status.PENDING).values_list("order_id", flat=True))
         for order_id in sorted(orders):
             sync.tidy_up(order_id)
+        released = promotions.release_stale_holds()
+        if released:
+            self.stdout.write(f"Released the promotion code uses held by {released} abandoned orders.")
         self.stdout.write(
             f"Reconciled {checked} open payments: {changed} changed, {failed} could not be checked."
         )

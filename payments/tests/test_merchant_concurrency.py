@@ -1,0 +1,124 @@
+"""Races of the merchant's side that only PostgreSQL's row locks and concurrent connections can show, with real
+threads: carts racing for a promotion code's last uses. PostgreSQL only."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from payments import checkout, intents, promotions
+from payments.models import Discount, Order, OrderLine, OrderStatus, Payment
+from payments.tests.merchant import JSON
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+THREADS = 8
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            f"needs PostgreSQL row locks and concurrent connections (database is {connection.vendor}); "
+            "run with DATABASE_URL=postgres://..."
+        )
+
+
+def run_together(target: Callable[[int], Any], n: int = THREADS) -> list[Any]:
+    """Run `target(i)` in `n` threads released at the same moment; each closes its DB connection."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[i] = target(i)
+        except BaseException as exc:  # reported by the test
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a thread is stuck (deadlock?)"
+    return results
+
+
+def cart_with_code(item: Any, discount: Discount, browser: str) -> Order:
+    order = Order.objects.create(currency=item.currency, session_key=browser, discount=discount)
+    OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.price.amount)
+    return order
+
+
+# ------------------------------------------------------------------------------------------------ promotion codes
+
+
+@pytest.mark.parametrize(("uses", "carts"), [(1, 2), (3, THREADS)])
+def test_carts_racing_for_a_codes_last_uses_never_exceed_its_maximum(
+    usd_item, stripe_fake, uses, carts
+) -> None:
+    code = Discount.objects.create(name="Few", percent_off=Decimal("50"), code="FEW", max_uses=uses)
+    orders = [cart_with_code(usd_item, code, f"browser-{i}") for i in range(carts)]
+
+    def pay(i: int) -> str:
+        order = Order.objects.get(pk=orders[i].pk)
+        if i % 2:
+            return intents.open_intent(order).payment.stripe_id
+        return checkout.create_session(
+            order, success_url="http://t/ok", cancel_url="http://t/no"
+        ).payment.stripe_id
+
+    results = run_together(pay, carts)
+    won = [r for r in results if isinstance(r, str)]
+    refused = [r for r in results if not isinstance(r, str)]
+    assert len(won) == uses, results
+    assert all(
+        isinstance(r, promotions.PromotionCodeRefused) and r.code == "code_used_up" for r in refused
+    ), results
+    # The refused carts are untouched: still carts, nothing created at Stripe for them.
+    losers = [o for o, r in zip(orders, results, strict=True) if not isinstance(r, str)]
+    for order in losers:
+        order.refresh_from_db()
+        assert (order.status, order.version, order.payments.count()) == (OrderStatus.DRAFT, 0, 0)
+    created = len(stripe_fake.calls("POST", "/v1/payment_intents")) + len(
+        stripe_fake.calls("POST", "/v1/checkout/sessions")
+    )
+    assert created == uses
+
+    for payment in Payment.objects.all():  # every winner pays
+        if payment.kind == "payment_intent":
+            stripe_fake.emulator.confirm_payment_intent(payment.stripe_id)
+        else:
+            stripe_fake.emulator.pay_checkout_session(payment.stripe_id)
+    stripe_fake.deliver_webhooks()
+    assert promotions.paid_uses(code) == uses
+    assert Order.objects.filter(status=OrderStatus.PAID).count() == uses
+
+
+def test_shoppers_racing_through_the_pay_button_for_the_last_use(usd_item, stripe_fake) -> None:
+    code = Discount.objects.create(name="Last", percent_off=Decimal("50"), code="LAST", max_uses=1)
+    webs = [Client() for _ in range(2)]
+    orders = []
+    for web in webs:
+        order = Order.objects.get(
+            public_id=web.post("/order/new/", {"item_id": usd_item.pk}, **JSON).json()["id"]
+        )
+        assert web.post(f"/order/{order.public_id}/promo", {"code": "last"}, **JSON).status_code == 200
+        orders.append(order)
+
+    def click(i: int) -> tuple[int, str]:
+        response = webs[i].post(f"/order/intent/{orders[i].public_id}", {"expected_amount": 1225}, **JSON)
+        return response.status_code, response.json().get("error", {}).get("message", "")
+
+    results = sorted(run_together(click, 2))
+    assert results == [(200, ""), (409, "The code LAST has been used up. Remove it to pay the full price.")]
+    assert promotions.holders(code).count() == 1
