@@ -7,6 +7,7 @@ payment (which makes it a cart again, as the shopper's "Change order" does), cle
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.contrib import admin, messages
@@ -14,9 +15,11 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from payments import orders, promotions, refunds, states
+from payments.admin_merchant import refund_view
 from payments.errors import ShopError
 from payments.models import (
     Discount,
@@ -147,7 +150,16 @@ class RefundInline(admin.TabularInline):
     model = Refund
     extra = 0
     can_delete = False
-    fields = ("stripe_id", "amount_display", "reason", "status", "created_at", "last_error")
+    fields = (
+        "stripe_id",
+        "amount_display",
+        "reason",
+        "status",
+        "description",
+        "requested_by",
+        "created_at",
+        "last_error",
+    )
     readonly_fields = fields
 
     @admin.display(description="Amount")
@@ -181,6 +193,7 @@ class OrderAdmin(admin.ModelAdmin):
         "paid_at",
         "session_key",
         "created_at",
+        "refund_page",
     )
     filter_horizontal = ("taxes",)
     inlines = (OrderLineInline, PaymentInline, RefundInline)
@@ -216,6 +229,20 @@ class OrderAdmin(admin.ModelAdmin):
             return "-"
         priced = price_order(order)
         return priced.display(priced.total)
+
+    def get_urls(self) -> list[URLPattern]:
+        refund = self.admin_site.admin_view(functools.partial(refund_view, self))
+        return [
+            path("<path:object_id>/refund/", refund, name="payments_order_refund"),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="Refund")
+    def refund_page(self, order: Order) -> str:
+        if not order.pk or not states.is_paid(order):
+            return "Only paid orders can be refunded."
+        url = reverse("admin:payments_order_refund", args=[order.pk])
+        return format_html('<a class="button" href="{}" id="refund-page">Refund an amount or lines…</a>', url)
 
     @admin.display(description="Refunded")
     def refunded(self, order: Order) -> str:

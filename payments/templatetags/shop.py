@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django import template
 
@@ -24,6 +26,12 @@ def percent(value: Decimal) -> str:
     """`20` for 20.0000, `2.5` for 2.5000: a rate as people write it."""
     text = format(Decimal(value).normalize(), "f")
     return text
+
+
+@register.filter
+def index(sequence: Sequence[Any], position: int) -> Any:
+    """`{{ lines|index:i }}`: the i-th element."""
+    return sequence[position]
 
 
 @dataclass(frozen=True)

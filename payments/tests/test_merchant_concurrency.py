@@ -1,5 +1,6 @@
 """Races of the merchant's side that only PostgreSQL's row locks and concurrent connections can show, with real
-threads: carts racing for a promotion code's last uses. PostgreSQL only."""
+threads: carts racing for a promotion code's last uses, the same refund form sent from several threads.
+PostgreSQL only."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from payments import checkout, intents, promotions
-from payments.models import Discount, Order, OrderLine, OrderStatus, Payment
-from payments.tests.merchant import JSON
+from payments import checkout, intents, promotions, refunds
+from payments.models import Discount, Order, OrderLine, OrderStatus, Payment, Refund
+from payments.tests.merchant import JSON, pay_item
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -122,3 +123,28 @@ def test_shoppers_racing_through_the_pay_button_for_the_last_use(usd_item, strip
     results = sorted(run_together(click, 2))
     assert results == [(200, ""), (409, "The code LAST has been used up. Remove it to pay the full price.")]
     assert promotions.holders(code).count() == 1
+
+
+# ------------------------------------------------------------------------------------------------ refunds
+
+
+def test_the_same_refund_form_sent_from_many_threads_is_one_refund(usd_item, stripe_fake) -> None:
+    order, payment = pay_item(Client(), stripe_fake, usd_item)
+    results = run_together(
+        lambda i: refunds.staff_refund(Order.objects.get(pk=order.pk), 500, request_key="f" * 32)
+    )
+    assert all(isinstance(r, refunds.StaffRefund) for r in results), results
+    assert len({r.refund.pk for r in results}) == 1 and Refund.objects.count() == 1
+    charge = stripe_fake.emulator.get(stripe_fake.emulator.get(payment.stripe_id)["latest_charge"])
+    assert charge["amount_refunded"] == 500
+
+
+def test_refund_forms_racing_never_refund_more_than_was_paid(usd_item, stripe_fake) -> None:
+    order, payment = pay_item(Client(), stripe_fake, usd_item)  # $24.50: four forms of $10 each, at once
+    results = run_together(
+        lambda i: refunds.staff_refund(Order.objects.get(pk=order.pk), 1000, request_key=f"{i:032x}"), 4
+    )
+    made = [r for r in results if isinstance(r, refunds.StaffRefund)]
+    assert len(made) == 2, results
+    charge = stripe_fake.emulator.get(stripe_fake.emulator.get(payment.stripe_id)["latest_charge"])
+    assert charge["amount_refunded"] == 2000

@@ -1,6 +1,6 @@
 """Ask Stripe for the state of payments still open after a while, for webhooks that never arrived, then do what
-follows: close the objects an order no longer needs (it was paid or is processing) and send refunds it owes;
-then give back promotion code uses held by orders frozen too long ago (`promotions.release_stale_holds`).
+follows: close the objects an order no longer needs (it was paid or is processing), send refunds it owes and
+look up refunds Stripe reported that the shop could not explain; then give back promotion code uses held by orders frozen too long ago (`promotions.release_stale_holds`).
 
 Safe to run at any time and repeatedly (cron, systemd timer): it applies what Stripe says through the same
 lifecycle functions as the webhooks, which never move a payment or an order backwards.
@@ -57,6 +57,8 @@ class Command(BaseCommand):
             .values_list("pk", flat=True)
         )
         orders.update(Refund.objects.filter(status=Refund.Status.PENDING).values_list("order_id", flat=True))
+        # Refunds Stripe reported that the shop could not look up yet.
+        orders.update(Payment.objects.filter(refunds_to_check=True).values_list("order_id", flat=True))
         for order_id in sorted(orders):
             sync.tidy_up(order_id)
         released = promotions.release_stale_holds()

@@ -1,0 +1,170 @@
+"""Staff views for what happens after the sale: an order's refund page.
+
+`payments/admin.py` links them into the order's admin.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from payments import orders, refunds, states
+from payments.errors import ShopError
+from payments.models import Order
+from payments.money import (
+    AmountError,
+    format_money,
+    from_minor_units,
+    minor_unit_exponent,
+    minor_unit_step,
+    to_minor_units,
+)
+from payments.pricing import PricedOrder, price_order
+
+# ------------------------------------------------------------------------------------------------ refunds
+
+
+def parse_amount(text: str, currency: str) -> int:
+    """An amount typed in the currency (`12.50` USD, `1500` JPY, `1.250` KWD) as Stripe's minor units; refused
+    when it has more decimals than the currency, or is not in the steps Stripe refunds it in."""
+    try:
+        value = Decimal(text.strip().replace(",", ""))
+    except InvalidOperation as exc:
+        raise forms.ValidationError("Enter an amount, e.g. 12.50.") from exc
+    if not value.is_finite() or value <= 0:
+        raise forms.ValidationError("Enter an amount above zero.")
+    try:
+        minor = to_minor_units(value, currency)
+    except AmountError as exc:
+        raise forms.ValidationError(exc.shopper_message) from exc
+    if from_minor_units(minor, currency) != value:
+        if minor_unit_exponent(currency) == 0:
+            raise forms.ValidationError(f"Amounts in {currency.upper()} have no decimals.")
+        step = format_money(minor_unit_step(currency), currency, minor=True)
+        raise forms.ValidationError(f"Amounts in {currency.upper()} are refunded in steps of {step}.")
+    return minor
+
+
+class RefundForm(forms.Form):
+    """Refund an amount, or chosen units of the order's lines. `token` is this form's one-time key: sending it
+    again makes no second refund."""
+
+    token = forms.CharField(widget=forms.HiddenInput)
+    amount = forms.CharField(
+        required=False,
+        label="Amount",
+        help_text="In the order's currency, as a decimal (e.g. 12.50; 1500 for JPY; 1.250 for KWD).",
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+
+    def __init__(self, *args: Any, order: Order, priced: PricedOrder, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.order = order
+        self.priced = priced
+        self.already = refunds.refunded_units(order)
+        for line in priced.lines:
+            left = line.quantity - self.already.get(line.item_id, 0)
+            self.fields[f"line_{line.item_id}"] = forms.IntegerField(
+                required=False,
+                min_value=0,
+                max_value=left,
+                label=line.name,
+                help_text=f"{left} of {line.quantity} left to refund",
+                widget=forms.NumberInput(attrs={"min": 0, "max": left, "class": "vIntegerField"}),
+            )
+
+    def line_fields(self) -> list[Any]:
+        return [self[f"line_{line.item_id}"] for line in self.priced.lines]
+
+    def clean_token(self) -> str:
+        token = self.cleaned_data["token"]
+        try:
+            return uuid.UUID(token).hex
+        except ValueError as exc:
+            raise forms.ValidationError("This form is not valid any more; reload the page.") from exc
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        quantities = {line.item_id: data.get(f"line_{line.item_id}") or 0 for line in self.priced.lines}
+        quantities = {k: v for k, v in quantities.items() if v}
+        text = (data.get("amount") or "").strip()
+        if text and quantities:
+            raise forms.ValidationError("Refund either an amount or lines, not both.")
+        if not text and not quantities:
+            raise forms.ValidationError("Enter an amount, or how many of which lines to refund.")
+        data["lines"] = quantities
+        if text:
+            data["minor"] = parse_amount(text, self.order.currency)
+            data["description"] = f"{format_money(data['minor'], self.order.currency, minor=True)}"
+        else:
+            try:  # shown now; priced again under the order's lock when the refund is made
+                data["minor"] = refunds.amount_for_lines(self.priced, quantities, self.already)
+            except ShopError as exc:
+                raise forms.ValidationError(exc.message) from exc
+            names = {line.item_id: line.name for line in self.priced.lines}
+            data["description"] = ", ".join(f"{units} x {names[item]}" for item, units in quantities.items())
+        return data
+
+
+def refund_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    """The refund page of one order (`/admin/payments/order/<id>/refund/`)."""
+    order = get_object_or_404(orders.with_pricing(), pk=object_id)
+    change_url = reverse("admin:payments_order_change", args=[order.pk])
+    if not request.user.has_perm("payments.change_order"):
+        messages.error(request, "You may not refund orders.")
+        return HttpResponseRedirect(change_url)
+    priced = price_order(order)
+    form = RefundForm(request.POST or None, order=order, priced=priced, initial={"token": uuid.uuid4().hex})
+    if request.method == "POST" and form.is_valid():
+        try:
+            done = refunds.staff_refund(
+                order,
+                form.cleaned_data["minor"],
+                request_key=form.cleaned_data["token"],
+                requested_by=request.user.get_username(),
+                description=form.cleaned_data["description"],
+                lines=form.cleaned_data["lines"],
+            )
+        except ShopError as exc:
+            form.add_error(None, exc.message)
+        else:
+            refund = done.refund
+            amount = format_money(refund.amount, refund.currency, minor=True)
+            if done.repeated:
+                messages.warning(
+                    request,
+                    f"This refund form was already sent: refund {refund.stripe_id or refund.pk} of {amount} "
+                    "stands, and no second refund was made.",
+                )
+            else:
+                messages.success(
+                    request,
+                    f"Refund {refund.stripe_id} of {amount} asked ({refund.get_status_display().lower()}); "
+                    "the order changes when Stripe confirms it.",
+                )
+            return HttpResponseRedirect(change_url)
+    payment = order.payments.filter(status="succeeded").exclude(payment_intent_id="").order_by("id").first()
+    left = refunds.left_to_refund(payment) if payment is not None else 0
+    blocked = "" if states.is_paid(order) and payment is not None else "Only paid orders can be refunded."
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": Order._meta,
+        "title": f"Refund {order}",
+        "order": order,
+        "priced": priced,
+        "form": form,
+        "left": format_money(left, order.currency, minor=True),
+        "left_minor": left,
+        "blocked": blocked,
+        "refunds": order.refunds.order_by("id"),
+        "change_url": change_url,
+    }
+    return TemplateResponse(request, "admin/payments/order/refund.html", context)
