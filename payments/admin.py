@@ -19,7 +19,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from payments import orders, promotions, refunds, states
-from payments.admin_merchant import refund_view
+from payments.admin_merchant import DisputeInline, refund_view
 from payments.errors import ShopError
 from payments.models import (
     Discount,
@@ -178,10 +178,11 @@ class OrderAdmin(admin.ModelAdmin):
         "status",
         "total_display",
         "refunded",
+        "dispute_status",
         "needs_attention",
         "created_at",
     )
-    list_filter = ("status", "currency", "needs_attention")
+    list_filter = ("status", "currency", "needs_attention", "dispute_status")
     search_fields = ("public_id", "payments__stripe_id", "lines__item__name")
     readonly_fields = (
         "public_id",
@@ -194,9 +195,19 @@ class OrderAdmin(admin.ModelAdmin):
         "session_key",
         "created_at",
         "refund_page",
+        "dispute_status",
+        "confirmation_sent_at",
     )
     filter_horizontal = ("taxes",)
-    inlines = (OrderLineInline, PaymentInline, RefundInline)
+    inlines = (OrderLineInline, PaymentInline, RefundInline, DisputeInline)
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> list[Any]:
+        """Disputes only where there are some (never on a cart's form)."""
+        shown = list(super().get_inlines(request, obj))
+        if obj is None or not obj.pk or not obj.disputes.exists():
+            shown.remove(DisputeInline)
+        return shown
+
     actions = ("refund_in_full", "cancel_open_payment", "clear_flag")
     date_hierarchy = "created_at"
 

@@ -1,6 +1,6 @@
-"""Staff views for what happens after the sale: an order's refund page.
+"""Staff views for what happens after the sale: an order's refund page, the disputes list.
 
-`payments/admin.py` links them into the order's admin.
+`payments/admin.py` links them into the order's admin; they are registered here.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
-from payments import orders, refunds, states
+from payments import disputes, orders, refunds, states
 from payments.errors import ShopError
-from payments.models import Order
+from payments.models import Dispute, Order
 from payments.money import (
     AmountError,
     format_money,
@@ -153,7 +155,14 @@ def refund_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: 
             return HttpResponseRedirect(change_url)
     payment = order.payments.filter(status="succeeded").exclude(payment_intent_id="").order_by("id").first()
     left = refunds.left_to_refund(payment) if payment is not None else 0
-    blocked = "" if states.is_paid(order) and payment is not None else "Only paid orders can be refunded."
+    blocked = ""
+    if not states.is_paid(order) or payment is None:
+        blocked = "Only paid orders can be refunded."
+    else:
+        try:
+            disputes.check_refundable(payment)
+        except ShopError as exc:
+            blocked = exc.message
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": Order._meta,
@@ -168,3 +177,94 @@ def refund_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: 
         "change_url": change_url,
     }
     return TemplateResponse(request, "admin/payments/order/refund.html", context)
+
+
+# ------------------------------------------------------------------------------------------------ disputes
+
+
+class DisputeInline(admin.TabularInline):
+    model = Dispute
+    extra = 0
+    can_delete = False
+    fields = ("dashboard", "amount_display", "reason", "status", "evidence_due_by", "funds")
+    readonly_fields = fields
+
+    @admin.display(description="Dispute")
+    def dashboard(self, dispute: Dispute) -> str:
+        return dashboard_link(dispute)
+
+    @admin.display(description="Amount")
+    def amount_display(self, dispute: Dispute) -> str:
+        return format_money(dispute.amount, dispute.currency, minor=True)
+
+    @admin.display(description="Funds withdrawn / reinstated")
+    def funds(self, dispute: Dispute) -> str:
+        return funds_display(dispute)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def dashboard_link(dispute: Dispute) -> str:
+    return format_html(
+        '<a href="{}" target="_blank" rel="noopener">{}</a>', dispute.dashboard_url, dispute.stripe_id
+    )
+
+
+def funds_display(dispute: Dispute) -> str:
+    out = format_money(dispute.funds_withdrawn, dispute.currency, minor=True)
+    back = format_money(dispute.funds_reinstated, dispute.currency, minor=True)
+    return f"{out} / {back}"
+
+
+@admin.register(Dispute)
+class DisputeAdmin(admin.ModelAdmin):
+    list_display = (
+        "stripe_link",
+        "order_link",
+        "amount_display",
+        "reason",
+        "status",
+        "due",
+        "funds",
+    )
+    list_filter = ("status", "reason", "account")
+    search_fields = ("stripe_id", "charge_id", "order__public_id", "payment__payment_intent_id")
+    readonly_fields = [f.name for f in Dispute._meta.fields] + ["stripe_link"]
+    list_select_related = ("order",)
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Dispute (Stripe dashboard)", ordering="stripe_id")
+    def stripe_link(self, dispute: Dispute) -> str:
+        return dashboard_link(dispute)
+
+    @admin.display(description="Order", ordering="order__created_at")
+    def order_link(self, dispute: Dispute) -> str:
+        url = reverse("admin:payments_order_change", args=[dispute.order_id])
+        return format_html('<a href="{}">{}</a>', url, str(dispute.order.public_id)[:8])
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_display(self, dispute: Dispute) -> str:
+        return format_money(dispute.amount, dispute.currency, minor=True)
+
+    @admin.display(description="Funds out / back")
+    def funds(self, dispute: Dispute) -> str:
+        return funds_display(dispute)
+
+    @admin.display(description="Evidence due by", ordering="evidence_due_by")
+    def due(self, dispute: Dispute) -> str:
+        if dispute.evidence_due_by is None or dispute.status in disputes.FINAL:
+            return "-"
+        when = f"{timezone.localtime(dispute.evidence_due_by):%d %b %Y %H:%M}"
+        if dispute.status in disputes.OPEN and dispute.evidence_due_by < timezone.now():
+            return format_html('<strong class="errornote">{} (past due)</strong>', when)
+        return when
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -4,7 +4,7 @@ Staff ask for them from the admin (an amount or chosen lines, on the order's ref
 by itself when an order was paid twice (see `lifecycle`). Writing the row before calling Stripe means one row
 is one refund at Stripe however often sending it is retried (a lost answer), and each staff form carries a
 one-time token that is the row's key: the same form sent twice is one refund, two forms are two. What is left
-to refund counts the refunds already asked for.
+to refund counts the refunds already asked for. A disputed payment is not refunded (`disputes`).
 
 The order's refunded amount and state follow Stripe's news: `refund.created`, `.updated`, `.failed` (a failed
 refund gives its amount back) and `charge.refunded`; a refunded amount the shop cannot explain (a refund made
@@ -22,7 +22,7 @@ from typing import Any
 from django.db.models import Sum
 from stripe.params import RefundCreateParams, RefundListParams
 
-from payments import gateway, lifecycle, states
+from payments import disputes, gateway, lifecycle, states
 from payments.accounts import StripeAccount
 from payments.errors import OrderNotPayable, ShopError
 from payments.models import Order, Payment, PaymentStatus, Refund
@@ -93,14 +93,15 @@ def staff_refund(
 ) -> StaffRefund:
     """A refund staff asked for. `request_key` is the one-time token of the form it came from: the same form
     sent twice (a double click, a reload) is one refund; two forms are two refunds, even of the same amount.
-    Refused with a clear message: an order not paid, more than is left, an amount Stripe cannot refund in the
-    currency."""
+    Refused with a clear message: an order not paid, a disputed payment, more than is left, an amount Stripe
+    cannot refund in the currency."""
     key = f"refund:{order.public_id}:{request_key}" if request_key else f"refund:{uuid.uuid4()}"
     with states.locked(order.pk) as order:
         refund = Refund.objects.filter(idempotency_key=key).select_related("payment", "order").first()
         repeated = refund is not None
         if refund is None:
             payment = refundable_payment(order)
+            disputes.check_refundable(payment)
             remaining = left_to_refund(payment)
             if lines:  # priced here, under the lock, against the units refunded so far
                 amount = amount_for_lines(from_snapshot(order.snapshot or {}), lines, refunded_units(order))

@@ -20,7 +20,7 @@ import stripe
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from payments import lifecycle, refunds, states, sync
+from payments import disputes, lifecycle, refunds, states, sync
 from payments.accounts import StripeAccount
 from payments.errors import OrderBusy
 from payments.models import Payment, PaymentKind, StripeEvent
@@ -119,11 +119,15 @@ def _on_checkout_session(acct: StripeAccount, session: Mapping[str, Any], event_
 
 # News about a charge that names its PaymentIntent: for a Checkout Session, the PaymentIntent is learned when
 # the session completes, so such an event arriving earlier was ignored; it is applied then.
-BY_PAYMENT_INTENT = ("charge.refunded", *refunds.REFUND_EVENTS)
+BY_PAYMENT_INTENT = (
+    "charge.refunded",
+    *refunds.REFUND_EVENTS,
+    *disputes.EVENTS,
+)
 
 
 def _replay_early_events(acct: StripeAccount, payment: Payment) -> None:
-    """A refund event that arrived before its session's completion (Stripe retried an earlier
+    """A refund or dispute event that arrived before its session's completion (Stripe retried an earlier
     delivery) was recorded as ignored, since the PaymentIntent was unknown then: apply it now that it is known,
     in the order received. The event rows are not locked (nothing holding an order lock locks events); applying
     one twice is a no-op, so a concurrent delivery of the same event does no harm."""
@@ -163,6 +167,8 @@ HANDLERS: dict[str, Handler] = {
     "charge.refunded": _on_charge_refunded,
     # Refunds: the shop's own and those made in Stripe's dashboard; a failed one gives its amount back.
     **dict.fromkeys(refunds.REFUND_EVENTS, refunds.on_refund_event),
+    # Disputes: created, updated, closed (won or lost), funds withdrawn and reinstated.
+    **dict.fromkeys(disputes.EVENTS, disputes.on_dispute_event),
 }
 
 

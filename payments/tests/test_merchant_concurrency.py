@@ -1,6 +1,6 @@
 """Races of the merchant's side that only PostgreSQL's row locks and concurrent connections can show, with real
-threads: carts racing for a promotion code's last uses, the same refund form sent from several threads.
-PostgreSQL only."""
+threads: carts racing for a promotion code's last uses, the same refund form sent from several threads,
+dispute events delivered together. PostgreSQL only."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from django.db import connection
 from django.test import Client
 
 from payments import checkout, intents, promotions, refunds
-from payments.models import Discount, Order, OrderLine, OrderStatus, Payment, Refund
+from payments.models import Discount, Dispute, DisputeState, Order, OrderLine, OrderStatus, Payment, Refund
 from payments.tests.merchant import JSON, pay_item
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -125,7 +125,7 @@ def test_shoppers_racing_through_the_pay_button_for_the_last_use(usd_item, strip
     assert promotions.holders(code).count() == 1
 
 
-# ------------------------------------------------------------------------------------------------ refunds
+# ------------------------------------------------------------------------------------------------ refunds, disputes
 
 
 def test_the_same_refund_form_sent_from_many_threads_is_one_refund(usd_item, stripe_fake) -> None:
@@ -148,3 +148,33 @@ def test_refund_forms_racing_never_refund_more_than_was_paid(usd_item, stripe_fa
     assert len(made) == 2, results
     charge = stripe_fake.emulator.get(stripe_fake.emulator.get(payment.stripe_id)["latest_charge"])
     assert charge["amount_refunded"] == 2000
+
+
+def test_dispute_events_delivered_together_end_in_the_last_state(usd_item, stripe_fake) -> None:
+    order, payment = pay_item(Client(), stripe_fake, usd_item)
+    du = stripe_fake.emulator.open_dispute(payment.stripe_id)
+    stripe_fake.emulator.close_dispute(du["id"], won=True)
+    messages = list(stripe_fake.outbox)
+    stripe_fake.outbox.clear()
+    assert len(messages) == 4
+
+    def deliver(i: int) -> int:
+        currency, payload, signature = messages[i % 4]
+        return (
+            Client()
+            .post(
+                f"/webhooks/stripe/{currency}/",
+                data=payload,
+                content_type="application/json",
+                HTTP_STRIPE_SIGNATURE=signature,
+            )
+            .status_code
+        )
+
+    results = run_together(deliver)
+    assert set(results) <= {200, 503}, results
+    stripe_fake.outbox[:] = messages  # Stripe delivers again what got a 503
+    stripe_fake.deliver_webhooks()
+    dispute = Dispute.objects.get()
+    assert (dispute.status, dispute.funds_withdrawn, dispute.funds_reinstated) == ("won", 2450, 2450)
+    assert Order.objects.get(pk=order.pk).dispute_status == DisputeState.WON
