@@ -138,6 +138,8 @@ def session_params(
     }
     if priced.discount is not None:
         params["discounts"] = [{"coupon": coupon_for(priced.discount, acct)}]
+    if order.email:
+        params["customer_email"] = order.email  # Checkout asks for it otherwise, and it comes back when paid
     return params
 
 

@@ -65,7 +65,8 @@ def apply_payment_intent(payment: Payment, intent: StripeDict, *, wait: float | 
         fields["amount_received"] = _int(intent.get("amount_received"))
     if payment.kind == PaymentKind.PAYMENT_INTENT:
         fields["stripe_amount_total"] = _int(intent.get("amount"))
-    return _apply(payment, status, str(intent.get("currency") or ""), fields, wait)
+    email = str(intent.get("receipt_email") or "")
+    return _apply(payment, status, str(intent.get("currency") or ""), fields, wait, email=email)
 
 
 def apply_checkout_session(
@@ -96,7 +97,11 @@ def apply_checkout_session(
         status = PaymentStatus.OPEN
     if status != PaymentStatus.OPEN:
         fields["url"] = ""  # the hosted page can no longer be paid
-    return _apply(payment, status, str(session.get("currency") or ""), fields, wait)
+    details = session.get("customer_details") or {}
+    email = str(
+        (details.get("email") if isinstance(details, Mapping) else "") or session.get("customer_email") or ""
+    )
+    return _apply(payment, status, str(session.get("currency") or ""), fields, wait, email=email)
 
 
 def _int(value: Any) -> int:
@@ -104,7 +109,13 @@ def _int(value: Any) -> int:
 
 
 def _apply(
-    payment: Payment, status: str, currency: str, fields: dict[str, Any], wait: float | None
+    payment: Payment,
+    status: str,
+    currency: str,
+    fields: dict[str, Any],
+    wait: float | None,
+    *,
+    email: str = "",
 ) -> Payment:
     with states.locked_payment(payment, wait=wait or states.SHOPPER_LOCK_WAIT) as held:
         order, payment = held.order, held.payment
@@ -114,6 +125,9 @@ def _apply(
             return payment
         if before == PaymentStatus.SUCCEEDED:
             return payment  # the same success reported again
+        if email and not order.email and status in (PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED):
+            order.email = email[:254]  # Checkout collected it (or the PaymentIntent carries it)
+            order.save(update_fields=["email"])
         for name, value in fields.items():
             setattr(payment, name, value)
         payment.status = status

@@ -36,9 +36,13 @@ def open_object(
     create: Callable[[Order, PricedOrder, StripeAccount], T],
     owner: str = "",
     expected_total: int | None = None,
+    email: str = "",
 ) -> T:
     refusal: ShopError | None = None
     with states.locked(order.pk) as order:
+        if email and email != order.email and not states.is_paid(order):
+            order.email = email  # where Stripe's receipt and the shop's confirmation go
+            order.save(update_fields=["email"])
         try:
             if states.is_editable(order):
                 with transaction.atomic():

@@ -11,6 +11,8 @@ from typing import Any, Concatenate, ParamSpec
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -187,7 +189,10 @@ def buy_order(request: HttpRequest, order_id: str) -> HttpResponse:
 
 def intent_answer(request: HttpRequest, order: Order) -> JsonResponse:
     opened = intents.open_intent(
-        order, owner=orders.session_key(request), expected_total=expected_amount(request)
+        order,
+        owner=orders.session_key(request),
+        expected_total=expected_amount(request),
+        email=receipt_email(request),
     )
     return JsonResponse(
         {
@@ -444,7 +449,24 @@ def checkout_cancel(request: HttpRequest, order_id: str) -> HttpResponse:
 
 
 # ------------------------------------------------------------------------------------------------ merchant
-# Promotion codes on a cart's page (see `promotions`).
+# Promotion codes on a cart's page, and the receipt address sent with the Pay button (see `promotions`,
+# `receipts`).
+
+
+def receipt_email(request: HttpRequest) -> str:
+    """The address typed in the card form for the receipt (`receipt_email`), checked; empty when none."""
+    email = request.POST.get("receipt_email", "").strip()
+    if not email:
+        return ""
+    try:
+        if len(email) > 254:  # what the order's field and the RFC hold
+            raise ValidationError("too long")
+        validate_email(email)
+    except ValidationError as exc:
+        raise ShopError(
+            "Enter a valid email address for your receipt, or leave it empty.", code="invalid_email"
+        ) from exc
+    return email
 
 
 @require_POST

@@ -1,6 +1,6 @@
 """Races of the merchant's side that only PostgreSQL's row locks and concurrent connections can show, with real
-threads: carts racing for a promotion code's last uses, the same refund form sent from several threads,
-dispute events delivered together. PostgreSQL only."""
+threads: carts racing for a promotion code's last uses, confirmations under concurrent events, the same refund
+form sent from several threads, dispute events delivered together. PostgreSQL only."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.core import mail
 from django.db import connection
 from django.test import Client
 
-from payments import checkout, intents, promotions, refunds
+from conftest import signed_event
+from payments import checkout, intents, promotions, receipts, refunds, sync
 from payments.models import Discount, Dispute, DisputeState, Order, OrderLine, OrderStatus, Payment, Refund
-from payments.tests.merchant import JSON, pay_item
+from payments.tests.merchant import JSON, events_of, pay_item
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -123,6 +125,51 @@ def test_shoppers_racing_through_the_pay_button_for_the_last_use(usd_item, strip
     results = sorted(run_together(click, 2))
     assert results == [(200, ""), (409, "The code LAST has been used up. Remove it to pay the full price.")]
     assert promotions.holders(code).count() == 1
+
+
+# ------------------------------------------------------------------------------------------------ confirmations
+
+
+def test_one_confirmation_under_concurrent_tidy_ups(usd_item, stripe_fake) -> None:
+    order, _ = pay_item(Client(), stripe_fake, usd_item, email="ada@example.com")
+    assert len(mail.outbox) == 1
+    mail.outbox.clear()
+    Order.objects.filter(pk=order.pk).update(confirmation_sent_at=None)  # as if none had been sent yet
+
+    results = run_together(lambda i: receipts.send_confirmation(order.pk))
+    assert sorted(results) == [False] * (THREADS - 1) + [True]
+    assert len(mail.outbox) == 1
+
+
+def test_one_confirmation_when_the_events_of_a_payment_arrive_together(usd_item, stripe_fake) -> None:
+    """The session's completion, the async success and a stale duplicate, each from several threads."""
+    web = Client()
+    session_id = web.get(f"/buy/{usd_item.pk}", **JSON).json()["id"]
+    stripe_fake.deliver_webhooks()
+    stripe_fake.emulator.pay_checkout_session(session_id, email="grace@example.com")
+    stripe_fake.outbox.clear()
+    [completed] = events_of(stripe_fake, "usd", "checkout.session.completed")
+    succeeded = {**completed, "id": completed["id"] + "x", "type": "checkout.session.async_payment_succeeded"}
+    payloads = [signed_event("usd", e) for e in (completed, succeeded)]
+
+    def deliver(i: int) -> int:
+        payload, signature = payloads[i % 2]
+        return (
+            Client()
+            .post(
+                "/webhooks/stripe/usd/",
+                data=payload,
+                content_type="application/json",
+                HTTP_STRIPE_SIGNATURE=signature,
+            )
+            .status_code
+        )
+
+    results = run_together(deliver)
+    assert set(results) <= {200, 503}, results
+    sync.tidy_up(Order.objects.get().pk)
+    assert Order.objects.get().status == OrderStatus.PAID
+    assert [m.to for m in mail.outbox] == [["grace@example.com"]]
 
 
 # ------------------------------------------------------------------------------------------------ refunds, disputes

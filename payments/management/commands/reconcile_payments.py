@@ -1,6 +1,7 @@
 """Ask Stripe for the state of payments still open after a while, for webhooks that never arrived, then do what
-follows: close the objects an order no longer needs (it was paid or is processing), send refunds it owes and
-look up refunds Stripe reported that the shop could not explain; then give back promotion code uses held by orders frozen too long ago (`promotions.release_stale_holds`).
+follows: close the objects an order no longer needs (it was paid or is processing), send refunds it owes, look
+up refunds Stripe reported that the shop could not explain, send order confirmations not sent yet, and give
+back promotion code uses held by orders frozen too long ago (`promotions.release_stale_holds`).
 
 Safe to run at any time and repeatedly (cron, systemd timer): it applies what Stripe says through the same
 lifecycle functions as the webhooks, which never move a payment or an order backwards.
@@ -17,6 +18,9 @@ from django.utils import timezone
 from payments import promotions, states, sync
 from payments.errors import ShopError
 from payments.models import Order, Payment, Refund
+
+# A confirmation that could not be sent is tried again for this long after the order was paid.
+CONFIRMATION_DAYS = 3
 
 
 class Command(BaseCommand):
@@ -57,8 +61,17 @@ class Command(BaseCommand):
             .values_list("pk", flat=True)
         )
         orders.update(Refund.objects.filter(status=Refund.Status.PENDING).values_list("order_id", flat=True))
-        # Refunds Stripe reported that the shop could not look up yet.
+        # Refunds Stripe reported that the shop could not look up yet, and confirmations not sent yet.
         orders.update(Payment.objects.filter(refunds_to_check=True).values_list("order_id", flat=True))
+        orders.update(
+            Order.objects.filter(
+                status__in=states.PAID_STATES,
+                confirmation_sent_at__isnull=True,
+                paid_at__gt=timezone.now() - timedelta(days=CONFIRMATION_DAYS),
+            )
+            .exclude(email="")
+            .values_list("pk", flat=True)
+        )
         for order_id in sorted(orders):
             sync.tidy_up(order_id)
         released = promotions.release_stale_holds()
