@@ -1,4 +1,4 @@
-"""Staff views for what happens after the sale: an order's refund page, the disputes list.
+"""Staff views for what happens after the sale: an order's refund page, the disputes list, revenue per currency.
 
 `payments/admin.py` links them into the order's admin; they are registered here.
 """
@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -18,9 +19,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from payments import disputes, orders, refunds, states
+from payments import disputes, orders, refunds, revenue, states
 from payments.errors import ShopError
-from payments.models import Dispute, Order
+from payments.models import Dispute, Order, Revenue
 from payments.money import (
     AmountError,
     format_money,
@@ -268,3 +269,66 @@ class DisputeAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# ------------------------------------------------------------------------------------------------ revenue
+
+
+class PeriodForm(forms.Form):
+    start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("start"), data.get("end")
+        if start and end:
+            if end < start:
+                raise forms.ValidationError("The period ends before it starts.")
+            if (end - start).days >= revenue.MAX_DAYS:
+                raise forms.ValidationError(f"Choose at most {revenue.MAX_DAYS} days.")
+        return data
+
+
+@admin.register(Revenue)
+class RevenueAdmin(admin.ModelAdmin):
+    """Net sales per day and currency, for a chosen period (`payments.revenue`)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("payments.view_payment") or super().has_view_permission(request, obj)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_view_permission(request):
+            messages.error(request, "You may not see revenue.")
+            return HttpResponseRedirect(reverse("admin:index"))
+        today = timezone.localdate()
+        default = {"start": today - timedelta(days=29), "end": today}
+        form = PeriodForm(request.GET or None, initial=default)
+        start: date = default["start"]
+        end: date = default["end"]
+        if form.is_bound and form.is_valid():
+            start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+        elif not form.is_bound:
+            form = PeriodForm(default)
+            form.is_valid()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Revenue per currency",
+            "form": form,
+            "start": start,
+            "end": end,
+            "currencies": revenue.report(start, end),
+            "time_zone": timezone.get_current_timezone_name(),
+        }
+        return TemplateResponse(request, "admin/payments/revenue.html", context)

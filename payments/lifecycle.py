@@ -128,6 +128,8 @@ def _apply(
         if email and not order.email and status in (PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED):
             order.email = email[:254]  # Checkout collected it (or the PaymentIntent carries it)
             order.save(update_fields=["email"])
+        if status == PaymentStatus.SUCCEEDED:
+            fields["succeeded_at"] = timezone.now()
         for name, value in fields.items():
             setattr(payment, name, value)
         payment.status = status
