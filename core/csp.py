@@ -24,7 +24,7 @@ def _origin(url: str) -> str:
 
 def policy(stripe_js_url: str, api_base: str) -> dict[str, Any]:
     """django-csp's CONTENT_SECURITY_POLICY for these Stripe.js and API addresses."""
-    stand_in = [o for o in {_origin(stripe_js_url), _origin(api_base)} if o and "stripe.com" not in o]
+    stand_in = sorted(o for o in {_origin(stripe_js_url), _origin(api_base)} if o and "stripe.com" not in o)
     scripts = [SELF, *STRIPE_JS, *stand_in]
     return {
         "EXCLUDE_URL_PREFIXES": ["/admin/"],

@@ -334,6 +334,18 @@ STRIPE_DEMO_MODE: bool = env.bool("STRIPE_DEMO_MODE", default=False)
 CURRENCIES = [c.upper() for c in STRIPE_ACCOUNTS] or ["USD", "EUR"]
 DEFAULT_CURRENCY = CURRENCIES[0]
 
+# --- Email: the shop's order confirmations ---------------------------------------------------------------
+# EMAIL_URL (django-environ's form): smtp+tls://user:password@smtp.example.com:587, smtps://... for SSL,
+# consolemail:// to write emails to the log. Default: the console with DEBUG or in demo mode, else the local
+# mail server (smtp://localhost:25).
+vars().update(
+    env.email_url(
+        "EMAIL_URL", default="consolemail://" if DEBUG or STRIPE_DEMO_MODE else "smtp://localhost:25"
+    )
+)
+DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="shop@localhost")
+EMAIL_TIMEOUT: int = env.int("EMAIL_TIMEOUT", default=10)  # seconds; a webhook waits for it
+
 # --- Logging: one line per event, to stdout -----------------------------------------------------------
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

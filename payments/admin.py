@@ -7,35 +7,77 @@ payment (which makes it a cart again, as the shopper's "Change order" does), cle
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from core.money import format_money
-from payments import orders, refunds, states
+from payments import orders, promotions, refunds, states
+from payments.admin_merchant import DisputeInline, refund_view
 from payments.errors import ShopError
-from payments.models import Discount, Order, OrderLine, Payment, Refund, StripeEvent, StripeObject, Tax
+from payments.models import (
+    Discount,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Payment,
+    Refund,
+    StripeEvent,
+    StripeObject,
+    Tax,
+)
 from payments.orders import with_pricing
 from payments.pricing import price_order
 
 
 @admin.register(Discount)
 class DiscountAdmin(admin.ModelAdmin):
-    list_display = ("name", "describe", "is_active", "updated_at")
+    list_display = ("name", "describe", "code", "valid_until", "uses", "is_active", "updated_at")
     list_filter = ("is_active", "currency")
-    search_fields = ("name",)
+    search_fields = ("name", "code")
+    fieldsets = (
+        (None, {"fields": ("name", "percent_off", "amount_off", "currency", "is_active")}),
+        (
+            "Promotion code",
+            {
+                "fields": ("code", "valid_from", "valid_until", "max_uses"),
+                "description": "Shoppers enter the code on their cart's page. A use is counted when the "
+                "order is paid; an order being paid holds one, so the maximum is never exceeded.",
+            },
+        ),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Discount]:
+        paid = Q(orders__status__in=promotions.USED)
+        held = Q(orders__status__in=[OrderStatus.AWAITING_PAYMENT, OrderStatus.PROCESSING])
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(paid_uses=Count("orders", filter=paid), held_uses=Count("orders", filter=held))
+        )
+
+    @admin.display(description="Paid uses")
+    def uses(self, discount: Any) -> str:
+        text = f"{discount.paid_uses}" + (f" of {discount.max_uses}" if discount.max_uses else "")
+        return text + (f" ({discount.held_uses} being paid)" if discount.held_uses else "")
 
 
 @admin.register(Tax)
 class TaxAdmin(admin.ModelAdmin):
-    list_display = ("name", "percentage", "inclusive", "is_active", "updated_at")
-    list_filter = ("inclusive", "is_active")
+    list_display = ("name", "percentage", "inclusive", "default_for", "is_active", "updated_at")
+    list_filter = ("inclusive", "is_active", "applies_to_every_order", "currency")
     search_fields = ("name",)
+
+    @admin.display(description="Every order in", ordering="currency")
+    def default_for(self, tax: Tax) -> str:
+        return tax.currency.upper() if tax.applies_to_every_order else "-"
 
 
 class OrderLineFormSet(BaseInlineFormSet):
@@ -108,7 +150,16 @@ class RefundInline(admin.TabularInline):
     model = Refund
     extra = 0
     can_delete = False
-    fields = ("stripe_id", "amount_display", "reason", "status", "created_at", "last_error")
+    fields = (
+        "stripe_id",
+        "amount_display",
+        "reason",
+        "status",
+        "description",
+        "requested_by",
+        "created_at",
+        "last_error",
+    )
     readonly_fields = fields
 
     @admin.display(description="Amount")
@@ -127,10 +178,11 @@ class OrderAdmin(admin.ModelAdmin):
         "status",
         "total_display",
         "refunded",
+        "dispute_status",
         "needs_attention",
         "created_at",
     )
-    list_filter = ("status", "currency", "needs_attention")
+    list_filter = ("status", "currency", "needs_attention", "dispute_status")
     search_fields = ("public_id", "payments__stripe_id", "lines__item__name")
     readonly_fields = (
         "public_id",
@@ -142,9 +194,20 @@ class OrderAdmin(admin.ModelAdmin):
         "paid_at",
         "browser",
         "created_at",
+        "refund_page",
+        "dispute_status",
+        "confirmation_sent_at",
     )
     filter_horizontal = ("taxes",)
-    inlines = (OrderLineInline, PaymentInline, RefundInline)
+    inlines = (OrderLineInline, PaymentInline, RefundInline, DisputeInline)
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> list[Any]:
+        """Disputes only where there are some (never on a cart's form)."""
+        shown = list(super().get_inlines(request, obj))
+        if obj is None or not obj.pk or not obj.disputes.exists():
+            shown.remove(DisputeInline)
+        return shown
+
     actions = ("refund_in_full", "cancel_open_payment", "clear_flag")
     date_hierarchy = "created_at"
 
@@ -177,6 +240,20 @@ class OrderAdmin(admin.ModelAdmin):
             return "-"
         priced = price_order(order)
         return priced.display(priced.total)
+
+    def get_urls(self) -> list[URLPattern]:
+        refund = self.admin_site.admin_view(functools.partial(refund_view, self))
+        return [
+            path("<path:object_id>/refund/", refund, name="payments_order_refund"),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="Refund")
+    def refund_page(self, order: Order) -> str:
+        if not order.pk or not states.is_paid(order):
+            return "Only paid orders can be refunded."
+        url = reverse("admin:payments_order_refund", args=[order.pk])
+        return format_html('<a class="button" href="{}" id="refund-page">Refund an amount or lines…</a>', url)
 
     @admin.display(description="Refunded")
     def refunded(self, order: Order) -> str:

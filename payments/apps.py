@@ -6,4 +6,4 @@ class PaymentsConfig(AppConfig):
     verbose_name = "Payments"
 
     def ready(self) -> None:
-        from payments import checks  # noqa: F401  (registers the Stripe system checks)
+        from payments import checks, signals  # noqa: F401  (the Stripe system checks, the page cache's invalidation)

@@ -60,8 +60,9 @@ def _remember(kind: str, local_id: int, acct: StripeAccount, fingerprint: str, s
 
 def coupon_for(discount: DiscountInput, acct: StripeAccount) -> str:
     """The Stripe coupon for this discount as it is now, created once per account (coupons are immutable)."""
+    name = f"{discount.name} ({discount.code})" if discount.code else discount.name  # Checkout shows the code
     params: CouponCreateParams = {
-        "name": discount.name[:40],
+        "name": name[:40],
         "duration": "once",
         "metadata": {"discount_id": str(discount.id)},
     }
@@ -137,6 +138,8 @@ def session_params(
     }
     if priced.discount is not None:
         params["discounts"] = [{"coupon": coupon_for(priced.discount, acct)}]
+    if order.email:
+        params["customer_email"] = order.email  # Checkout asks for it otherwise, and it comes back when paid
     return params
 
 

@@ -1,4 +1,4 @@
-"""What shoppers send to the cart and pay endpoints, as Django forms: form-encoded bodies and JSON bodies alike
+"""What shoppers send to the cart, promotion code and pay endpoints, as Django forms: form-encoded bodies and JSON bodies alike
 (`submitted`), each field checked once, and a refusal that says which field and why (`ShopError`, 400)."""
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ CODES = {
     "currency": "invalid_currency",
     "expected_amount": "invalid_amount",
     "page_age_ms": "invalid_page_age",
+    "receipt_email": "invalid_email",
+    "code": "invalid_code",
 }
 
 
@@ -135,3 +137,17 @@ class PayForm(ShopForm):
         error_messages={"invalid": "expected_amount must be a whole number of minor units."},
     )
     page_age_ms = WholeNumberField(required=False, min_value=0, max_value=7 * 24 * 3600 * 1000)
+    receipt_email = forms.EmailField(
+        required=False,
+        max_length=254,  # what the order's field and the RFC hold
+        error_messages={
+            "invalid": "Enter a valid email address for your receipt, or leave it empty.",
+            "max_length": "Enter a valid email address for your receipt, or leave it empty.",
+        },
+    )
+
+
+class PromoForm(ShopForm):
+    """`POST /order/<id>/promo`: a promotion code as the shopper typed it (`promotions.apply_code` finds it)."""
+
+    code = forms.CharField(max_length=100, required=False, strip=True)

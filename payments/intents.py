@@ -14,8 +14,10 @@ new amount never meets an old key. The `Payment` row is written only after Strip
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 
+import stripe
 from stripe.params import PaymentIntentCreateParams
 
 from payments import gateway, lifecycle, paying, states, sync
@@ -38,7 +40,7 @@ class OpenIntent:
 
 
 def create_params(order: Order, priced: PricedOrder, attempt: int) -> PaymentIntentCreateParams:
-    return {
+    params: PaymentIntentCreateParams = {
         "amount": priced.total,
         "currency": priced.currency,
         "automatic_payment_methods": {"enabled": True},
@@ -49,6 +51,9 @@ def create_params(order: Order, priced: PricedOrder, attempt: int) -> PaymentInt
             "payment_ref": f"{order.public_id}:{order.version}:{attempt}",
         },
     }
+    if order.email:
+        params["receipt_email"] = order.email  # Stripe's receipt; the shop sends its own confirmation too
+    return params
 
 
 def _reuse(order: Order, acct: StripeAccount) -> tuple[Payment, OpenIntent] | None:
@@ -68,6 +73,8 @@ def _reuse(order: Order, acct: StripeAccount) -> tuple[Payment, OpenIntent] | No
         return None
     intent = gateway.retrieve_intent(acct, payment.stripe_id)
     if intent.status in REUSABLE and intent.amount == payment.amount and intent.currency == payment.currency:
+        if order.email and intent.receipt_email != order.email:
+            intent = _update_receipt_email(acct, intent.id, order.email)
         return payment, OpenIntent(
             payment, intent.client_secret or "", intent.amount, intent.currency, acct.publishable_key
         )
@@ -75,11 +82,24 @@ def _reuse(order: Order, acct: StripeAccount) -> tuple[Payment, OpenIntent] | No
     return None
 
 
+def _update_receipt_email(acct: StripeAccount, intent_id: str, email: str) -> stripe.PaymentIntent:
+    """The shopper typed another address for the receipt: the open PaymentIntent takes it. The key is new for
+    every update (an address changed back and forth must not meet an earlier key's answer)."""
+    key = f"pi-receipt:{intent_id}:{uuid.uuid4().hex}"
+    with gateway.stripe_call("payment_intent.update", acct, payment_intent=intent_id):
+        return acct.client.v1.payment_intents.update(
+            intent_id, params={"receipt_email": email}, options={"idempotency_key": key}
+        )
+
+
 def open_intent(
-    order: Order | states.NewOrder, *, owner: str = "", expected_total: int | None = None
+    order: Order | states.NewOrder, *, owner: str = "", expected_total: int | None = None, email: str = ""
 ) -> OpenIntent:
-    """The order's one payable PaymentIntent, for its frozen snapshot (see `paying.open_object`)."""
-    return paying.open_object(order, reuse=_reuse, create=_create, owner=owner, expected_total=expected_total)
+    """The order's one payable PaymentIntent, for its frozen snapshot (see `paying.open_object`); `email`: where
+    the receipt goes (stored on the order, sent to Stripe as `receipt_email`)."""
+    return paying.open_object(
+        order, reuse=_reuse, create=_create, owner=owner, expected_total=expected_total, email=email
+    )
 
 
 def _create(order: Order, priced: PricedOrder, acct: StripeAccount, attempt: int) -> OpenIntent:

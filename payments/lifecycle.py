@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Sum
@@ -64,7 +65,8 @@ def apply_payment_intent(payment: Payment, intent: StripeDict, *, wait: float | 
         fields["amount_received"] = _int(intent.get("amount_received"))
     if payment.kind == PaymentKind.PAYMENT_INTENT:
         fields["stripe_amount_total"] = _int(intent.get("amount"))
-    return _apply(payment, status, str(intent.get("currency") or ""), fields, wait)
+    email = str(intent.get("receipt_email") or "")
+    return _apply(payment, status, str(intent.get("currency") or ""), fields, wait, email=email)
 
 
 def apply_checkout_session(
@@ -95,7 +97,11 @@ def apply_checkout_session(
         status = PaymentStatus.OPEN
     if status != PaymentStatus.OPEN:
         fields["url"] = ""  # the hosted page can no longer be paid
-    return _apply(payment, status, str(session.get("currency") or ""), fields, wait)
+    details = session.get("customer_details") or {}
+    email = str(
+        (details.get("email") if isinstance(details, Mapping) else "") or session.get("customer_email") or ""
+    )
+    return _apply(payment, status, str(session.get("currency") or ""), fields, wait, email=email)
 
 
 def _int(value: Any) -> int:
@@ -103,7 +109,13 @@ def _int(value: Any) -> int:
 
 
 def _apply(
-    payment: Payment, status: str, currency: str, fields: dict[str, Any], wait: float | None
+    payment: Payment,
+    status: str,
+    currency: str,
+    fields: dict[str, Any],
+    wait: float | None,
+    *,
+    email: str = "",
 ) -> Payment:
     with states.locked_payment(payment, wait=wait) as held:
         order, payment = held.order, held.payment
@@ -113,6 +125,11 @@ def _apply(
             return payment
         if before == PaymentStatus.SUCCEEDED:
             return payment  # the same success reported again
+        if email and not order.email and status in (PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED):
+            order.email = email[:254]  # Checkout collected it (or the PaymentIntent carries it)
+            order.save(update_fields=["email"])
+        if status == PaymentStatus.SUCCEEDED:
+            fields["succeeded_at"] = timezone.now()
         for name, value in fields.items():
             setattr(payment, name, value)
         payment.status = status
@@ -209,18 +226,126 @@ def refunded_status(order: Order) -> str:
     return OrderStatus.PAID
 
 
-def apply_refund(payment: Payment, charge: StripeDict, *, wait: float | None = None) -> Payment:
-    """Apply a charge's refunded amount; the order's state follows. Never goes back."""
+# ------------------------------------------------------------------------------------------------ refunds
+# A payment's refunded amount is the sum of its refunds that Stripe made and that did not fail: every refund,
+# the shop's own and those made in Stripe's dashboard, is a `Refund` row kept in step with Stripe's refund
+# object (its status only moves forward: pending -> succeeded -> failed or canceled). A refund that fails gives
+# its amount back, so the refunded amount, and the order's state, can go down again.
+
+REFUND_STATUS = {
+    "pending": Refund.Status.SENT,
+    "requires_action": Refund.Status.SENT,
+    "succeeded": Refund.Status.SUCCEEDED,
+    "failed": Refund.Status.FAILED,
+    "canceled": Refund.Status.CANCELED,
+}
+REFUND_RANK = {
+    Refund.Status.PENDING: 0,
+    Refund.Status.SENT: 1,
+    Refund.Status.SUCCEEDED: 2,
+    Refund.Status.FAILED: 3,
+    Refund.Status.CANCELED: 3,
+}
+# Refunds whose money went (or is going) back to the cardholder.
+MADE_REFUNDS = (Refund.Status.SENT, Refund.Status.SUCCEEDED)
+
+
+def refunded_amount(payment: Payment) -> int:
+    return (
+        payment.refunds.filter(status__in=MADE_REFUNDS)
+        .exclude(stripe_id="")
+        .aggregate(total=Sum("amount"))["total"]
+        or 0
+    )
+
+
+def recount(order: Order, payment: Payment) -> None:
+    """The payment's and the order's refunded amounts from their refunds; the order's state follows."""
+    payment.amount_refunded = refunded_amount(payment)
+    payment.save(update_fields=["amount_refunded", "updated_at"])
+    order.amount_refunded = order.payments.aggregate(total=Sum("amount_refunded"))["total"] or 0
+    if states.is_paid(order):
+        states.move(order, refunded_status(order))
+    order.save(update_fields=["amount_refunded", "status", "updated_at"])
+    logger.info("order %s refunded %s, now %s", order.public_id, order.amount_refunded, order.status)
+
+
+def _refund_row(order: Order, payment: Payment, refund: StripeDict) -> Refund:
+    """Our row for Stripe's refund: found by its id, or by the key the shop gave it (in its metadata) when the
+    answer to the shop's own request has not been recorded yet; else it was made outside the shop."""
+    stripe_id = str(refund.get("id") or "")
+    row = Refund.objects.filter(stripe_id=stripe_id).first()
+    if row is None:
+        metadata = refund.get("metadata") or {}
+        ref = metadata.get("refund_ref") if isinstance(metadata, Mapping) else None
+        if ref:
+            row = Refund.objects.filter(idempotency_key=str(ref), payment=payment).first()
+    if row is None:
+        row = Refund.objects.create(
+            order=order,
+            payment=payment,
+            amount=_int(refund.get("amount")),
+            currency=str(refund.get("currency") or payment.currency).lower(),
+            reason=Refund.Reason.OUTSIDE,
+            status=Refund.Status.SENT,
+            stripe_id=stripe_id,
+            idempotency_key=f"stripe:{payment.account}:{stripe_id}",
+            description="Made in Stripe's dashboard (or another tool), not through the shop.",
+        )
+        order.note(f"A refund made outside the shop was recorded: {stripe_id}.")
+        order.save(update_fields=["attention_note", "updated_at"])
+    return row
+
+
+def record_refund(row: Refund, refund: StripeDict) -> bool:
+    """Take Stripe's refund object into our row (its id and status), never moving its status backwards.
+    Returns whether anything changed. The caller holds the order's lock."""
+    status = REFUND_STATUS.get(str(refund.get("status") or ""), Refund.Status.SENT)
+    fields = []
+    stripe_id = str(refund.get("id") or "")
+    if stripe_id and row.stripe_id != stripe_id:
+        row.stripe_id = stripe_id
+        fields.append("stripe_id")
+    created = refund.get("created")
+    if isinstance(created, int) and row.stripe_created is None:
+        row.stripe_created = datetime.fromtimestamp(created, tz=UTC)
+        fields.append("stripe_created")
+    if REFUND_RANK[status] > REFUND_RANK[Refund.Status(row.status)]:
+        row.status = status
+        fields.append("status")
+        if status in (Refund.Status.FAILED, Refund.Status.CANCELED):
+            row.last_error = str(refund.get("failure_reason") or status)
+            fields.append("last_error")
+    if fields:
+        row.save(update_fields=[*fields, "updated_at"])
+    return bool(fields)
+
+
+def apply_stripe_refund(payment: Payment, refund: StripeDict, *, wait: float | None = None) -> Refund:
+    """Apply a Stripe refund object (from `refund.*` events, or looked up at Stripe): its row's status, then
+    the refunded amounts and the order's state."""
     with states.locked_payment(payment, wait=wait) as held:
         order, payment = held.order, held.payment
-        refunded = _int(charge.get("amount_refunded"))
-        if refunded <= payment.amount_refunded:
-            return payment  # an older or repeated event
-        payment.amount_refunded = refunded
-        payment.save(update_fields=["amount_refunded", "updated_at"])
-        order.amount_refunded = order.payments.aggregate(total=Sum("amount_refunded"))["total"] or 0
-        if states.is_paid(order):
-            states.move(order, refunded_status(order))
-        order.save(update_fields=["amount_refunded", "status", "updated_at"])
-        logger.info("order %s refunded %s, now %s", order.public_id, order.amount_refunded, order.status)
+        row = _refund_row(order, payment, refund)
+        record_refund(row, refund)
+        recount(order, payment)
+    return row
+
+
+def apply_refund(payment: Payment, charge: StripeDict, *, wait: float | None = None) -> Payment:
+    """Apply `charge.refunded`: the refunded amount follows the payment's refunds. A charge whose refunded
+    amount they do not explain (a refund made in Stripe's dashboard, or news not yet received) is marked for
+    its refunds to be looked up at Stripe once this is committed (`refunds.look_up`, run by `sync.tidy_up`)."""
+    with states.locked_payment(payment, wait=wait) as held:
+        order, payment = held.order, held.payment
+        recount(order, payment)
+        if _int(charge.get("amount_refunded")) != payment.amount_refunded and not payment.refunds_to_check:
+            payment.refunds_to_check = True
+            payment.save(update_fields=["refunds_to_check", "updated_at"])
+            logger.info(
+                "payment %s: Stripe says %s refunded, the shop knows %s: looking its refunds up",
+                payment.stripe_id,
+                charge.get("amount_refunded"),
+                payment.amount_refunded,
+            )
     return payment

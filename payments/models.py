@@ -6,6 +6,7 @@ Amounts sent to Stripe are integers in minor units (see `core.money`); prices ar
 
 from __future__ import annotations
 
+import re
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -13,10 +14,12 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models.functions import Upper
 from django.urls import reverse
 from django.utils import timezone
 
 MAX_QUANTITY = 99
+CODE_PATTERN = re.compile(r"[A-Z0-9_-]{1,40}")
 
 
 def dashboard_url(livemode: bool, path: str) -> str:
@@ -48,12 +51,35 @@ class Discount(models.Model):
         max_length=3, blank=True, help_text="Currency of the fixed amount (e.g. usd)."
     )
     is_active = models.BooleanField(default=True)
+    # A promotion code: shoppers type it on their cart's page (see `payments.promotions`).
+    code = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="A promotion code shoppers enter on their order page (letters, digits, - and _; not case "
+        "sensitive). Empty: only staff attach this discount to orders.",
+    )
+    valid_from = models.DateTimeField(null=True, blank=True, help_text="The code works from then on.")
+    valid_until = models.DateTimeField(null=True, blank=True, help_text="The code works until then.")
+    max_uses = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="At most this many paid orders with this discount (an order being paid holds one of "
+        "them). Empty: no limit.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name", "id"]
         constraints = [
+            models.UniqueConstraint(Upper("code"), condition=~models.Q(code=""), name="discount_unique_code"),
+            models.CheckConstraint(
+                condition=models.Q(valid_from__isnull=True)
+                | models.Q(valid_until__isnull=True)
+                | models.Q(valid_until__gt=models.F("valid_from")),
+                name="discount_valid_window",
+            ),
             models.CheckConstraint(
                 condition=(
                     models.Q(percent_off__isnull=False, amount_off__isnull=True)
@@ -92,6 +118,11 @@ class Discount(models.Model):
             raise ValidationError({"currency": "A fixed amount needs its currency."})
         if self.percent_off is not None:
             self.currency = ""
+        self.code = self.code.strip().upper()
+        if self.code and not CODE_PATTERN.fullmatch(self.code):
+            raise ValidationError({"code": "Use letters, digits, - and _ only (at most 40)."})
+        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
+            raise ValidationError({"valid_until": "The code must end after it starts."})
 
     def applies_to(self, currency: str) -> bool:
         """A percentage applies to any order; a fixed amount only to orders in its currency."""
@@ -109,6 +140,14 @@ class Tax(models.Model):
     )
     inclusive = models.BooleanField(default=False, help_text="Included in the prices (e.g. EU VAT).")
     is_active = models.BooleanField(default=True)
+    applies_to_every_order = models.BooleanField(
+        default=False,
+        help_text="Added to every order in the currency below (shoppers' carts too), exactly as if staff had "
+        "attached it to each.",
+    )
+    currency = models.CharField(
+        max_length=3, blank=True, help_text="The currency whose every order carries this tax (e.g. usd)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -119,12 +158,23 @@ class Tax(models.Model):
             models.CheckConstraint(
                 condition=models.Q(percentage__gte=0, percentage__lte=100), name="tax_percentage_range"
             ),
+            models.CheckConstraint(
+                condition=models.Q(applies_to_every_order=False) | ~models.Q(currency=""),
+                name="tax_default_has_currency",
+            ),
         ]
+        indexes = [models.Index(fields=["currency", "applies_to_every_order"])]
 
     def __str__(self) -> str:
         return (
             f"{self.name} {self.percentage.normalize():f}% ({'inclusive' if self.inclusive else 'exclusive'})"
         )
+
+    def clean(self) -> None:
+        super().clean()
+        self.currency = self.currency.strip().lower()
+        if self.applies_to_every_order and not self.currency:
+            raise ValidationError({"currency": "A tax added to every order needs the orders' currency."})
 
 
 class OrderStatus(models.TextChoices):
@@ -136,6 +186,16 @@ class OrderStatus(models.TextChoices):
     PAID = "paid", "Paid"
     PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
     REFUNDED = "refunded", "Refunded"
+
+
+class DisputeState(models.TextChoices):
+    """An order's disputes, in a word (see `payments.disputes`)."""
+
+    NONE = "", "Not disputed"
+    OPEN = "open", "Disputed"
+    WON = "won", "Dispute won"
+    LOST = "lost", "Dispute lost"
+    CLOSED = "closed", "Inquiry closed"
 
 
 class Order(models.Model):
@@ -178,6 +238,19 @@ class Order(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     paid_at = models.DateTimeField(null=True, blank=True)
+    email = models.EmailField(
+        blank=True, help_text="The shopper's email (from the payment page or Checkout): receipts go there."
+    )
+    confirmation_sent_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the shop's order confirmation was sent."
+    )
+    dispute_status = models.CharField(
+        max_length=10,
+        choices=DisputeState.choices,
+        blank=True,
+        db_index=True,
+        help_text="Whether a payment of the order is disputed, and how its dispute ended.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -322,6 +395,16 @@ class Payment(models.Model):
     checked_at = models.DateTimeField(
         null=True, blank=True, help_text="When reconciliation last asked Stripe about this object."
     )
+    succeeded_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the shop learned the payment succeeded (revenue counts it then).",
+    )
+    refunds_to_check = models.BooleanField(
+        default=False,
+        help_text="Stripe reported a refunded amount the shop's refunds do not explain (a refund made in "
+        "Stripe's dashboard, or one whose news is missing): its refunds are looked up at Stripe.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -354,12 +437,14 @@ class Refund(models.Model):
     class Reason(models.TextChoices):
         DUPLICATE = "duplicate", "Paid twice (refunded automatically)"
         REQUESTED_BY_STAFF = "requested_by_staff", "Asked by staff"
+        OUTSIDE = "outside", "Made outside the shop (Stripe's dashboard)"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Not yet sent to Stripe"
-        SENT = "sent", "Sent to Stripe"
+        SENT = "sent", "Pending at Stripe"
         SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+        FAILED = "failed", "Failed (the money stayed with the shop)"
+        CANCELED = "canceled", "Canceled"
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="refunds")
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
@@ -370,13 +455,24 @@ class Refund(models.Model):
     stripe_id = models.CharField(max_length=255, blank=True)
     idempotency_key = models.CharField(max_length=255, unique=True)
     last_error = models.TextField(blank=True)
+    requested_by = models.CharField(max_length=150, blank=True, help_text="The staff member who asked.")
+    description = models.CharField(max_length=500, blank=True, help_text="What was refunded, in words.")
+    lines = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Units refunded per order line (item id -> units), when chosen so.",
+    )
+    stripe_created = models.DateTimeField(null=True, blank=True, help_text="When Stripe made the refund.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.CheckConstraint(condition=models.Q(amount__gt=0), name="refund_amount_positive")
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="refund_amount_positive"),
+            models.UniqueConstraint(
+                fields=["stripe_id"], condition=~models.Q(stripe_id=""), name="refund_unique_stripe_id"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -446,3 +542,62 @@ class StripeEvent(models.Model):
     @property
     def dashboard_url(self) -> str:
         return dashboard_url(self.livemode, f"events/{self.event_id}")
+
+
+class Dispute(models.Model):
+    """A chargeback (or an inquiry before one) a cardholder's bank opened on one of the shop's payments.
+
+    Kept in step with Stripe's `charge.dispute.*` events by `payments.disputes`; answered in Stripe's dashboard.
+    """
+
+    class Status(models.TextChoices):
+        WARNING_NEEDS_RESPONSE = "warning_needs_response", "Inquiry: needs a response"
+        WARNING_UNDER_REVIEW = "warning_under_review", "Inquiry: under review"
+        WARNING_CLOSED = "warning_closed", "Inquiry closed"
+        NEEDS_RESPONSE = "needs_response", "Needs a response"
+        UNDER_REVIEW = "under_review", "Under review"
+        WON = "won", "Won"
+        LOST = "lost", "Lost"
+        PREVENTED = "prevented", "Prevented"
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="disputes")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="disputes")
+    account = models.CharField(max_length=3, help_text="Currency of the Stripe account that holds it.")
+    livemode = models.BooleanField(default=False)
+    stripe_id = models.CharField(max_length=255)
+    charge_id = models.CharField(max_length=255, blank=True)
+    amount = models.BigIntegerField(help_text="The disputed amount, in minor units of its currency.")
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=40, blank=True, help_text="The bank's reason, in Stripe's words.")
+    status = models.CharField(max_length=30, choices=Status.choices, db_index=True)
+    evidence_due_by = models.DateTimeField(null=True, blank=True, help_text="Answer before this.")
+    is_charge_refundable = models.BooleanField(default=False)
+    funds_withdrawn = models.BigIntegerField(default=0, help_text="Taken from the balance, in minor units.")
+    funds_reinstated = models.BigIntegerField(default=0, help_text="Given back to the balance, minor units.")
+    stripe_created = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True, help_text="When the shop learned it was closed.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "stripe_id"], name="dispute_unique_stripe_object"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dispute {self.stripe_id}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return dashboard_url(self.livemode, f"disputes/{self.stripe_id}")
+
+
+class Revenue(Payment):
+    """The admin's revenue report (net sales per day and currency, see `payments.revenue`): no table of its
+    own, a proxy so that the report has its place and permission in the admin."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "revenue per currency"
+        verbose_name_plural = "revenue per currency"

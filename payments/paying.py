@@ -40,16 +40,20 @@ def open_object(
     create: Callable[[Order, PricedOrder, StripeAccount, int], T],
     owner: str = "",
     expected_total: int | None = None,
+    email: str = "",
 ) -> T:
     if isinstance(target, states.NewOrder):
         try:
             with transaction.atomic():  # the order, its line and its first object, or nothing at all
-                order, priced = states.make_frozen(target, expected_total=expected_total)
+                order, priced = states.make_frozen(target, expected_total=expected_total, email=email)
                 return create(order, priced, gateway.account(order.currency), 0)
         except IntegrityError:  # the same browser's other click made this order first: go on with it
             target = Order.objects.get(public_id=target.public_id)
     refusal: ShopError | None = None
     with states.locked(target.pk) as order:
+        if email and email != order.email and not states.is_paid(order):
+            order.email = email  # where Stripe's receipt and the shop's confirmation go
+            order.save(update_fields=["email"])
         if states.is_editable(order):  # any error rolls the freeze back with the rest: the cart stays a cart
             priced = states.freeze(order, owner=owner, expected_total=expected_total)
             return create(order, priced, gateway.account(order.currency), 0)

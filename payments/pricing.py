@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from core.money import format_money, minor_unit_step, to_minor_units
 
 if TYPE_CHECKING:
-    from payments.models import Order
+    from catalog.models import Item
+    from payments.models import Order, Tax
 
 HUNDRED = Decimal(100)
 
@@ -41,6 +42,7 @@ class DiscountInput:
     percent_off: Decimal | None = None
     amount_off: Decimal | None = None
     currency: str = ""
+    code: str = ""  # the promotion code the shopper entered, if it is one
 
 
 @dataclass(frozen=True)
@@ -196,9 +198,35 @@ def price(
     )
 
 
+def tax_input(tax: Tax) -> TaxInput:
+    return TaxInput(id=tax.pk, name=tax.name, percentage=tax.percentage, inclusive=tax.inclusive)
+
+
+def default_taxes(currency: str) -> list[Tax]:
+    """The active taxes staff set to apply to every order in `currency` (one query)."""
+    from payments.models import Tax
+
+    return list(
+        Tax.objects.filter(applies_to_every_order=True, is_active=True, currency=currency.lower()).order_by(
+            "id"
+        )
+    )
+
+
+def price_buy_now(item: Item) -> PricedOrder:
+    """A one-item order of `item`: its price and the taxes every order in its currency carries. What the item
+    page shows and its Pay and Checkout buttons charge (`states.make_frozen` freezes exactly this)."""
+    line = LineInput(item.pk, item.name, item.description, item.amount, 1)
+    return price(item.currency, [line], None, [tax_input(t) for t in default_taxes(item.currency)])
+
+
 def order_inputs(order: Order) -> tuple[list[LineInput], DiscountInput | None, list[TaxInput]]:
     """Read an order's lines, discount and taxes, in a fixed order (lines and taxes by id). What
-    `orders.with_pricing()` prefetched is used; anything missing is fetched in one query each."""
+    `orders.with_pricing()` prefetched is used; anything missing is fetched in one query each.
+
+    The taxes are those staff attached to the order and those that apply to every order in its currency
+    (`Tax.applies_to_every_order`), each once: a default tax is priced, shown and sent to Checkout exactly as
+    an attached one."""
     from django.db.models import Prefetch, prefetch_related_objects
 
     from payments.models import OrderLine, Tax
@@ -223,13 +251,17 @@ def order_inputs(order: Order) -> tuple[list[LineInput], DiscountInput | None, l
     if order.discount is not None and order.discount.is_active and order.discount.applies_to(order.currency):
         d = order.discount
         discount = DiscountInput(
-            id=d.pk, name=d.name, percent_off=d.percent_off, amount_off=d.amount_off, currency=d.currency
+            id=d.pk,
+            name=d.name,
+            percent_off=d.percent_off,
+            amount_off=d.amount_off,
+            currency=d.currency,
+            code=d.code,
         )
-    taxes = [
-        TaxInput(id=t.pk, name=t.name, percentage=t.percentage, inclusive=t.inclusive)
-        for t in order.taxes.all()
-        if t.is_active
-    ]
+    chosen = {t.pk: t for t in order.taxes.all() if t.is_active}
+    for tax in default_taxes(order.currency):
+        chosen.setdefault(tax.pk, tax)
+    taxes = [tax_input(chosen[pk]) for pk in sorted(chosen)]
     return lines, discount, taxes
 
 
@@ -298,6 +330,7 @@ def from_snapshot(data: Mapping[str, Any]) -> PricedOrder:
                 percent_off=_decimal(discount["percent_off"]),
                 amount_off=_decimal(discount["amount_off"]),
                 currency=discount["currency"],
+                code=discount.get("code", ""),
             )
             if discount
             else None

@@ -1,23 +1,33 @@
 """Refunds: a `Refund` row first, then Stripe, with the row's own idempotency key.
 
-Staff ask for them from the admin; the shop owes one by itself when an order was paid twice (see
-`lifecycle`). Writing the row before calling Stripe means one row is one refund at Stripe however often sending
-it is retried (a lost answer, a second click), and what is left to refund counts the refunds already asked
-for, so a double click cannot refund twice. The order's refunded amount and state follow Stripe's
-`charge.refunded` events (`lifecycle.apply_refund`).
+Staff ask for them from the admin (an amount or chosen lines, on the order's refund page); the shop owes one
+by itself when an order was paid twice (see `lifecycle`). Writing the row before calling Stripe means one row
+is one refund at Stripe however often sending it is retried (a lost answer), and each staff form carries a
+one-time token that is the row's key: the same form sent twice is one refund, two forms are two. What is left
+to refund counts the refunds already asked for. A disputed payment is not refunded (`disputes`).
+
+The order's refunded amount and state follow Stripe's news: `refund.created`, `.updated`, `.failed` (a failed
+refund gives its amount back) and `charge.refunded`; a refunded amount the shop cannot explain (a refund made
+in Stripe's dashboard) has the payment's refunds looked up at Stripe (`look_up`, after the webhook committed).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Sum
-from stripe.params import RefundCreateParams
+from stripe.params import RefundCreateParams, RefundListParams
 
-from payments import gateway, states
+from core.money import format_money, minor_unit_step
+from payments import disputes, gateway, lifecycle, states
+from payments.accounts import StripeAccount
 from payments.errors import OrderNotPayable, ShopError
 from payments.models import Order, Payment, PaymentStatus, Refund
+from payments.pricing import PricedOrder, from_snapshot, spread
 
 logger = logging.getLogger("payments.refunds")
 
@@ -42,23 +52,102 @@ def left_to_refund(payment: Payment) -> int:
     return payment.amount_received - max(asked, payment.amount_refunded)
 
 
-def refund_order(order: Order, amount: int | None = None) -> Refund:
-    """Refund `amount` minor units (default: what is left) of the order's payment, as asked by staff."""
-    with states.locked(order.pk) as order:
-        payment = refundable_payment(order)
-        remaining = left_to_refund(payment)
-        amount = remaining if amount is None else amount
-        if not 0 < amount <= remaining:
-            raise OrderNotPayable("Nothing left to refund on this order.")
-        refund = Refund.objects.create(
-            order=order,
-            payment=payment,
-            amount=amount,
-            currency=payment.currency,
-            reason=Refund.Reason.REQUESTED_BY_STAFF,
-            idempotency_key=f"refund:{uuid.uuid4()}",
+def check_refund_amount(amount: int, payment: Payment, remaining: int) -> None:
+    currency = payment.currency
+    if remaining <= 0:
+        raise OrderNotPayable("Nothing left to refund on this order.")
+    if amount <= 0:
+        raise OrderNotPayable("Enter an amount to refund.")
+    if amount > remaining:
+        raise OrderNotPayable(
+            f"At most {format_money(remaining, currency, minor=True)} is left to refund on this order; "
+            f"{format_money(amount, currency, minor=True)} is more."
         )
-    return send(refund)
+    step = minor_unit_step(currency)
+    if amount % step:
+        raise OrderNotPayable(
+            f"Amounts in {currency.upper()} are refunded in steps of {format_money(step, currency, minor=True)}."
+        )
+
+
+@dataclass(frozen=True)
+class StaffRefund:
+    refund: Refund
+    repeated: bool  # the same form was sent again: no second refund was made
+
+
+def refund_order(order: Order, amount: int | None = None) -> Refund:
+    """Refund `amount` minor units (default: what is left) of the order's payment, as asked by staff (the
+    admin's bulk action: each call is a refund of its own)."""
+    return staff_refund(order, amount).refund
+
+
+def staff_refund(
+    order: Order,
+    amount: int | None = None,
+    *,
+    request_key: str = "",
+    requested_by: str = "",
+    description: str = "",
+    lines: dict[int, int] | None = None,
+) -> StaffRefund:
+    """A refund staff asked for. `request_key` is the one-time token of the form it came from: the same form
+    sent twice (a double click, a reload) is one refund; two forms are two refunds, even of the same amount.
+    Refused with a clear message: an order not paid, a disputed payment, more than is left, an amount Stripe
+    cannot refund in the currency."""
+    key = f"refund:{order.public_id}:{request_key}" if request_key else f"refund:{uuid.uuid4()}"
+    with states.locked(order.pk) as order:
+        refund = Refund.objects.filter(idempotency_key=key).select_related("payment", "order").first()
+        repeated = refund is not None
+        if refund is None:
+            payment = refundable_payment(order)
+            disputes.check_refundable(payment)
+            remaining = left_to_refund(payment)
+            if lines:  # priced here, under the lock, against the units refunded so far
+                amount = amount_for_lines(from_snapshot(order.snapshot or {}), lines, refunded_units(order))
+            amount = remaining if amount is None else amount
+            check_refund_amount(amount, payment, remaining)
+            refund = Refund.objects.create(
+                order=order,
+                payment=payment,
+                amount=amount,
+                currency=payment.currency,
+                reason=Refund.Reason.REQUESTED_BY_STAFF,
+                idempotency_key=key,
+                requested_by=requested_by[:150],
+                description=description[:500],
+                lines={str(k): v for k, v in (lines or {}).items() if v},
+            )
+    if refund.status == Refund.Status.PENDING:
+        refund = send(
+            refund
+        )  # again, for a repeated form whose first try got no answer: one refund at Stripe
+    return StaffRefund(refund, repeated)
+
+
+def refunded_units(order: Order) -> dict[int, int]:
+    """Units of each line (item id -> units) already refunded by line, failed refunds left out."""
+    units: dict[int, int] = {}
+    for lines in order.refunds.filter(status__in=COUNTED).values_list("lines", flat=True):
+        for item_id, count in (lines or {}).items():
+            units[int(item_id)] = units.get(int(item_id), 0) + int(count)
+    return units
+
+
+def amount_for_lines(priced: PricedOrder, quantities: dict[int, int], already: dict[int, int]) -> int:
+    """What refunding `quantities` (item id -> units) of the order's lines gives back: each unit's share of its
+    line's total (discount and taxes included). The shares of a line add up exactly to its total, and units
+    refunded earlier (`already`) keep theirs, so refunding a line unit by unit gives back exactly the line."""
+    step = minor_unit_step(priced.currency)
+    amount = 0
+    for line in priced.lines:
+        units = quantities.get(line.item_id, 0)
+        done = already.get(line.item_id, 0)
+        if not 0 <= units <= line.quantity - done:
+            left = line.quantity - done
+            raise OrderNotPayable(f"{line.name}: {left} of {line.quantity} left to refund.")
+        amount += sum(spread(line.total, [1] * line.quantity, step)[done : done + units])
+    return amount
 
 
 def send(refund: Refund) -> Refund:
@@ -76,11 +165,11 @@ def send(refund: Refund) -> Refund:
         answer = acct.client.v1.refunds.create(
             params=params, options={"idempotency_key": refund.idempotency_key}
         )
-    refund.stripe_id = answer.id
-    refund.status = Refund.Status.SUCCEEDED if answer.status == "succeeded" else Refund.Status.SENT
-    if answer.status in ("failed", "canceled"):
-        refund.status = Refund.Status.FAILED
-    refund.save(update_fields=["stripe_id", "status", "updated_at"])
+    # Recorded under the order's lock, never backwards: a `refund.failed` may have been applied meanwhile. The
+    # order's refunded amount follows Stripe's events (`lifecycle.apply_refund` / `apply_stripe_refund`).
+    with states.locked(refund.order_id):
+        refund = Refund.objects.select_related("payment", "order").get(pk=refund.pk)
+        lifecycle.record_refund(refund, answer.to_dict())
     logger.info(
         "refund %s %s of %s for order %s", answer.id, refund.amount, payment.stripe_id, refund.order.public_id
     )
@@ -94,3 +183,61 @@ def send_owed(order: Order) -> None:
             send(refund)
         except ShopError as exc:
             logger.warning("refund %s for order %s not sent yet: %s", refund.pk, order.public_id, exc)
+
+
+def look_up(payment: Payment) -> None:
+    """Apply every refund Stripe has for the payment (those made in Stripe's dashboard included): run when
+    Stripe reported a refunded amount the shop's refunds did not explain. The mark is taken off first, so news
+    arriving meanwhile marks the payment again; if Stripe cannot be reached, the mark is put back."""
+    if not Payment.objects.filter(pk=payment.pk, refunds_to_check=True).update(refunds_to_check=False):
+        return
+    acct = gateway.account(payment.account)
+    try:
+        found: list[dict[str, object]] = []
+        params: RefundListParams = {"payment_intent": payment.payment_intent_id, "limit": 100}
+        while True:
+            with gateway.stripe_call("refund.list", acct, payment=payment.stripe_id):
+                page = acct.client.v1.refunds.list(params=params)
+            found += [r.to_dict() for r in page.data]
+            if not page.has_more or not page.data:
+                break
+            params["starting_after"] = page.data[-1].id
+    except ShopError:
+        Payment.objects.filter(pk=payment.pk).update(refunds_to_check=True)
+        raise
+    for refund in reversed(found):  # oldest first
+        lifecycle.apply_stripe_refund(payment, refund)
+    if not found:
+        with states.locked_payment(payment) as held:
+            lifecycle.recount(held.order, held.payment)
+
+
+def look_up_unexplained(order: Order) -> None:
+    for payment in order.payments.filter(refunds_to_check=True).order_by("id"):
+        try:
+            look_up(payment)
+        except ShopError as exc:
+            logger.warning("refunds of %s not looked up yet: %s", payment.stripe_id, exc)
+
+
+def on_refund_event(acct: StripeAccount, refund: Mapping[str, Any], event_type: str) -> Payment | None:
+    """The webhook handler of `refund.created`, `.updated`, `.failed` and `charge.refund.updated`: the refund's
+    status applied to its row (created for a refund made in Stripe's dashboard), then the refunded amount and
+    the order's state. None when the payment is not (yet) known."""
+    intent_id = refund.get("payment_intent")
+    if isinstance(intent_id, Mapping):
+        intent_id = intent_id.get("id")
+    if not intent_id:
+        return None
+    payment = (
+        Payment.objects.filter(account=acct.currency, payment_intent_id=str(intent_id))
+        .order_by("-id")
+        .first()
+    )
+    if payment is None:
+        return None
+    lifecycle.apply_stripe_refund(payment, refund, wait=states.WEBHOOK_LOCK_WAIT)
+    return payment
+
+
+REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")

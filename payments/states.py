@@ -23,7 +23,8 @@ exactly that snapshot's amount in its currency.**
 cycle (PostgreSQL would break such a deadlock by failing one of them):
 
     1. the order row
-    2. the order's payment rows
+    2. the order's payment rows (or, freezing a cart with a limited promotion code, its discount's row:
+       `promotions.hold`)
 
 Webhooks lock their `StripeEvent` row before any of these, and nothing that holds an order lock ever locks an
 event row. A lock is waited for at most `settings.ORDER_LOCK_WAIT` / `WEBHOOK_LOCK_WAIT` seconds (PostgreSQL's
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from django.db import OperationalError, connection, transaction
 
 from catalog.models import Item
-from payments import gateway
+from payments import gateway, promotions
 from payments.errors import (
     EmptyOrder,
     NotOrderOwner,
@@ -52,7 +53,7 @@ from payments.errors import (
     OrderNotPayable,
 )
 from payments.models import Order, OrderLine, OrderStatus, Payment, PaymentStatus
-from payments.pricing import LineInput, PricedOrder, from_snapshot, price, price_live, to_snapshot
+from payments.pricing import PricedOrder, from_snapshot, price_buy_now, price_live, to_snapshot
 
 logger = logging.getLogger("payments.states")
 
@@ -202,6 +203,7 @@ def freeze(order: Order, *, owner: str = "", expected_total: int | None = None) 
         raise OrderChanged("This order changed since the page was loaded. Reload the page to see its total.")
     gateway.check_amount(priced.total, priced.currency)
     if order.status == OrderStatus.DRAFT:
+        promotions.hold(order, priced)  # a promotion code expired or used up refuses here, before Stripe
         move(order, OrderStatus.AWAITING_PAYMENT)
         order.snapshot = to_snapshot(priced)
         order.version += 1
@@ -223,11 +225,14 @@ class NewOrder:
     item: Item
 
 
-def make_frozen(new: NewOrder, *, expected_total: int | None = None) -> tuple[Order, PricedOrder]:
+def make_frozen(
+    new: NewOrder, *, expected_total: int | None = None, email: str = ""
+) -> tuple[Order, PricedOrder]:
     """Insert the one-item order of `new` already frozen (draft -> awaiting_payment at birth, version 1), with
-    its line. The new row is this transaction's until it commits, so nothing else can lock or pay it first."""
+    its line, priced with the taxes every order in its currency carries. The new row is this transaction's
+    until it commits, so nothing else can lock or pay it first."""
     item = new.item
-    priced = price(item.currency, [LineInput(item.pk, item.name, item.description, item.amount, 1)])
+    priced = price_buy_now(item)
     if expected_total is not None and expected_total != priced.total:
         raise OrderChanged("This item's price changed since the page was loaded. Reload the page to see it.")
     gateway.check_amount(priced.total, priced.currency)
@@ -239,6 +244,7 @@ def make_frozen(new: NewOrder, *, expected_total: int | None = None) -> tuple[Or
         status=OrderStatus.AWAITING_PAYMENT,
         snapshot=to_snapshot(priced),
         version=1,
+        email=email,
     )
     OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.amount)
     logger.info("order %s made frozen v1 total=%s %s", order.public_id, priced.total, order.currency)

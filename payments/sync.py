@@ -7,14 +7,16 @@
 - `close_others(order, keep)` runs under the order's lock before an object is opened or reused, so that at
   most one object of an order is payable; it refuses when one of them turns out to be processing or paid.
 - `tidy_up(order_id)` runs once a payment's news is committed (a webhook, a return page, reconciliation): when
-  an order is processing or paid, its other open objects are closed at once, and refunds it owes are sent.
+  an order is processing or paid, its other open objects are closed at once, refunds it owes are sent, refunds
+  Stripe reported but the shop cannot explain are looked up, and a paid order's confirmation email is sent
+  (once: `receipts`).
 """
 
 from __future__ import annotations
 
 import logging
 
-from payments import gateway, lifecycle, refunds, states
+from payments import gateway, lifecycle, receipts, refunds, states
 from payments.errors import OrderNotPayable, PaymentProviderError, ShopError
 from payments.models import Order, OrderStatus, Payment, PaymentKind, PaymentStatus
 
@@ -88,3 +90,5 @@ def tidy_up(order_id: int | None) -> None:
                 continue
             logger.info("order %s: closed %s, now %s", order.public_id, closed.stripe_id, closed.status)
     refunds.send_owed(order)
+    refunds.look_up_unexplained(order)
+    receipts.send_confirmation(order.pk)

@@ -8,13 +8,14 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
-from django.urls import reverse
+from django.urls import resolve, reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
@@ -23,10 +24,10 @@ from django.views.decorators.http import require_GET, require_POST
 from catalog.models import Item
 from core.browser import browser_id
 from core.errors import error_json
-from payments import checkout, gateway, intents, orders, states, sync, webhooks
+from payments import checkout, gateway, intents, orders, promotions, states, sync, webhooks
 from payments.accounts import AccountNotConfigured, account_for
 from payments.errors import CurrencyMismatch, PaymentProviderError, ShopError
-from payments.forms import ItemForm, ItemQuantityForm, NewOrderForm, PayForm, PutForm, submitted
+from payments.forms import ItemForm, ItemQuantityForm, NewOrderForm, PayForm, PromoForm, PutForm, submitted
 from payments.models import Order, OrderStatus, Payment, PaymentKind
 from payments.pricing import price_order
 
@@ -37,14 +38,18 @@ View = Callable[Concatenate[HttpRequest, P], HttpResponse]
 
 def refused(request: HttpRequest, exc: ShopError, *, json: bool | None = None) -> HttpResponse:
     """The one answer to a `ShopError` (nothing was changed by it): JSON `{"error": {"code", "message", ...}}`
-    for scripts (always, with `json=True`), or a page saying why with a way back (or the error's own page,
-    e.g. the offer of a new order in another currency) for a browser's form."""
+    for scripts (always, with `json=True`). A browser's form goes back to the page it was sent from with the
+    message shown there; a form from a cached page (the catalog, an item page, which show no messages) gets a
+    page saying why, with a way back (or the error's own page, e.g. the offer of a new order in another
+    currency)."""
     if json if json is not None else wants_json(request):
-        response: HttpResponse = JsonResponse(exc.as_json(), status=exc.status)
-    else:
-        context = {**exc.details, **exc.page, "message": exc.message, "back": back_url(request)}
-        response = render(request, exc.template, context, status=exc.status)
-    return keep_session(request, response)
+        return keep_session(request, JsonResponse(exc.as_json(), status=exc.status))
+    back = back_url(request)
+    if exc.template == ShopError.template and not shows_no_messages(back):
+        messages.error(request, exc.message)
+        return HttpResponseRedirect(back)
+    context = {**exc.details, **exc.page, "message": exc.message, "back": back}
+    return keep_session(request, render(request, exc.template, context, status=exc.status))
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -52,6 +57,15 @@ def wants_json(request: HttpRequest) -> bool:
     return (
         "application/json" in request.headers.get("Accept", "") or request.content_type == "application/json"
     )
+
+
+def shows_no_messages(url: str) -> bool:
+    """The cached pages (served the same to everyone) show no messages."""
+    try:
+        match = resolve(urlsplit(url).path)
+    except Http404:
+        return True
+    return match.namespace == "catalog"
 
 
 def shop_errors(view: View[P]) -> View[P]:
@@ -141,11 +155,16 @@ def item_order(request: HttpRequest, item_id: int) -> Order | states.NewOrder:
 
 
 def pay_fields(request: HttpRequest) -> dict[str, Any]:
-    """What the Pay and Checkout buttons send: `expected_amount` and when the page was loaded (or None)."""
+    """What the Pay and Checkout buttons send: `expected_amount`, when the page was loaded (or None) and the
+    address for the receipt ("" when none)."""
     data = PayForm(submitted(request)).checked()
     age = data["page_age_ms"]
     loaded_at = timezone.now() - timedelta(milliseconds=age) if age is not None else None
-    return {"expected_total": data["expected_amount"], "page_loaded_at": loaded_at}
+    return {
+        "expected_total": data["expected_amount"],
+        "page_loaded_at": loaded_at,
+        "email": data["receipt_email"],
+    }
 
 
 # ------------------------------------------------------------------------------------------------ Checkout
@@ -181,7 +200,10 @@ def buy_order(request: HttpRequest, order_id: str) -> HttpResponse:
 
 def intent_answer(request: HttpRequest, order: Order | states.NewOrder) -> JsonResponse:
     opened = intents.open_intent(
-        order, owner=browser_id(request), expected_total=pay_fields(request)["expected_total"]
+        order,
+        owner=browser_id(request),
+        expected_total=pay_fields(request)["expected_total"],
+        email=pay_fields(request)["email"],
     )
     return JsonResponse(
         {
@@ -397,6 +419,31 @@ def checkout_success(request: HttpRequest, order_id: str) -> HttpResponse:
 def checkout_cancel(request: HttpRequest, order_id: str) -> HttpResponse:
     order = get_order(request, order_id)
     return render(request, "payments/canceled.html", {"order": order, "paid": states.is_paid(order)})
+
+
+# ------------------------------------------------------------------------------------------------ merchant
+# Promotion codes on a cart's page (see `promotions`).
+
+
+@require_POST
+@shop_errors
+def order_promo(request: HttpRequest, order_id: str) -> HttpResponse:
+    """`POST /order/<order_id>/promo`: apply the promotion code `code` to this cart."""
+    order = get_order(request, order_id)
+    code = PromoForm(submitted(request)).checked()["code"]
+    discount = promotions.apply_code(order, code, may_change=orders.can_change(request, order))
+    if not wants_json(request):
+        messages.success(request, f"Code {discount.code} applied: {discount.describe()}.")
+    return cart_answer(request, order)
+
+
+@require_POST
+@shop_errors
+def order_promo_remove(request: HttpRequest, order_id: str) -> HttpResponse:
+    """`POST /order/<order_id>/promo/remove`: take the promotion code off this cart."""
+    order = get_order(request, order_id)
+    promotions.remove_code(order, may_change=orders.can_change(request, order))
+    return cart_answer(request, order)
 
 
 # ------------------------------------------------------------------------------------------------ webhooks

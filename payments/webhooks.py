@@ -27,7 +27,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.utils import timezone
 
 from core.errors import ServiceUnavailable
-from payments import lifecycle, states, sync
+from payments import disputes, lifecycle, refunds, states, sync
 from payments.accounts import StripeAccount
 from payments.errors import OrderBusy
 from payments.models import Payment, PaymentKind, StripeEvent
@@ -211,23 +211,32 @@ def _on_checkout_session(acct: StripeAccount, session: Mapping[str, Any], event_
         payment, session, async_failed=event_type == "checkout.session.async_payment_failed", wait=WAIT
     )
     if payment.payment_intent_id:
-        _replay_early_refunds(acct, payment)
+        _replay_early_events(acct, payment)
     return payment
 
 
-def _replay_early_refunds(acct: StripeAccount, payment: Payment) -> None:
-    """A `charge.refunded` that arrived before its session's completion (Stripe retried an earlier delivery)
-    was recorded as ignored, since the PaymentIntent was unknown then: apply it now that it is known. The
-    event rows are not locked (nothing holding an order lock locks events); applying a refund twice is a
-    no-op, so a concurrent delivery of the same event does no harm."""
+# News about a charge that names its PaymentIntent: for a Checkout Session, the PaymentIntent is learned when
+# the session completes, so such an event arriving earlier was ignored; it is applied then.
+BY_PAYMENT_INTENT = (
+    "charge.refunded",
+    *refunds.REFUND_EVENTS,
+    *disputes.EVENTS,
+)
+
+
+def _replay_early_events(acct: StripeAccount, payment: Payment) -> None:
+    """A refund or dispute event that arrived before its session's completion (Stripe retried an earlier
+    delivery) was recorded as ignored, since the PaymentIntent was unknown then: apply it now that it is known,
+    in the order received. The event rows are not locked (nothing holding an order lock locks events); applying
+    one twice is a no-op, so a concurrent delivery of the same event does no harm."""
     early = StripeEvent.objects.filter(
         account=acct.currency,
-        type="charge.refunded",
+        type__in=BY_PAYMENT_INTENT,
         status=StripeEvent.Status.IGNORED,
         payload__data__object__payment_intent=payment.payment_intent_id,
-    )
+    ).order_by("received_at", "id")
     for event in early:
-        lifecycle.apply_refund(payment, event.payload["data"]["object"], wait=WAIT)
+        dispatch(acct, event.payload)
     early.update(status=StripeEvent.Status.PROCESSED, processed_at=timezone.now())
 
 
@@ -254,6 +263,10 @@ HANDLERS: dict[str, Handler] = {
     "checkout.session.async_payment_failed": _on_checkout_session,
     "checkout.session.expired": _on_checkout_session,
     "charge.refunded": _on_charge_refunded,
+    # Refunds: the shop's own and those made in Stripe's dashboard; a failed one gives its amount back.
+    **dict.fromkeys(refunds.REFUND_EVENTS, refunds.on_refund_event),
+    # Disputes: created, updated, closed (won or lost), funds withdrawn and reinstated.
+    **dict.fromkeys(disputes.EVENTS, disputes.on_dispute_event),
 }
 
 

@@ -44,6 +44,7 @@ from stripe.params import (
     PaymentIntentCreateParams,
     PaymentIntentUpdateParams,
     RefundCreateParams,
+    RefundListParams,
     TaxRateCreateParams,
 )
 from stripe.params.checkout import SessionCreateParams, SessionExpireParams
@@ -318,6 +319,8 @@ class Emulator:
         self._card_of_charge: dict[str, str] = {}
         self._refunds_of_charge: dict[str, list[str]] = {}
         self._session_intents: set[str] = set()
+        #: What shoppers typed in a hosted Checkout page's email field, by session.
+        self._collected_emails: dict[str, str] = {}
         self._idempotency: dict[tuple[str, str], _IdempotentEntry] = {}
         self._lock = threading.RLock()
         self._outbox: list[tuple[EmulatorAccount, JSONDict]] = []
@@ -653,6 +656,8 @@ class Emulator:
         elif method == "GET":
             if path == "/v1/events":
                 return self._list_events(params, ctx)
+            if path == "/v1/refunds":
+                return self._list_refunds(params, ctx)
             m = self._PI_RE.match(path)
             if m and m.group(2) is None:
                 self._only_expand(params)
@@ -1534,7 +1539,7 @@ class Emulator:
                     "currency": session["currency"],
                     "metadata": pid.get("metadata") or {},
                     **({"description": pid["description"]} if pid.get("description") else {}),
-                    **({"receipt_email": session["customer_email"]} if session.get("customer_email") else {}),
+                    **({"receipt_email": email} if (email := self._session_email(session)) else {}),
                 },
                 _Ctx(account, False, None, None),
             )
@@ -1543,9 +1548,17 @@ class Emulator:
             self._session_intents.add(pi_id)
         return self.objects[pi_id]
 
+    def _session_email(self, session: JSONDict) -> str | None:
+        return session.get("customer_email") or self._collected_emails.get(session["id"])
+
+    def _collect_email(self, session: JSONDict, email: str | None) -> None:
+        """The address the shopper typed on the hosted page (ignored when ``customer_email`` was given)."""
+        if email and not session.get("customer_email") and session["status"] == "open":
+            self._collected_emails[session["id"]] = email
+
     def _complete_session(self, session: JSONDict) -> None:
         account = self.accounts[self._owner[session["id"]]]
-        email = session.get("customer_email")
+        email = self._session_email(session)
         session.update(
             status="complete",
             payment_status="paid",
@@ -1671,6 +1684,53 @@ class Emulator:
         self._emit(acct, "charge.refunded", charge, ctx)
         return copy.deepcopy(refund)
 
+    def _list_refunds(self, raw: JSONDict, ctx: _Ctx) -> JSONDict:
+        """``GET /v1/refunds``: the account's refunds, newest first, of one charge or PaymentIntent if asked."""
+        params = self._validate(raw, RefundListParams)
+        account = ctx.account.currency.lower()
+        refunds = [
+            o
+            for o in self.objects.values()
+            if o.get("object") == "refund" and self._owner.get(o["id"]) == account
+        ]
+        if "charge" in params:
+            refunds = [r for r in refunds if r["charge"] == params["charge"]]
+        if "payment_intent" in params:
+            refunds = [r for r in refunds if r["payment_intent"] == params["payment_intent"]]
+        created = params.get("created")
+        if isinstance(created, int):
+            refunds = [r for r in refunds if r["created"] == created]
+        elif isinstance(created, dict):
+            checks: dict[str, Callable[[int, int], bool]] = {
+                "gt": lambda a, b: a > b,
+                "gte": lambda a, b: a >= b,
+                "lt": lambda a, b: a < b,
+                "lte": lambda a, b: a <= b,
+            }
+            for op, bound in created.items():
+                refunds = [r for r in refunds if checks[op](r["created"], bound)]
+        made = {r["id"]: i for i, r in enumerate(refunds)}  # insertion order: the order they were made in
+        refunds.sort(key=lambda r: (r["created"], made[r["id"]]), reverse=True)
+        if "starting_after" in params and "ending_before" in params:
+            raise _invalid("You may only specify one of these parameters: ending_before, starting_after.")
+        limit = params.get("limit", 10)
+        if not 1 <= limit <= 100:
+            raise _invalid("limit must be between 1 and 100.", "limit")
+        ids = [r["id"] for r in refunds]
+        if "starting_after" in params:
+            if params["starting_after"] not in ids:
+                raise _missing("refund", params["starting_after"], "starting_after")
+            rest = refunds[ids.index(params["starting_after"]) + 1 :]
+            page, has_more = rest[:limit], len(rest) > limit
+        elif "ending_before" in params:
+            if params["ending_before"] not in ids:
+                raise _missing("refund", params["ending_before"], "ending_before")
+            before = refunds[: ids.index(params["ending_before"])]
+            page, has_more = before[-limit:], len(before) > limit
+        else:
+            page, has_more = refunds[:limit], len(refunds) > limit
+        return shapes.list_object(copy.deepcopy(page), "/v1/refunds", has_more)
+
     def _set_refund_status(self, refund: JSONDict, status: str, failure_reason: str | None = None) -> None:
         account = self.accounts[self._owner[refund["id"]]]
         previous = {"status": refund["status"]}
@@ -1772,15 +1832,22 @@ class Emulator:
         return result
 
     def pay_checkout_session(
-        self, cs_id: str, card: str = "4242424242424242", *, authenticate: bool = True
+        self,
+        cs_id: str,
+        card: str = "4242424242424242",
+        *,
+        authenticate: bool = True,
+        email: str | None = None,
     ) -> JSONDict:
         """Pay a hosted Checkout Session; raises :class:`EmulatorError` (402) if the card is declined.
 
-        A card asking for authentication completes it (``authenticate=True``) or fails it.
+        A card asking for authentication completes it (``authenticate=True``) or fails it. ``email`` is what
+        the shopper types in Checkout's email field (Checkout asks for it unless ``customer_email`` was given).
         """
 
         def run() -> JSONDict:
             session = self.objects[cs_id]
+            self._collect_email(session, email)
             outcome = self._pay_session(session, card, authenticate)
             if outcome["status"] != "complete":
                 code = "invalid_number" if outcome["status"] == "invalid_number" else "card_declined"
@@ -1823,11 +1890,12 @@ class Emulator:
         result: JSONDict | None = self._locked(run)
         return result
 
-    def pay_checkout_page(self, cs_id: str, card: str) -> JSONDict:
+    def pay_checkout_page(self, cs_id: str, card: str, *, email: str | None = None) -> JSONDict:
         """Hosted-page payment: ``{"status", "message", "session"}``; 3DS cards wait for authentication."""
 
         def run() -> JSONDict:
             session = self.objects[cs_id]
+            self._collect_email(session, email)
             outcome = self._pay_session(session, card, None)
             return {**outcome, "session": copy.deepcopy(session)}
 

@@ -138,8 +138,16 @@ def render_checkout_page(data: dict[str, Any], error: str | None = None) -> str:
         if cancel
         else ""
     )
+    given = session.get("customer_email")
+    email_html = (
+        f"<p class='email'>Email <strong id='emulator-checkout-email'>{esc(str(given))}</strong></p>"
+        if given
+        else "<label for='email'>Email</label>"
+        "<input id='email' name='email' type='email' value='' autocomplete='email' placeholder='you@example.com'>"
+    )
     form = (
         f"<form method='post' action='{action}/pay'>"
+        f"{email_html}"
         "<label for='card_number'>Card number</label>"
         "<input id='card_number' name='card_number' value='' inputmode='numeric' autocomplete='cc-number' "
         "placeholder='4242 4242 4242 4242'>"
@@ -283,7 +291,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not card:
                 self._html(400, render_checkout_page(data, "Your card number is incomplete."))
                 return
-            outcome = emu.pay_checkout_page(cs_id, card)
+            email = (form.get("email") or [""])[0].strip() or None
+            outcome = emu.pay_checkout_page(cs_id, card, email=email)
         else:
             if not data["awaiting_authentication"]:
                 self._html(409, render_checkout_page(data))

@@ -129,7 +129,17 @@ def test_a_local_stand_in_for_stripe_is_allowed_instead(client, usd_item, settin
         "http://127.0.0.1:12111/js/stripe.js", "http://127.0.0.1:12111"
     )
     policy = client.get("/")["Content-Security-Policy"]
-    assert "script-src 'self' https://js.stripe.com https://*.js.stripe.com http://127.0.0.1:12111;" in policy
+    directives = {d.split()[0]: d.split()[1:] for d in policy.split("; ")}
+    assert directives["script-src"] == [
+        "'self'",
+        "https://js.stripe.com",
+        "https://*.js.stripe.com",
+        "http://127.0.0.1:12111",
+    ]
+    assert (
+        "http://127.0.0.1:12111" in directives["connect-src"]
+        and "http://127.0.0.1:12111" in directives["frame-src"]
+    )
 
 
 def test_healthz_answers_when_the_database_does(client) -> None:

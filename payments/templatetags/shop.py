@@ -4,13 +4,18 @@ the key of the account of its currency (the item and order pages' pay box, `paym
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django import template
 from django.conf import settings
 
+from catalog.models import Item
 from core.money import format_money
 from payments.accounts import publishable_key_for
+from payments.pricing import price_buy_now
 
 register = template.Library()
 
@@ -36,3 +41,28 @@ def publishable_key(currency: str) -> str:
 @register.simple_tag
 def stripe_js_url() -> str:
     return str(settings.STRIPE_JS_URL)
+
+
+@register.filter
+def index(sequence: Sequence[Any], position: int) -> Any:
+    """`{{ lines|index:i }}`: the i-th element."""
+    return sequence[position]
+
+
+@dataclass(frozen=True)
+class BuyNow:
+    total: int  # minor units
+    note: str
+
+
+@register.filter
+def buy_now(item: Item) -> BuyNow:
+    """What a one-item order of `item` costs (its price plus the exclusive taxes that apply to every order in
+    its currency: what the item page's Pay button charges), and those taxes in words (`Plus Sales tax
+    8.875%`, `Includes VAT 20%`)."""
+    priced = price_buy_now(item)
+    note = "; ".join(
+        f"{'Includes' if t.tax.inclusive else 'Plus'} {t.tax.name} {percent(t.tax.percentage)}%"
+        for t in priced.taxes
+    )
+    return BuyNow(priced.total, note)

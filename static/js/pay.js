@@ -95,6 +95,8 @@
   // Ask the shop for the PaymentIntent of this order (created now, or the one already open for it).
   async function openIntent() {
     var body = new URLSearchParams({ expected_amount: form.dataset.amount, page_age_ms: pageAge() });
+    var email = form.querySelector("input[name=receipt_email]");
+    if (email && email.value.trim()) body.set("receipt_email", email.value.trim()); // Stripe's receipt, our confirmation
     try {
       var response = await fetch(form.dataset.intentUrl, {
         method: "POST",

@@ -227,7 +227,7 @@ def drive_checkout(emu: Emulator, http: RecordingClient) -> None:
             )
             sc.v1.checkout.sessions.retrieve(session.id, params={"expand": ["line_items.data.taxes"]})
             if coupon is percent:
-                emu.pay_checkout_session(session.id)
+                emu.pay_checkout_session(session.id, email="shopper@example.com")
                 sc.v1.checkout.sessions.retrieve(
                     session.id, params={"expand": ["payment_intent.latest_charge"]}
                 )
@@ -258,6 +258,8 @@ def drive_refunds_and_disputes(emu: Emulator, http: RecordingClient) -> None:
     emu.confirm_payment_intent(pending_pi.id, card="4000000000007726")
     pending = sc.v1.refunds.create(params={"payment_intent": pending_pi.id})
     emu.settle_refund(pending.id)
+    sc.v1.refunds.list(params={"payment_intent": pending_pi.id})
+    sc.v1.refunds.list(params={"limit": 2, "created": {"gte": 0}})
 
     disputed = sc.v1.payment_intents.create(params={"amount": 7000, "currency": "usd"})
     sc.v1.payment_intents.confirm(disputed.id, params={"payment_method": "pm_card_createDispute"})

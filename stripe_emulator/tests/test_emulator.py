@@ -1461,3 +1461,53 @@ def test_the_product_never_imports_the_emulator() -> None:
                 continue
             text = path.read_text()
             assert "import stripe_emulator" not in text and "from stripe_emulator" not in text, path
+
+
+# ------------------------------------------------------------------------------------------------ merchant
+
+
+def _paid(emu: Emulator, sc: stripe.StripeClient, amount: int = 5000) -> str:
+    pi = sc.v1.payment_intents.create(params={"amount": amount, "currency": "usd"})
+    emu.confirm_payment_intent(pi.id)
+    return pi.id
+
+
+def test_refunds_are_listed_newest_first_per_payment_intent_and_paged(
+    emu: Emulator, sc: stripe.StripeClient
+) -> None:
+    first, second = _paid(emu, sc), _paid(emu, sc)
+    made = [sc.v1.refunds.create(params={"payment_intent": first, "amount": a}).id for a in (100, 200, 300)]
+    other = sc.v1.refunds.create(params={"payment_intent": second, "amount": 50}).id
+    listed = sc.v1.refunds.list(params={"payment_intent": first})
+    assert [r.id for r in listed.data] == made[::-1] and not listed.has_more
+    page = sc.v1.refunds.list(params={"payment_intent": first, "limit": 2})
+    assert [r.id for r in page.data] == made[:0:-1] and page.has_more
+    rest = sc.v1.refunds.list(
+        params={"payment_intent": first, "limit": 2, "starting_after": page.data[-1].id}
+    )
+    assert [r.id for r in rest.data] == made[:1] and not rest.has_more
+    assert other in [r.id for r in sc.v1.refunds.list(params={"limit": 100}).data]
+    charge = emu.get(second)["latest_charge"]
+    assert [r.id for r in sc.v1.refunds.list(params={"charge": charge}).data] == [other]
+
+
+def test_checkout_collects_the_shoppers_email_when_none_was_given(
+    emu: Emulator, sc: stripe.StripeClient
+) -> None:
+    params: Any = {
+        "mode": "payment",
+        "success_url": "http://shop.test/ok",
+        "line_items": [
+            {
+                "price_data": {"currency": "usd", "unit_amount": 1000, "product_data": {"name": "A"}},
+                "quantity": 1,
+            }
+        ],
+    }
+    session = sc.v1.checkout.sessions.create(params=params)
+    paid = emu.pay_checkout_session(session.id, email="typed@example.com")
+    assert paid["customer_details"]["email"] == "typed@example.com"
+    assert emu.get(paid["payment_intent"])["receipt_email"] == "typed@example.com"
+    given = sc.v1.checkout.sessions.create(params={**params, "customer_email": "given@example.com"})
+    paid = emu.pay_checkout_session(given.id, email="ignored@example.com")
+    assert paid["customer_details"]["email"] == "given@example.com"

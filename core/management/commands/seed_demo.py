@@ -44,7 +44,7 @@ class Command(BaseCommand):
             )
             created += was_created
         discount, _ = Discount.objects.get_or_create(
-            name="Welcome 10%", defaults={"percent_off": Decimal("10")}
+            name="Welcome 10%", defaults={"percent_off": Decimal("10"), "code": "WELCOME10"}
         )
         vat, _ = Tax.objects.get_or_create(
             name="VAT", defaults={"percentage": Decimal("20"), "inclusive": True}

@@ -6,8 +6,10 @@
 2. Each account is asked for the events whose webhook delivery failed (`GET /v1/events` with
    `delivery_success=false`, the last `--events-days` days); each is stored and processed exactly as if it had
    been delivered (an event already processed is a duplicate and changes nothing).
-3. Orders paid or processing that still have an open object get it closed at Stripe, and refunds not yet sent
-   are sent.
+3. Then what follows (`sync.tidy_up`): orders paid or processing that still have an open object get it closed
+   at Stripe, refunds not yet sent are sent, refunds Stripe reported that the shop could not explain are looked
+   up, order confirmations not sent yet are sent; and promotion code uses held by orders frozen too long ago
+   are given back (`promotions.release_stale_holds`).
 
 Safe to run at any time and repeatedly (cron, systemd timer): everything goes through the same lifecycle
 functions as the webhooks, which never move a payment or an order backwards.
@@ -23,10 +25,13 @@ from django.db.models import F
 from django.utils import timezone
 from stripe.params import EventListParams
 
-from payments import gateway, states, sync, webhooks
+from payments import gateway, promotions, states, sync, webhooks
 from payments.accounts import registry
 from payments.errors import ShopError
 from payments.models import Order, Payment, Refund
+
+# A confirmation that could not be sent is tried again for this long after the order was paid.
+CONFIRMATION_DAYS = 3
 
 
 class Command(BaseCommand):
@@ -54,8 +59,22 @@ class Command(BaseCommand):
             .values_list("pk", flat=True)
         )
         orders.update(Refund.objects.filter(status=Refund.Status.PENDING).values_list("order_id", flat=True))
+        # Refunds Stripe reported that the shop could not look up yet, and confirmations not sent yet.
+        orders.update(Payment.objects.filter(refunds_to_check=True).values_list("order_id", flat=True))
+        orders.update(
+            Order.objects.filter(
+                status__in=states.PAID_STATES,
+                confirmation_sent_at__isnull=True,
+                paid_at__gt=timezone.now() - timedelta(days=CONFIRMATION_DAYS),
+            )
+            .exclude(email="")
+            .values_list("pk", flat=True)
+        )
         for order_id in sorted(orders):
             sync.tidy_up(order_id)
+        released = promotions.release_stale_holds()
+        if released:
+            self.stdout.write(f"Released the promotion code uses held by {released} abandoned orders.")
         self.stdout.write(
             f"Reconciled {checked} open payments: {changed} changed, {failed} could not be checked. "
             f"Replayed {events} events whose delivery failed"

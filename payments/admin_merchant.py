@@ -1,0 +1,334 @@
+"""Staff views for what happens after the sale: an order's refund page, the disputes list, revenue per currency.
+
+`payments/admin.py` links them into the order's admin; they are registered here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from core.money import (
+    AmountError,
+    format_money,
+    from_minor_units,
+    minor_unit_exponent,
+    minor_unit_step,
+    to_minor_units,
+)
+from payments import disputes, orders, refunds, revenue, states
+from payments.errors import ShopError
+from payments.models import Dispute, Order, Revenue
+from payments.pricing import PricedOrder, price_order
+
+# ------------------------------------------------------------------------------------------------ refunds
+
+
+def parse_amount(text: str, currency: str) -> int:
+    """An amount typed in the currency (`12.50` USD, `1500` JPY, `1.250` KWD) as Stripe's minor units; refused
+    when it has more decimals than the currency, or is not in the steps Stripe refunds it in."""
+    try:
+        value = Decimal(text.strip().replace(",", ""))
+    except InvalidOperation as exc:
+        raise forms.ValidationError("Enter an amount, e.g. 12.50.") from exc
+    if not value.is_finite() or value <= 0:
+        raise forms.ValidationError("Enter an amount above zero.")
+    try:
+        minor = to_minor_units(value, currency)
+    except AmountError as exc:
+        raise forms.ValidationError(exc.shopper_message) from exc
+    if from_minor_units(minor, currency) != value:
+        if minor_unit_exponent(currency) == 0:
+            raise forms.ValidationError(f"Amounts in {currency.upper()} have no decimals.")
+        step = format_money(minor_unit_step(currency), currency, minor=True)
+        raise forms.ValidationError(f"Amounts in {currency.upper()} are refunded in steps of {step}.")
+    return minor
+
+
+class RefundForm(forms.Form):
+    """Refund an amount, or chosen units of the order's lines. `token` is this form's one-time key: sending it
+    again makes no second refund."""
+
+    token = forms.CharField(widget=forms.HiddenInput)
+    amount = forms.CharField(
+        required=False,
+        label="Amount",
+        help_text="In the order's currency, as a decimal (e.g. 12.50; 1500 for JPY; 1.250 for KWD).",
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+
+    def __init__(self, *args: Any, order: Order, priced: PricedOrder, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.order = order
+        self.priced = priced
+        self.already = refunds.refunded_units(order)
+        for line in priced.lines:
+            left = line.quantity - self.already.get(line.item_id, 0)
+            self.fields[f"line_{line.item_id}"] = forms.IntegerField(
+                required=False,
+                min_value=0,
+                max_value=left,
+                label=line.name,
+                help_text=f"{left} of {line.quantity} left to refund",
+                widget=forms.NumberInput(attrs={"min": 0, "max": left, "class": "vIntegerField"}),
+            )
+
+    def line_fields(self) -> list[Any]:
+        return [self[f"line_{line.item_id}"] for line in self.priced.lines]
+
+    def clean_token(self) -> str:
+        token = self.cleaned_data["token"]
+        try:
+            return uuid.UUID(token).hex
+        except ValueError as exc:
+            raise forms.ValidationError("This form is not valid any more; reload the page.") from exc
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        quantities = {line.item_id: data.get(f"line_{line.item_id}") or 0 for line in self.priced.lines}
+        quantities = {k: v for k, v in quantities.items() if v}
+        text = (data.get("amount") or "").strip()
+        if text and quantities:
+            raise forms.ValidationError("Refund either an amount or lines, not both.")
+        if not text and not quantities:
+            raise forms.ValidationError("Enter an amount, or how many of which lines to refund.")
+        data["lines"] = quantities
+        if text:
+            data["minor"] = parse_amount(text, self.order.currency)
+            data["description"] = f"{format_money(data['minor'], self.order.currency, minor=True)}"
+        else:
+            try:  # shown now; priced again under the order's lock when the refund is made
+                data["minor"] = refunds.amount_for_lines(self.priced, quantities, self.already)
+            except ShopError as exc:
+                raise forms.ValidationError(exc.message) from exc
+            names = {line.item_id: line.name for line in self.priced.lines}
+            data["description"] = ", ".join(f"{units} x {names[item]}" for item, units in quantities.items())
+        return data
+
+
+def refund_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    """The refund page of one order (`/admin/payments/order/<id>/refund/`)."""
+    order = get_object_or_404(orders.with_pricing(), pk=object_id)
+    change_url = reverse("admin:payments_order_change", args=[order.pk])
+    if not request.user.has_perm("payments.change_order"):
+        messages.error(request, "You may not refund orders.")
+        return HttpResponseRedirect(change_url)
+    priced = price_order(order)
+    form = RefundForm(request.POST or None, order=order, priced=priced, initial={"token": uuid.uuid4().hex})
+    if request.method == "POST" and form.is_valid():
+        try:
+            done = refunds.staff_refund(
+                order,
+                form.cleaned_data["minor"],
+                request_key=form.cleaned_data["token"],
+                requested_by=request.user.get_username(),
+                description=form.cleaned_data["description"],
+                lines=form.cleaned_data["lines"],
+            )
+        except ShopError as exc:
+            form.add_error(None, exc.message)
+        else:
+            refund = done.refund
+            amount = format_money(refund.amount, refund.currency, minor=True)
+            if done.repeated:
+                messages.warning(
+                    request,
+                    f"This refund form was already sent: refund {refund.stripe_id or refund.pk} of {amount} "
+                    "stands, and no second refund was made.",
+                )
+            else:
+                messages.success(
+                    request,
+                    f"Refund {refund.stripe_id} of {amount} asked ({refund.get_status_display().lower()}); "
+                    "the order changes when Stripe confirms it.",
+                )
+            return HttpResponseRedirect(change_url)
+    payment = order.payments.filter(status="succeeded").exclude(payment_intent_id="").order_by("id").first()
+    left = refunds.left_to_refund(payment) if payment is not None else 0
+    blocked = ""
+    if not states.is_paid(order) or payment is None:
+        blocked = "Only paid orders can be refunded."
+    else:
+        try:
+            disputes.check_refundable(payment)
+        except ShopError as exc:
+            blocked = exc.message
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": Order._meta,
+        "title": f"Refund {order}",
+        "order": order,
+        "priced": priced,
+        "form": form,
+        "left": format_money(left, order.currency, minor=True),
+        "left_minor": left,
+        "blocked": blocked,
+        "refunds": order.refunds.order_by("id"),
+        "change_url": change_url,
+    }
+    return TemplateResponse(request, "admin/payments/order/refund.html", context)
+
+
+# ------------------------------------------------------------------------------------------------ disputes
+
+
+class DisputeInline(admin.TabularInline):
+    model = Dispute
+    extra = 0
+    can_delete = False
+    fields = ("dashboard", "amount_display", "reason", "status", "evidence_due_by", "funds")
+    readonly_fields = fields
+
+    @admin.display(description="Dispute")
+    def dashboard(self, dispute: Dispute) -> str:
+        return dashboard_link(dispute)
+
+    @admin.display(description="Amount")
+    def amount_display(self, dispute: Dispute) -> str:
+        return format_money(dispute.amount, dispute.currency, minor=True)
+
+    @admin.display(description="Funds withdrawn / reinstated")
+    def funds(self, dispute: Dispute) -> str:
+        return funds_display(dispute)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def dashboard_link(dispute: Dispute) -> str:
+    return format_html(
+        '<a href="{}" target="_blank" rel="noopener">{}</a>', dispute.dashboard_url, dispute.stripe_id
+    )
+
+
+def funds_display(dispute: Dispute) -> str:
+    out = format_money(dispute.funds_withdrawn, dispute.currency, minor=True)
+    back = format_money(dispute.funds_reinstated, dispute.currency, minor=True)
+    return f"{out} / {back}"
+
+
+@admin.register(Dispute)
+class DisputeAdmin(admin.ModelAdmin):
+    list_display = (
+        "stripe_link",
+        "order_link",
+        "amount_display",
+        "reason",
+        "status",
+        "due",
+        "funds",
+    )
+    list_filter = ("status", "reason", "account")
+    search_fields = ("stripe_id", "charge_id", "order__public_id", "payment__payment_intent_id")
+    readonly_fields = [f.name for f in Dispute._meta.fields] + ["stripe_link"]
+    list_select_related = ("order",)
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Dispute (Stripe dashboard)", ordering="stripe_id")
+    def stripe_link(self, dispute: Dispute) -> str:
+        return dashboard_link(dispute)
+
+    @admin.display(description="Order", ordering="order__created_at")
+    def order_link(self, dispute: Dispute) -> str:
+        url = reverse("admin:payments_order_change", args=[dispute.order_id])
+        return format_html('<a href="{}">{}</a>', url, str(dispute.order.public_id)[:8])
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_display(self, dispute: Dispute) -> str:
+        return format_money(dispute.amount, dispute.currency, minor=True)
+
+    @admin.display(description="Funds out / back")
+    def funds(self, dispute: Dispute) -> str:
+        return funds_display(dispute)
+
+    @admin.display(description="Evidence due by", ordering="evidence_due_by")
+    def due(self, dispute: Dispute) -> str:
+        if dispute.evidence_due_by is None or dispute.status in disputes.FINAL:
+            return "-"
+        when = f"{timezone.localtime(dispute.evidence_due_by):%d %b %Y %H:%M}"
+        if dispute.status in disputes.OPEN and dispute.evidence_due_by < timezone.now():
+            return format_html('<strong class="errornote">{} (past due)</strong>', when)
+        return when
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# ------------------------------------------------------------------------------------------------ revenue
+
+
+class PeriodForm(forms.Form):
+    start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("start"), data.get("end")
+        if start and end:
+            if end < start:
+                raise forms.ValidationError("The period ends before it starts.")
+            if (end - start).days >= revenue.MAX_DAYS:
+                raise forms.ValidationError(f"Choose at most {revenue.MAX_DAYS} days.")
+        return data
+
+
+@admin.register(Revenue)
+class RevenueAdmin(admin.ModelAdmin):
+    """Net sales per day and currency, for a chosen period (`payments.revenue`)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("payments.view_payment") or super().has_view_permission(request, obj)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_view_permission(request):
+            messages.error(request, "You may not see revenue.")
+            return HttpResponseRedirect(reverse("admin:index"))
+        today = timezone.localdate()
+        default = {"start": today - timedelta(days=29), "end": today}
+        form = PeriodForm(request.GET or None, initial=default)
+        start: date = default["start"]
+        end: date = default["end"]
+        if form.is_bound and form.is_valid():
+            start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+        elif not form.is_bound:
+            form = PeriodForm(default)
+            form.is_valid()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Revenue per currency",
+            "form": form,
+            "start": start,
+            "end": end,
+            "currencies": revenue.report(start, end),
+            "time_zone": timezone.get_current_timezone_name(),
+        }
+        return TemplateResponse(request, "admin/payments/revenue.html", context)
