@@ -51,6 +51,7 @@ def test_sends_exactly_these_checkout_params(client, usd_item, stripe_fake) -> N
             "metadata": {"order_id": str(order.public_id), "order_version": "1"},
             "description": f"Order {str(order.public_id)[:8]}: 1 x Espresso beans",
         },
+        "locale": "en",  # the shopper's language (English by default)
     }
     assert "payment_method_types" not in call.params
     assert call.idempotency_key and call.idempotency_key.startswith(f"checkout:{order.public_id}:v1:0:")
