@@ -9,12 +9,14 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
+from django.utils import translation
+from django.utils.translation import gettext, gettext_noop
 
 from core.errors import ServiceUnavailable, error_answer
 
 logger = logging.getLogger("core.outage")
 
-OUTAGE_MESSAGE = "The shop is briefly unavailable. Please try again in a minute."
+OUTAGE_MESSAGE = gettext_noop("The shop is briefly unavailable. Please try again in a minute.")
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -41,14 +43,16 @@ def unavailable_response(request: HttpRequest, exc: BaseException | None = None)
             type(exc).__name__,
             str(exc).strip().splitlines()[0] if str(exc).strip() else "",
         )
-    return error_answer(
-        request,
-        code="unavailable",
-        message=OUTAGE_MESSAGE,
-        status=503,
-        template_name="503.html",
-        retry_after=settings.DATABASE_OUTAGE_RETRY_AFTER,
-    )
+    # In the shopper's language even when the outage came before LocaleMiddleware ran (the session's save).
+    with translation.override(translation.get_language_from_request(request)):
+        return error_answer(
+            request,
+            code="unavailable",
+            message=gettext(OUTAGE_MESSAGE),
+            status=503,
+            template_name="503.html",
+            retry_after=settings.DATABASE_OUTAGE_RETRY_AFTER,
+        )
 
 
 class DatabaseOutageMiddleware:
