@@ -7,7 +7,8 @@ the page is served (Django's CSRF token lives in a cookie, so this reads no data
 therefore costs one cache read and writes nothing. Responses carry an ETag and Last-Modified, so a returning
 browser's revalidation is answered 304 without a body; they are `private` (each carries its visitor's token).
 
-Keys hold the language and a fingerprint of what the render depends on besides its data (Stripe's settings,
+Keys hold the language (each language has its own render: the shopper's, chosen by LocaleMiddleware from the
+language switch's cookie or Accept-Language, so the switch works with caching) and a fingerprint of what the render depends on besides its data (Stripe's settings,
 the static files' hashed names), so a deploy or an account change never serves an old render; a change of
 the data itself deletes the keys (`forget`), and every entry expires after `TTL` anyway.
 """
@@ -47,6 +48,7 @@ def fingerprint() -> str:
         str(settings.STRIPE_DEMO_MODE),
         static("css/shop.css"),
         static("js/pay.js"),
+        static("favicon.svg"),
         *keys,
     )
 
