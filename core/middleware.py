@@ -75,3 +75,18 @@ class DatabaseOutageMiddleware:
         if is_outage(exception):
             return unavailable_response(request, exception)
         return None
+
+
+class AdminLanguageMiddleware:
+    """Right after LocaleMiddleware: the admin stays in the shop's default language (English). Its own labels,
+    actions and pages are written in English only; Django's Russian around them would mix two languages on one
+    screen. Shoppers' pages keep the language LocaleMiddleware chose."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info.startswith("/admin/"):
+            translation.activate(settings.LANGUAGE_CODE)
+            request.LANGUAGE_CODE = settings.LANGUAGE_CODE
+        return self.get_response(request)

@@ -85,6 +85,8 @@ MIDDLEWARE = [
     # The shopper's language: the `django_language` cookie set by the language switch (Django's set_language
     # view), else Accept-Language, else LANGUAGE_CODE. Before the rate limits, so that their 429 is translated.
     "django.middleware.locale.LocaleMiddleware",
+    # ... except in the admin, which stays in English (core/middleware.py).
+    "core.middleware.AdminLanguageMiddleware",
     # Rate limits of the endpoints that create Stripe objects or orders (RATELIMITS below), before CSRF.
     "core.ratelimit.RateLimitMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -241,3 +241,10 @@ def test_every_marked_string_is_in_the_catalog(tmp_path: Path, monkeypatch: pyte
     assert len(found) > 150  # makemessages did read the sources
     assert found - committed == set(), "run makemessages -l ru and translate the new strings (README)"
     assert committed - found == set(), "strings no longer used: run makemessages -l ru --no-obsolete"
+
+
+@pytest.mark.django_db
+def test_the_admin_stays_in_english(admin_client: Client) -> None:
+    html = admin_client.get("/admin/", **RU).content.decode()
+    assert '<html lang="en"' in html and "Site administration" in html
+    assert '<html lang="ru">' in admin_client.get("/", **RU).content.decode()  # the shop still speaks Russian
