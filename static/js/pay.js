@@ -150,6 +150,8 @@
 
   if (!form) return;
   form.hidden = false;
+  var or = document.getElementById("pay-or");
+  if (or) or.hidden = false;
   var message = document.getElementById("payment-message");
   var mountPoint = document.getElementById("payment-element");
   if (typeof window.Stripe !== "function") {
