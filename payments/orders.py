@@ -87,12 +87,6 @@ def browser_orders(request: HttpRequest) -> QuerySet[Order]:
     return with_pricing(Order.objects.filter(browser=browser, lines__isnull=False).distinct())
 
 
-def remember_language(order: Order | states.NewOrder, language: str) -> None:
-    """Keep the language the shopper pays in on the order: its confirmation email is written in it. One
-    UPDATE, and only when it changed (the order exists once its payment object was opened)."""
-    Order.objects.filter(public_id=order.public_id).exclude(language=language).update(language=language)
-
-
 def check_quantity(quantity: int) -> None:
     if not 1 <= quantity <= MAX_QUANTITY:
         raise ShopError(

@@ -236,7 +236,7 @@ class NewOrder:
 
 
 def make_frozen(
-    new: NewOrder, *, expected_total: int | None = None, email: str = ""
+    new: NewOrder, *, expected_total: int | None = None, email: str = "", language: str = ""
 ) -> tuple[Order, PricedOrder]:
     """Insert the one-item order of `new` already frozen (draft -> awaiting_payment at birth, version 1), with
     its line, priced with the taxes every order in its currency carries. The new row is this transaction's
@@ -257,6 +257,7 @@ def make_frozen(
         snapshot=to_snapshot(priced),
         version=1,
         email=email,
+        language=language,
     )
     OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.amount)
     logger.info("order %s made frozen v1 total=%s %s", order.public_id, priced.total, order.currency)

@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import resolve, reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import get_language, gettext
+from django.utils.translation import gettext
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -182,7 +182,6 @@ def checkout_answer(request: HttpRequest, order: Order | states.NewOrder) -> Htt
         cancel_url=urls["cancel_url"],
         owner=browser_id(request),
     )
-    orders.remember_language(order, get_language())
     if browser_navigation(request) and opened.url:
         redirect = HttpResponseRedirect(opened.url)
         redirect.status_code = 303
@@ -215,7 +214,6 @@ def intent_answer(request: HttpRequest, order: Order | states.NewOrder) -> JsonR
         expected_total=pay_fields(request)["expected_total"],
         email=pay_fields(request)["email"],
     )
-    orders.remember_language(order, get_language())
     return JsonResponse(
         {
             "client_secret": opened.client_secret,

@@ -248,3 +248,20 @@ def test_the_admin_stays_in_english(admin_client: Client) -> None:
     html = admin_client.get("/admin/", **RU).content.decode()
     assert '<html lang="en"' in html and "Site administration" in html
     assert '<html lang="ru">' in admin_client.get("/", **RU).content.decode()  # the shop still speaks Russian
+
+
+@pytest.mark.django_db
+def test_an_order_keeps_the_language_it_is_paid_in_for_its_confirmation(client: Client, usd_item) -> None:
+    from payments import receipts
+    from payments.models import Order
+
+    response = client.post(f"/item/{usd_item.pk}/intent", {"receipt_email": "ivan@example.com"}, **RU)
+    assert response.status_code == 200
+    order = Order.objects.get()
+    assert order.language == "ru"
+    email = receipts.message(order)
+    assert email.subject == f"Ваш заказ {str(order.public_id)[:8]} подтверждён: 24,50{NBSP}$"
+    assert "Espresso beans" in email.body and f"Итого    24,50{NBSP}$" in email.body
+    client.post(f"/item/{usd_item.pk}/intent", HTTP_ACCEPT_LANGUAGE="en")  # paying again, in English
+    order.refresh_from_db()
+    assert order.language == "en" and receipts.message(order).subject.startswith("Your order")
