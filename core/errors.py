@@ -72,8 +72,8 @@ def plain_page(
     visitor: dict[str, Any] = {}
     if request is not None:
         visitor["csrf_token"] = get_token(request)
-        if request.method in ("GET", "HEAD"):
-            visitor["page_path"] = request.get_full_path()
+        # The switch comes back to this address; an answer to a form cannot be loaded again: the catalog then.
+        visitor["page_path"] = request.get_full_path() if request.method in ("GET", "HEAD") else "/"
     html = render_to_string(
         template_name,
         {

@@ -265,3 +265,10 @@ def test_an_order_keeps_the_language_it_is_paid_in_for_its_confirmation(client: 
     client.post(f"/item/{usd_item.pk}/intent", HTTP_ACCEPT_LANGUAGE="en")  # paying again, in English
     order.refresh_from_db()
     assert order.language == "en" and receipts.message(order).subject.startswith("Your order")
+
+
+@pytest.mark.django_db
+def test_the_switch_on_an_answer_to_a_form_goes_back_to_the_catalog() -> None:
+    client = Client(enforce_csrf_checks=True)
+    html = client.post("/cart/add", {"item_id": 1}, HTTP_ACCEPT="text/html").content.decode()  # no CSRF token
+    assert 'name="next" value="/"' in html and 'action="/i18n/setlang/"' in html

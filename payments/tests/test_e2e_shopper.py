@@ -2,7 +2,7 @@
 switch), with the keyboard alone, without JavaScript, on a phone, and through axe-core's accessibility checks.
 
 Every shopper page (catalog, item, order, your orders, result, canceled, refusal, another currency's offer, not
-found) is checked with axe-core at 1280 and 390 px in English and Russian, and saved as a screenshot under
+found, a stale form's 403) is checked with axe-core at 1280 and 390 px in English and Russian, and saved as a screenshot under
 `artifacts/e2e/pages/` (ignored by git): `<language>-<width>-<page>.png`. axe-core is vendored under
 `payments/tests/axe/` (never served to shoppers) and injected into the page under test.
 """
@@ -312,6 +312,7 @@ def shopper_pages(shop: Shop, page: Any, beans: Item, grinder: Item) -> dict[str
         "refusal": f"{shop.url}/item/{beans.pk}",
         "other-currency": f"{shop.url}/item/{grinder.pk}",
         "not-found": f"{shop.url}/item/999999",
+        "stale-form": f"{shop.url}/item/{beans.pk}",
     }
 
 
@@ -324,6 +325,10 @@ def visit(page: Any, name: str, url: str) -> None:
     elif name == "other-currency":  # an EUR item for the USD cart: the offer of a new order
         page.click("#add-to-order")
         page.wait_for_selector("#other-currency")
+    elif name == "stale-form":  # a form whose CSRF token is no longer valid: the error layout's 403
+        page.eval_on_selector(".add-form input[name=csrfmiddlewaretoken]", "e => { e.value = 'stale'; }")
+        page.click("#add-to-order")
+        page.wait_for_selector("main h1")
     elif name in ("item", "order"):
         page.wait_for_selector("#emulator-card-number")
 
