@@ -334,8 +334,9 @@ def visit(page: Any, name: str, url: str) -> None:
 
 
 def test_every_shopper_page_passes_axe_at_both_widths_in_both_languages(
-    shop: Shop, browser: Any, beans: Item, grinder: Item
+    shop: Shop, browser: Any, beans: Item, grinder: Item, settings: Any
 ) -> None:
+    settings.STRIPE_DEMO_MODE = True  # the demo banner, as `make run` shows it
     make_item("Ceramic dripper", "18.00", description="For one cup.")
     found: dict[str, Any] = {}
     for device, viewport in WIDTHS.items():
