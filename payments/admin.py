@@ -28,7 +28,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from core.money import format_money, minor_unit_exponent
 from payments import orders, promotions, refunds, states
-from payments.admin_display import id_label, link, short_id, when, with_note
+from payments.admin_display import id_label, link, when, with_note
 from payments.admin_merchant import DisputeInline, refund_view
 from payments.errors import ShopError
 from payments.models import (
@@ -821,9 +821,18 @@ class StripeEventAdmin(admin.ModelAdmin):
 
 @admin.register(StripeObject)
 class StripeObjectAdmin(admin.ModelAdmin):
-    list_display = ("kind", "local_id", "account", "stripe_id", "created_at")
+    """The coupons and tax rates the shop created at Stripe (made by Checkout, never by hand)."""
+
+    list_display = ("kind", "local_id", "account", "stripe_id", "created")
     list_filter = ("kind", "account")
     readonly_fields = [f.name for f in StripeObject._meta.fields]
 
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj: StripeObject) -> SafeString | str:
+        return when(obj.created_at)
 
-__all__ = ["OrderAdmin", "PaymentAdmin", "RefundAdmin", "StripeEventAdmin", "short_id"]
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
