@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from html import unescape
 from typing import Any
 
@@ -309,3 +310,40 @@ def test_stripe_events_are_readable(admin_client, client, usd_item, stripe_fake)
         or '<pre class="shop-payload">{\n' in detail
     )
     assert 'name="_save"' not in detail
+
+
+def test_staff_edit_a_cart_and_its_lines(admin_client, usd_item, usd_item_2) -> None:
+    cart = make_cart((usd_item, 2))
+    line = cart.lines.get()
+    form = {
+        "currency": "usd",
+        "discount": "",
+        "email": "ada@example.com",
+        "attention_note": "",
+        "lines-TOTAL_FORMS": "2",
+        "lines-INITIAL_FORMS": "1",
+        "lines-MIN_NUM_FORMS": "0",
+        "lines-MAX_NUM_FORMS": "1000",
+        "lines-0-id": str(line.pk),
+        "lines-0-order": str(cart.pk),
+        "lines-0-item": str(usd_item.pk),
+        "lines-0-quantity": "3",
+        "lines-0-unit_price": "24.50",  # as the form shows it
+        "lines-1-order": str(cart.pk),
+        "lines-1-item": str(usd_item_2.pk),
+        "lines-1-quantity": "1",
+        "lines-1-unit_price": "",  # the item's current price
+    }
+    response = admin_client.post(f"/admin/payments/order/{cart.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    lines = [
+        (str(line), line.unit_price) for line in cart.lines.select_related("item", "order").order_by("id")
+    ]
+    assert lines == [
+        ("3 \u00d7 Espresso beans ($24.50 each)", Decimal("24.500")),
+        ("1 \u00d7 Ceramic dripper ($18.00 each)", Decimal("18.000")),
+    ]
+    cart.refresh_from_db()
+    assert cart.email == "ada@example.com"
+    page = admin_client.get(f"/admin/payments/order/{cart.pk}/change/").content.decode()
+    assert "<td>$91.50</td>" in page  # the amounts: 3 x 24.50 + 18.00

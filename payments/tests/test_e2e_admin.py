@@ -100,6 +100,8 @@ def test_admin_pages_fit_1280_px(shop: Shop, page: Any) -> None:
         ("admin_order_flagged", f"payments/order/{flagged.pk}/change/"),
         ("admin_order_draft", f"payments/order/{draft.pk}/change/"),
         ("admin_order_add", "payments/order/add/"),
+        ("admin_order_refund_1280", f"payments/order/{big.pk}/refund/"),
+        ("admin_revenue_1280", "payments/revenue/"),
         ("admin_payment", f"payments/payment/{session.pk}/change/"),
         ("admin_refund", f"payments/refund/{Refund.objects.get().pk}/change/"),
         (
