@@ -48,6 +48,11 @@ class Item(models.Model):
         return reverse("catalog:item", args=[self.pk])
 
     @property
+    def shop_url(self) -> str:
+        """The item's page in the shop as a full link (SITE_URL + its path)."""
+        return f"{settings.SITE_URL}{self.get_absolute_url()}"
+
+    @property
     def money(self) -> Money:
         """The price as django-money's `Money` (the type stubs see a MoneyField as a plain DecimalField)."""
         return cast(Money, self.price)

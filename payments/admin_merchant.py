@@ -28,6 +28,7 @@ from core.money import (
     to_minor_units,
 )
 from payments import disputes, orders, refunds, revenue, states
+from payments.admin_display import link, when
 from payments.errors import ShopError
 from payments.models import Dispute, Order, Revenue
 from payments.pricing import PricedOrder, price_order
@@ -187,7 +188,7 @@ class DisputeInline(admin.TabularInline):
     model = Dispute
     extra = 0
     can_delete = False
-    fields = ("dashboard", "amount_display", "reason", "status", "evidence_due_by", "funds")
+    fields = ("dashboard", "amount_display", "reason", "status", "due", "funds")
     readonly_fields = fields
 
     @admin.display(description="Dispute")
@@ -198,7 +199,11 @@ class DisputeInline(admin.TabularInline):
     def amount_display(self, dispute: Dispute) -> str:
         return format_money(dispute.amount, dispute.currency, minor=True)
 
-    @admin.display(description="Funds withdrawn / reinstated")
+    @admin.display(description="Evidence due by")
+    def due(self, dispute: Dispute) -> str:
+        return due_display(dispute)
+
+    @admin.display(description="Funds out / back")
     def funds(self, dispute: Dispute) -> str:
         return funds_display(dispute)
 
@@ -207,9 +212,18 @@ class DisputeInline(admin.TabularInline):
 
 
 def dashboard_link(dispute: Dispute) -> str:
-    return format_html(
-        '<a href="{}" target="_blank" rel="noopener">{}</a>', dispute.dashboard_url, dispute.stripe_id
-    )
+    """The dispute's page in Stripe's dashboard (where staff answer it), its id shortened."""
+    return link(dispute.dashboard_url, dispute.stripe_id, external=True)
+
+
+def due_display(dispute: Dispute) -> str:
+    """When the evidence is due, while the dispute is open; past due in red."""
+    if dispute.evidence_due_by is None or dispute.status in disputes.FINAL:
+        return "-"
+    shown = when(dispute.evidence_due_by)
+    if dispute.status in disputes.OPEN and dispute.evidence_due_by < timezone.now():
+        return format_html('<strong class="errornote">{} (past due)</strong>', shown)
+    return shown
 
 
 def funds_display(dispute: Dispute) -> str:
@@ -233,16 +247,17 @@ class DisputeAdmin(admin.ModelAdmin):
     search_fields = ("stripe_id", "charge_id", "order__public_id", "payment__payment_intent_id")
     readonly_fields = [f.name for f in Dispute._meta.fields] + ["stripe_link"]
     list_select_related = ("order",)
+    list_display_links = None  # the first column links to Stripe's dashboard, where disputes are answered
     date_hierarchy = "created_at"
 
-    @admin.display(description="Dispute (Stripe dashboard)", ordering="stripe_id")
+    @admin.display(description="Dispute (Stripe)", ordering="stripe_id")
     def stripe_link(self, dispute: Dispute) -> str:
         return dashboard_link(dispute)
 
     @admin.display(description="Order", ordering="order__created_at")
     def order_link(self, dispute: Dispute) -> str:
         url = reverse("admin:payments_order_change", args=[dispute.order_id])
-        return format_html('<a href="{}">{}</a>', url, str(dispute.order.public_id)[:8])
+        return link(url, str(dispute.order.public_id), shown=str(dispute.order.public_id)[:8])
 
     @admin.display(description="Amount", ordering="amount")
     def amount_display(self, dispute: Dispute) -> str:
@@ -252,14 +267,9 @@ class DisputeAdmin(admin.ModelAdmin):
     def funds(self, dispute: Dispute) -> str:
         return funds_display(dispute)
 
-    @admin.display(description="Evidence due by", ordering="evidence_due_by")
+    @admin.display(description="Evidence due", ordering="evidence_due_by")
     def due(self, dispute: Dispute) -> str:
-        if dispute.evidence_due_by is None or dispute.status in disputes.FINAL:
-            return "-"
-        when = f"{timezone.localtime(dispute.evidence_due_by):%d %b %Y %H:%M}"
-        if dispute.status in disputes.OPEN and dispute.evidence_due_by < timezone.now():
-            return format_html('<strong class="errornote">{} (past due)</strong>', when)
-        return when
+        return due_display(dispute)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

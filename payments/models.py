@@ -11,6 +11,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -19,6 +20,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+
+from core.money import format_money, to_minor_units
 
 MAX_QUANTITY = 99
 CODE_PATTERN = re.compile(r"[A-Z0-9_-]{1,40}")
@@ -281,6 +284,11 @@ class Order(models.Model):
         return reverse("payments:order", args=[self.public_id])
 
     @property
+    def shop_url(self) -> str:
+        """The order's page in the shop as a full link (SITE_URL + its path): what staff send a customer."""
+        return f"{settings.SITE_URL}{self.get_absolute_url()}"
+
+    @property
     def total(self) -> int | None:
         """The frozen total in minor units (None for a cart, whose total follows its lines)."""
         return self.snapshot["total"] if self.snapshot else None
@@ -332,7 +340,24 @@ class OrderLine(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.quantity} x {self.item_id}"
+        """`2 \u00d7 Espresso beans ($24.50 each)`: the unit price copied into the order, in its currency."""
+        name = self.item.name if self.item_id is not None else "(no item)"
+        if self.unit_price is None or not self.order_id:
+            return f"{self.quantity} \u00d7 {name}"
+        return f"{self.quantity} \u00d7 {name} ({self.display_unit_price} each)"
+
+    @property
+    def display_unit_price(self) -> str:
+        return format_money(self.unit_price, self.order.currency)
+
+    @property
+    def amount(self) -> int:
+        """Quantity times unit price in minor units, before discount and taxes (as `payments.pricing` counts it)."""
+        return to_minor_units(self.unit_price, self.order.currency) * self.quantity
+
+    @property
+    def display_amount(self) -> str:
+        return format_money(self.amount, self.order.currency, minor=True)
 
 
 class PaymentKind(models.TextChoices):

@@ -24,10 +24,11 @@ from typing import TypeVar
 
 from django.db import IntegrityError, transaction
 from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 
 from payments import gateway, states, sync
 from payments.accounts import StripeAccount
-from payments.errors import ShopError
+from payments.errors import NotOrderOwner, ShopError
 from payments.models import Order, Payment
 from payments.pricing import PricedOrder
 
@@ -55,6 +56,10 @@ def open_object(
             target = Order.objects.get(public_id=target.public_id)
     refusal: ShopError | None = None
     with states.locked(target.pk) as order:
+        if (
+            owner and order.browser and order.browser != owner
+        ):  # claimed meanwhile by the browser that paid it
+            raise NotOrderOwner(_("This order belongs to another shopper."))
         changed = []
         if email and email != order.email and not states.is_paid(order):
             order.email = email  # where Stripe's receipt and the shop's confirmation go

@@ -74,8 +74,10 @@ def close_others(order: Order, keep: Payment | None = None) -> None:
 
 
 def tidy_up(order_id: int | None) -> None:
-    """After news about one of the order's payments: close what a processing or paid order no longer needs, and
-    send the refunds it owes. Failures are logged and left to `reconcile_payments`, which calls this too."""
+    """After news about one of the order's payments, its work committed: close what a processing or paid order
+    no longer needs, send the refunds it owes, look up refunds Stripe reported that the shop cannot explain, and
+    send the order's confirmation once it is paid. Failures are logged and left to `reconcile_payments`, which
+    calls this too."""
     if order_id is None:
         return
     order = Order.objects.filter(pk=order_id).first()

@@ -1,16 +1,23 @@
-"""What the payments tests share: a shopper driving the shop through its HTTP endpoints, as a browser tab would,
-and Stripe's side of a payment (confirming, paying, events) through the emulator."""
+"""What the payments tests share: a shopper driving the shop through its HTTP endpoints, as a browser tab would;
+Stripe's side of a payment (confirming, paying, events, what its dashboard does) through the emulator; paid
+orders for the merchant's side; running requests together in threads (PostgreSQL)."""
 
 from __future__ import annotations
 
 import copy
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+import stripe
+from django.db import connection
 from django.test import Client
 
 from catalog.models import Item
+from payments.accounts import account_for
 from payments.models import Order, Payment
 
 CARD_OK = "4242424242424242"
@@ -131,3 +138,125 @@ def payable_at_stripe(stripe_fake: Any, order: Order) -> list[str]:
         ):
             found.append(obj["id"])
     return found
+
+
+# ------------------------------------------------------------------------------------------------ after the sale
+
+CARD_DISPUTED = "4000000000000259"
+CARD_REFUND_PENDING = "4000000000007726"
+CARD_REFUND_FAILS = "4000000000005126"
+JSON = {"HTTP_ACCEPT": "application/json"}
+# Every event type the shop's endpoints listen to (README): what a real endpoint would be sent.
+SHOP_EVENTS = (
+    "payment_intent.*",
+    "checkout.session.*",
+    "charge.refunded",
+    "charge.refund.updated",
+    "refund.*",
+    "charge.dispute.*",
+)
+
+
+def pay_item(
+    web: Client, fake: Any, target: Item, *, card: str = CARD_OK, email: str = "", checkout: bool = False
+) -> tuple[Order, Payment]:
+    """Buy `target` now, as the item page does (the card form, or Checkout), and pay it at Stripe; the events
+    are delivered."""
+    if checkout:
+        answer = web.get(f"/buy/{target.pk}", **JSON)
+        assert answer.status_code == 200, answer.content
+        payment = Payment.objects.get(stripe_id=answer.json()["id"])
+        fake.emulator.pay_checkout_session(payment.stripe_id, card=card, email=email or None)
+    else:
+        data = {"receipt_email": email} if email else {}
+        answer = web.post(f"/item/{target.pk}/intent", data, **JSON)
+        assert answer.status_code == 200, answer.content
+        payment = Payment.objects.get(stripe_id=answer.json()["client_secret"].split("_secret_")[0])
+        fake.emulator.confirm_payment_intent(payment.stripe_id, card=card)
+    fake.deliver_webhooks()
+    payment.refresh_from_db()
+    order = Order.objects.get(pk=payment.order_id)
+    return order, payment
+
+
+def pay_order(web: Client, fake: Any, order: Order, *, checkout: bool = False, email: str = "") -> Payment:
+    if checkout:
+        answer = web.get(f"/order/buy/{order.public_id}", **JSON)
+        assert answer.status_code == 200, answer.content
+        payment = Payment.objects.get(stripe_id=answer.json()["id"])
+        fake.emulator.pay_checkout_session(payment.stripe_id, email=email or None)
+    else:
+        data = {"receipt_email": email} if email else {}
+        answer = web.post(f"/order/intent/{order.public_id}", data, **JSON)
+        assert answer.status_code == 200, answer.content
+        payment = Payment.objects.get(stripe_id=answer.json()["client_secret"].split("_secret_")[0])
+        fake.emulator.confirm_payment_intent(payment.stripe_id)
+    fake.deliver_webhooks()
+    order.refresh_from_db()
+    payment.refresh_from_db()
+    return payment
+
+
+def stripe_client(currency: str) -> stripe.StripeClient:
+    """The shop's client for `currency`'s account: what Stripe's dashboard would do, made with it."""
+    return account_for(currency).client
+
+
+def events_of(
+    fake: Any, currency: str, event_type: str, object_id: str | None = None
+) -> list[dict[str, Any]]:
+    return [
+        copy.deepcopy(e)
+        for e in fake.emulator.events[currency]
+        if e["type"] == event_type and (object_id is None or e["data"]["object"]["id"] == object_id)
+    ]
+
+
+def renumbered(event: dict[str, Any]) -> dict[str, Any]:
+    event = copy.deepcopy(event)
+    event["id"] = f"evt_test_{uuid.uuid4().hex[:20]}"
+    return event
+
+
+# ------------------------------------------------------------------------------------------------ races
+
+
+def require_postgres() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            f"needs PostgreSQL row locks and concurrent connections (database is {connection.vendor}); "
+            "run with DATABASE_URL=postgres://..."
+        )
+
+
+def run_together(target: Callable[[int], Any], n: int = 8) -> list[Any]:
+    """Run `target(i)` in `n` threads released at the same moment; each closes its DB connection."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[i] = target(i)
+        except BaseException as exc:  # reported by the test
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a thread is stuck (deadlock?)"
+    return results
+
+
+def cart_with(web: Client, *lines: tuple[Item, int]) -> Order:
+    """A new cart of these lines, made through the cart endpoints."""
+    first, quantity = lines[0]
+    answer = web.post("/order/new/", {"item_id": first.pk, "quantity": quantity}, **JSON)
+    order = Order.objects.get(public_id=answer.json()["id"])
+    for product, count in lines[1:]:
+        web.post(f"/order/put/{order.public_id}", {"item_id": product.pk, "quantity": count}, **JSON)
+    return order

@@ -4,13 +4,12 @@ once, a double click opening PaymentIntents, and concurrent adds to one cart. Po
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import Client
 
 from payments import checkout, intents, lifecycle, orders
@@ -18,7 +17,7 @@ from payments.errors import ShopError
 from payments.models import Order, OrderLine, OrderStatus, Payment, PaymentKind, PaymentStatus, StripeEvent
 from payments.tests.factories import make_cart
 from payments.tests.stripe_fake import signed_event
-from payments.tests.support import charges_at_stripe
+from payments.tests.support import charges_at_stripe, require_postgres, run_together
 from stripe_emulator import EmulatorError
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -28,34 +27,7 @@ THREADS = 8
 
 @pytest.fixture(autouse=True)
 def _postgres_only() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip(
-            f"needs PostgreSQL row locks and concurrent connections (database is {connection.vendor}); "
-            "run with DATABASE_URL=postgres://..."
-        )
-
-
-def run_together(target: Callable[[int], Any], n: int = THREADS) -> list[Any]:
-    """Run `target(i)` in `n` threads released at the same moment; each closes its DB connection."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results[i] = target(i)
-        except BaseException as exc:  # reported by the test
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a thread is stuck (deadlock?)"
-    return results
+    require_postgres()
 
 
 def draft_order(item: Any, browser: str = "concurrency-browser") -> Order:
@@ -157,20 +129,6 @@ def frozen_with_intent(item: Any, stripe_fake: Any) -> tuple[Order, str]:
     return order, opened.payment.stripe_id
 
 
-def deliver_in_thread(stripe_fake: Any) -> list[int]:
-    statuses = []
-    while stripe_fake.outbox:
-        currency, payload, signature = stripe_fake.outbox.pop(0)
-        response = Client().post(
-            f"/webhooks/stripe/{currency}/",
-            data=payload,
-            content_type="application/json",
-            HTTP_STRIPE_SIGNATURE=signature,
-        )
-        statuses.append(response.status_code)
-    return statuses
-
-
 def test_a_webhook_racing_the_reuse_of_an_intent_pays_once(usd_item: Any, stripe_fake: Any) -> None:
     # The shopper paid in one tab; the success webhook and a reload of the other tab (which reuses the open
     # PaymentIntent) arrive together. Either the reload sees Stripe's success and refuses, or it is served
@@ -181,7 +139,7 @@ def test_a_webhook_racing_the_reuse_of_an_intent_pays_once(usd_item: Any, stripe
 
         def race(i: int, order: Order = order) -> Any:
             if i == 0:
-                return deliver_in_thread(stripe_fake)
+                return stripe_fake.deliver_webhooks()
             try:
                 return intents.open_intent(Order.objects.get(pk=order.pk)).payment.stripe_id
             except ShopError as exc:
@@ -218,7 +176,7 @@ def test_two_tabs_paying_two_ways_at_once_charge_once(usd_item: Any, stripe_fake
 
         results = run_together(tab, n=2)
         assert not any(isinstance(r, BaseException) for r in results), results
-        deliver_in_thread(stripe_fake)
+        stripe_fake.deliver_webhooks()
         order.refresh_from_db()
         taken, refunded = charges_at_stripe(stripe_fake, order)
         assert order.status == OrderStatus.PAID, results
@@ -241,7 +199,7 @@ def test_change_order_racing_a_payment_never_thaws_a_paid_order(usd_item: Any, s
 
         results = run_together(race, n=2)
         assert not any(isinstance(r, BaseException) for r in results), results
-        deliver_in_thread(stripe_fake)
+        stripe_fake.deliver_webhooks()
         order.refresh_from_db()
         taken, _ = charges_at_stripe(stripe_fake, order)
         if results[0] == "changed":  # canceled first: Stripe refused the payment

@@ -6,27 +6,17 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from django.test import Client
 
-from payments.models import Discount, Order, OrderStatus, Payment, Tax
+from catalog.tests.factories import make_item
+from payments.models import Discount, OrderStatus, Payment, Tax
 from payments.orders import with_pricing
 from payments.pricing import price_order
-from payments.tests.merchant import JSON, item, pay_item, pay_order
+from payments.tests.support import JSON, cart_with, pay_item, pay_order
 
 pytestmark = pytest.mark.django_db
-
-
-def cart_of(web: Client, *lines: tuple[Any, int]) -> Order:
-    first, quantity = lines[0]
-    order = Order.objects.get(
-        public_id=web.post("/order/new/", {"item_id": first.pk, "quantity": quantity}, **JSON).json()["id"]
-    )
-    for product, count in lines[1:]:
-        web.post(f"/order/put/{order.public_id}", {"item_id": product.pk, "quantity": count}, **JSON)
-    return order
 
 
 def page_amount(html: str, element_id: str) -> str:
@@ -47,7 +37,7 @@ def sales_tax() -> Tax:
 
 
 def test_a_shoppers_cart_carries_the_currencys_default_tax(client, usd_item, usd_item_2, sales_tax) -> None:
-    order = cart_of(client, (usd_item, 2), (usd_item_2, 1))
+    order = cart_with(client, (usd_item, 2), (usd_item_2, 1))
     priced = price_order(with_pricing().get(pk=order.pk))
     assert [t.tax.name for t in priced.taxes] == ["Sales tax"]
     assert priced.total == 6700 + 595
@@ -58,7 +48,7 @@ def test_a_shoppers_cart_carries_the_currencys_default_tax(client, usd_item, usd
 def test_it_is_sent_to_checkout_as_a_tax_rate_like_an_attached_one(
     client, usd_item, sales_tax, stripe_fake
 ) -> None:
-    order = cart_of(client, (usd_item, 2))
+    order = cart_with(client, (usd_item, 2))
     session = client.get(f"/order/buy/{order.public_id}", **JSON).json()
     [rate] = stripe_fake.calls("POST", "/v1/tax_rates")
     assert rate.params["display_name"] == "Sales tax" and rate.params["inclusive"] == "false"
@@ -69,7 +59,7 @@ def test_it_is_sent_to_checkout_as_a_tax_rate_like_an_attached_one(
 
 
 def test_a_default_tax_also_attached_counts_once(client, usd_item, sales_tax) -> None:
-    order = cart_of(client, (usd_item, 2))
+    order = cart_with(client, (usd_item, 2))
     order.taxes.add(sales_tax)
     priced = price_order(with_pricing().get(pk=order.pk))
     assert [t.tax.id for t in priced.taxes] == [sales_tax.id] and priced.total == 4900 + 435
@@ -82,14 +72,14 @@ def test_only_active_taxes_of_the_orders_currency_apply(client, usd_item, eur_it
     Tax.objects.create(
         name="Old levy", percentage=Decimal("1"), applies_to_every_order=True, currency="usd", is_active=False
     )
-    usd = price_order(with_pricing().get(pk=cart_of(client, (usd_item, 1)).pk))
-    eur = price_order(with_pricing().get(pk=cart_of(Client(), (eur_item, 1)).pk))
+    usd = price_order(with_pricing().get(pk=cart_with(client, (usd_item, 1)).pk))
+    eur = price_order(with_pricing().get(pk=cart_with(Client(), (eur_item, 1)).pk))
     assert [t.tax.name for t in usd.taxes] == ["Sales tax"]
     assert [t.tax.name for t in eur.taxes] == ["MwSt"] and eur.total == 8990 and eur.inclusive_tax == 1435
 
 
 def test_a_frozen_order_keeps_the_taxes_it_was_frozen_with(client, usd_item, sales_tax, stripe_fake) -> None:
-    order = cart_of(client, (usd_item, 2))
+    order = cart_with(client, (usd_item, 2))
     answer = client.post(f"/order/intent/{order.public_id}", **JSON).json()
     assert answer["amount"] == 5335
     sales_tax.percentage = Decimal("10")
@@ -135,8 +125,8 @@ SAME_TOTAL = {
 def test_the_same_total_both_ways_with_a_promotion_code_and_a_default_tax(more_currencies, currency) -> None:
     fake, web = more_currencies, Client()
     lines, (kind, value), (percentage, inclusive) = SAME_TOTAL[currency]
-    products = [item(f"Item {i}", price, currency.upper()) for i, (price, _) in enumerate(lines)]
-    order = cart_of(web, *[(p, q) for p, (_, q) in zip(products, lines, strict=True)])
+    products = [make_item(f"Item {i}", price, currency.upper()) for i, (price, _) in enumerate(lines)]
+    order = cart_with(web, *[(p, q) for p, (_, q) in zip(products, lines, strict=True)])
     Discount.objects.create(
         name="Promo",
         code="PROMO",
@@ -166,7 +156,7 @@ def test_the_same_total_both_ways_with_a_promotion_code_and_a_default_tax(more_c
     assert order.status == OrderStatus.PAID and paid.amount_received == priced.total
 
     web2 = Client()  # another shopper's cart with the same code, paid on Checkout this time
-    other = cart_of(web2, *[(p, q) for p, (_, q) in zip(products, lines, strict=True)])
+    other = cart_with(web2, *[(p, q) for p, (_, q) in zip(products, lines, strict=True)])
     web2.post(f"/order/{other.public_id}/promo", {"code": "PROMO"}, **JSON)
     paid = pay_order(web2, fake, other, checkout=True)
     assert other.status == OrderStatus.PAID and paid.amount_received == priced.total

@@ -14,8 +14,8 @@ from django.test import Client
 from payments import refunds
 from payments.disputes import RefundRefused
 from payments.models import Dispute, DisputeState, Order, OrderStatus, StripeEvent
-from payments.tests.merchant import CARD_DISPUTED, events_of, pay_item, renumbered, stripe_client
 from payments.tests.stripe_fake import signed_event
+from payments.tests.support import CARD_DISPUTED, events_of, pay_item, renumbered, stripe_client
 
 pytestmark = pytest.mark.django_db
 

@@ -4,20 +4,17 @@ form sent from several threads, dispute events delivered together. PostgreSQL on
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.core import mail
-from django.db import connection
 from django.test import Client
 
 from payments import checkout, intents, promotions, receipts, refunds, sync
 from payments.models import Discount, Dispute, DisputeState, Order, OrderLine, OrderStatus, Payment, Refund
-from payments.tests.merchant import JSON, events_of, pay_item
 from payments.tests.stripe_fake import signed_event
+from payments.tests.support import JSON, events_of, pay_item, require_postgres, run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -26,34 +23,7 @@ THREADS = 8
 
 @pytest.fixture(autouse=True)
 def _postgres_only() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip(
-            f"needs PostgreSQL row locks and concurrent connections (database is {connection.vendor}); "
-            "run with DATABASE_URL=postgres://..."
-        )
-
-
-def run_together(target: Callable[[int], Any], n: int = THREADS) -> list[Any]:
-    """Run `target(i)` in `n` threads released at the same moment; each closes its DB connection."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results[i] = target(i)
-        except BaseException as exc:  # reported by the test
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a thread is stuck (deadlock?)"
-    return results
+    require_postgres()
 
 
 def cart_with_code(item: Any, discount: Discount, browser: str) -> Order:

@@ -63,3 +63,33 @@ def test_staff_see_every_order(admin_client: Client, usd_item: Item, stripe_fake
     order.refresh_from_db()
     assert order.status == OrderStatus.PAID
     assert admin_client.get(f"/order/{order.public_id}").status_code == 200
+
+
+def test_an_order_staff_made_is_owned_by_the_first_browser_to_pay_it(
+    usd_item: Item, stripe_fake: Any
+) -> None:
+    from payments.tests.factories import make_cart
+
+    order = make_cart(usd_item, browser="")  # made in the admin, its link sent to the customer
+    customer, stranger = Shopper(), Shopper()
+    assert (
+        stranger.web.get(f"/order/{order.public_id}").status_code == 200
+    )  # anyone with the link, until paid
+    pi = intent_id(customer.intent(order).json())
+    order.refresh_from_db()
+    assert order.browser == customer.web.session["browser"]
+    assert stranger.intent(order).status_code == 404
+    assert stranger.checkout(order).status_code == 404
+    assert stripe_fake.emulator.get(pi)["status"] == "requires_payment_method"  # the customer's is untouched
+    assert customer.intent(order).json()["client_secret"].startswith(pi)
+
+
+def test_a_stranger_racing_the_claim_gets_nothing(usd_item: Item, stripe_fake: Any) -> None:
+    from payments import intents
+    from payments.errors import NotOrderOwner
+    from payments.tests.factories import make_cart
+
+    order = make_cart(usd_item, browser="")
+    intents.open_intent(order, owner="customer-browser")
+    with pytest.raises(NotOrderOwner):  # the stranger read the order before the claim, then asked to pay
+        intents.open_intent(order, owner="stranger-browser")

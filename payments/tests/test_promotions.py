@@ -15,21 +15,12 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
+from catalog.tests.factories import make_item
 from payments import promotions
 from payments.models import Discount, Order, OrderLine, OrderStatus, Payment
-from payments.tests.merchant import JSON, item, pay_order
+from payments.tests.support import JSON, cart_with, pay_order
 
 pytestmark = pytest.mark.django_db
-
-
-def new_cart(web: Client, *lines: tuple[Any, int]) -> Order:
-    first, quantity = lines[0]
-    order = Order.objects.get(
-        public_id=web.post("/order/new/", {"item_id": first.pk, "quantity": quantity}, **JSON).json()["id"]
-    )
-    for product, count in lines[1:]:
-        web.post(f"/order/put/{order.public_id}", {"item_id": product.pk, "quantity": count}, **JSON)
-    return order
 
 
 def apply(web: Client, order: Order, code: str) -> Any:
@@ -55,7 +46,7 @@ def welcome() -> Discount:
 
 @pytest.fixture
 def cart(client, usd_item) -> Order:
-    return new_cart(client, (usd_item, 2))
+    return cart_with(client, (usd_item, 2))
 
 
 # ------------------------------------------------------------------------------------------------ applying
@@ -147,7 +138,7 @@ def test_codes_that_cannot_apply_are_refused_clearly_and_change_nothing(
 def test_a_code_used_up_is_refused(client, cart, usd_item, stripe_fake) -> None:
     Discount.objects.create(name="Once", percent_off=Decimal("50"), code="ONCE", max_uses=1)
     other = Client()
-    first = new_cart(other, (usd_item, 1))
+    first = cart_with(other, (usd_item, 1))
     assert apply(other, first, "ONCE").status_code == 200
     pay_order(other, stripe_fake, first)
     assert first.status == OrderStatus.PAID
@@ -235,7 +226,7 @@ def test_a_code_used_up_while_in_the_cart_refuses_the_payment_before_stripe(
     Discount.objects.create(name="Last one", percent_off=Decimal("50"), code="LAST", max_uses=1)
     apply(client, cart, "LAST")
     other = Client()
-    rival = new_cart(other, (usd_item, 1))
+    rival = cart_with(other, (usd_item, 1))
     apply(other, rival, "LAST")
     pay_order(other, stripe_fake, rival)  # the other shopper pays first: the last use is theirs
     before = unchanged(cart)
@@ -257,7 +248,7 @@ def test_a_frozen_order_holds_its_use_and_change_order_gives_it_back(
     apply(client, cart, "ONCE")
     assert client.post(f"/order/intent/{cart.public_id}", **JSON).status_code == 200  # frozen: holds the use
     other = Client()
-    rival = new_cart(other, (usd_item, 1))
+    rival = cart_with(other, (usd_item, 1))
     assert apply(other, rival, "ONCE").status_code == 409
     assert promotions.paid_uses(once) == 0 and promotions.holders(once).count() == 1
 
@@ -284,7 +275,7 @@ def test_uses_are_counted_when_orders_are_paid_both_ways(client, usd_item, strip
     limited = Discount.objects.create(name="Two", percent_off=Decimal("10"), code="TWO", max_uses=2)
     for checkout in (False, True):
         web = Client()
-        order = new_cart(web, (usd_item, 1))
+        order = cart_with(web, (usd_item, 1))
         apply(web, order, "TWO")
         pay_order(web, stripe_fake, order, checkout=checkout)
         assert order.status == OrderStatus.PAID and order.total == 2205
@@ -292,7 +283,7 @@ def test_uses_are_counted_when_orders_are_paid_both_ways(client, usd_item, strip
     html = admin_client.get("/admin/payments/discount/").content.decode()
     assert "TWO" in html and "2 of 2" in html
     web = Client()
-    late = new_cart(web, (usd_item, 1))
+    late = cart_with(web, (usd_item, 1))
     assert apply(web, late, "TWO").status_code == 409
 
 
@@ -322,9 +313,9 @@ def test_a_hold_is_kept_while_its_payment_is_processing_or_paid(client, cart, st
 
 def test_a_code_in_the_orders_currency_works_in_jpy(more_currencies) -> None:
     web, fake = Client(), more_currencies
-    tea = item("Matcha", "1500", "JPY")
+    tea = make_item("Matcha", "1500", "JPY")
     Discount.objects.create(name="Yen off", amount_off=Decimal("300"), currency="jpy", code="YEN300")
-    order = new_cart(web, (tea, 2))
+    order = cart_with(web, (tea, 2))
     assert apply(web, order, "yen300").json()["total"] == 2700
     session = web.get(f"/order/buy/{order.public_id}", **JSON).json()
     assert fake.emulator.get(session["id"])["amount_total"] == 2700

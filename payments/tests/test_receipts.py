@@ -14,8 +14,8 @@ from django.test import Client
 
 from payments import receipts, sync
 from payments.models import Discount, Order, OrderStatus, Payment
-from payments.tests.merchant import JSON, events_of, pay_item, renumbered
 from payments.tests.stripe_fake import signed_event
+from payments.tests.support import JSON, events_of, pay_item, renumbered
 
 pytestmark = pytest.mark.django_db
 

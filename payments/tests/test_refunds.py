@@ -14,16 +14,16 @@ from django import forms
 from django.core.management import call_command
 from django.test import Client
 
+from catalog.tests.factories import make_item
 from payments import refunds
 from payments.admin_merchant import parse_amount
 from payments.models import Discount, Order, OrderStatus, Payment, Refund, StripeEvent, Tax
-from payments.tests.merchant import (
+from payments.tests.support import (
     CARD_REFUND_FAILS,
     CARD_REFUND_PENDING,
     JSON,
     SHOP_EVENTS,
     events_of,
-    item,
     pay_item,
     pay_order,
     renumbered,
@@ -118,7 +118,7 @@ def test_a_repeated_form_whose_first_try_got_no_answer_is_sent_again_with_its_ke
 
 
 def test_staff_refund_chosen_lines_with_their_discount_and_tax(client, admin_client, stripe_fake) -> None:
-    beans, dripper = item("Beans", "24.50"), item("Dripper", "18.00")
+    beans, dripper = make_item("Beans", "24.50"), make_item("Dripper", "18.00")
     cart = client.post("/order/new/", {"item_id": beans.pk, "quantity": 2}, **JSON).json()
     order = Order.objects.get(public_id=cart["id"])
     client.post(f"/order/put/{order.public_id}", {"item_id": dripper.pk, "quantity": 1}, **JSON)
@@ -218,7 +218,7 @@ def test_amounts_a_currency_cannot_carry_are_refused(text, currency, message) ->
 )
 def test_partial_refunds_in_jpy_and_kwd(more_currencies, admin_client, currency, price, typed, minor) -> None:
     fake, web = more_currencies, Client()
-    product = item(f"Item in {currency}", price, currency.upper())
+    product = make_item(f"Item in {currency}", price, currency.upper())
     order, payment = pay_item(web, fake, product)
     assert order.status == OrderStatus.PAID and payment.amount_received == (
         1500 if currency == "jpy" else 12500

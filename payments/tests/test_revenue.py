@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from payments import refunds, revenue
 from payments.models import Dispute, Payment, Refund
-from payments.tests.merchant import CARD_DISPUTED, CARD_REFUND_FAILS, SHOP_EVENTS, pay_item, stripe_client
+from payments.tests.support import CARD_DISPUTED, CARD_REFUND_FAILS, SHOP_EVENTS, pay_item, stripe_client
 
 pytestmark = pytest.mark.django_db
 

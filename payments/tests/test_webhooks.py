@@ -17,6 +17,7 @@ from payments import lifecycle, refunds, webhooks
 from payments.accounts import account_for
 from payments.models import Order, OrderStatus, Payment, PaymentStatus, StripeEvent
 from payments.tests.stripe_fake import signed_event
+from payments.tests.support import make_event
 from stripe_emulator import sign_payload
 
 pytestmark = pytest.mark.django_db
@@ -53,18 +54,6 @@ def start_checkout(client: Client, item: Any) -> tuple[Order, Payment]:
     order = Order.objects.get(public_id=response.json()["order_id"])
     _fake.deliver_webhooks()  # the `.created` events: nothing to do
     return order, order.payments.get()
-
-
-def make_event(event_type: str, obj: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
-    return {
-        "id": event_id or f"evt_test_{uuid.uuid4().hex[:20]}",
-        "object": "event",
-        "api_version": "2025-01-01",
-        "created": int(time.time()),
-        "livemode": False,
-        "type": event_type,
-        "data": {"object": copy.deepcopy(obj)},
-    }
 
 
 def emitted(stripe_fake: Any, currency: str, event_type: str, object_id: str) -> dict[str, Any]:
