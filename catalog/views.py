@@ -1,7 +1,7 @@
 """The shop's pages: the catalog by currency and an item page with both ways to pay.
 
-Both are the same for every shopper, so they are served from the shared page cache (`core.pagecache`): a
-view costs one cache read, writes nothing and calls nobody (the Payment Element is mounted in deferred mode:
+Both are the same for every shopper of a language, so they are served from the shared page cache
+(`core.pagecache`, one render per language): a view costs one cache read, writes nothing and calls nobody (the Payment Element is mounted in deferred mode:
 nothing exists at Stripe until the shopper clicks Pay). Saving or deleting an item drops its renders
 (`catalog.signals`).
 """
@@ -13,6 +13,7 @@ from itertools import groupby
 
 from django.db.models import Max
 from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
@@ -35,7 +36,8 @@ def index(request: HttpRequest) -> HttpResponse:
             (currency.upper(), list(group)) for currency, group in groupby(items, key=lambda i: i.currency)
         ]
         modified = Item.objects.aggregate(latest=Max("updated_at"))["latest"] or timezone.now()
-        return pagecache.render("catalog/index.html", {"by_currency": by_currency}), modified
+        context = {"by_currency": by_currency, "page_path": reverse("catalog:index")}
+        return pagecache.render("catalog/index.html", context), modified
 
     return pagecache.serve(request, CATALOG_PAGE, build)
 
@@ -46,7 +48,8 @@ def item_page(request: HttpRequest, item_id: int) -> HttpResponse:
         item = Item.objects.active().filter(pk=item_id).first()
         if item is None:
             raise Http404("No such item.")
-        return pagecache.render("catalog/item.html", {"item": item}), item.updated_at
+        context = {"item": item, "page_path": item.get_absolute_url()}
+        return pagecache.render("catalog/item.html", context), item.updated_at
 
     response = pagecache.serve(request, item_page_name(item_id), build)
     # The browser gets its id with the page (a signed cookie, nothing stored), so that its Pay and Checkout

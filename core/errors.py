@@ -2,7 +2,9 @@
 
 Error pages (404, 500, 503, 429, the CSRF failure) are rendered with `render_to_string` and no request, so no
 context processor runs: nothing reads the session (a database row) or the user. They extend
-`templates/errors/layout.html`, a standalone layout that needs nothing but the template engine.
+`templates/errors/layout.html`, a standalone layout that needs nothing but the template engine. They speak the
+shopper's language (LocaleMiddleware chose it from the language cookie or Accept-Language, without the database)
+and carry the language switch, with the visitor's CSRF token (a cookie, never the database).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.utils.cache import add_never_cache_headers
@@ -17,6 +20,13 @@ from django.utils.cache import add_never_cache_headers
 
 class ServiceUnavailable(Exception):
     """A dependency of ours (the database) is down: answered 503 with Retry-After, never 500."""
+
+
+def browser_navigation(request: HttpRequest) -> bool:
+    """A browser loading a page (a link, a form sent without JavaScript): it accepts HTML and did not ask for
+    JSON. Scripts ask for JSON (`Accept: application/json`) or say nothing (`*/*`, no Accept at all)."""
+    accept = request.headers.get("Accept", "")
+    return "text/html" in accept and "application/json" not in accept
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -41,19 +51,38 @@ def error_json(code: str, message: str, status: int, *, retry_after: int | None 
     return response
 
 
-def _stylesheet() -> str:
-    """The shop's stylesheet URL, or nothing when the static files manifest lacks it (a page must still render)."""
+def _static(path: str) -> str:
+    """A static file's URL, or nothing when the static files manifest lacks it (a page must still render)."""
     try:
-        return static("css/shop.css")
+        return static(path)
     except ValueError:
         return ""
 
 
 def plain_page(
-    template_name: str, status: int, context: dict[str, Any] | None = None, *, retry_after: int | None = None
+    template_name: str,
+    status: int,
+    context: dict[str, Any] | None = None,
+    *,
+    retry_after: int | None = None,
+    request: HttpRequest | None = None,
 ) -> HttpResponse:
-    """An error page rendered without the request: no context processors, no session, no database."""
-    html = render_to_string(template_name, {"stylesheet": _stylesheet(), **(context or {})})
+    """An error page rendered without the request: no context processors, no session, no database. With the
+    request, its language switch gets the visitor's CSRF token and comes back to the same address."""
+    visitor: dict[str, Any] = {}
+    if request is not None:
+        visitor["csrf_token"] = get_token(request)
+        # The switch comes back to this address; an answer to a form cannot be loaded again: the catalog then.
+        visitor["page_path"] = request.get_full_path() if request.method in ("GET", "HEAD") else "/"
+    html = render_to_string(
+        template_name,
+        {
+            "stylesheet": _static("css/shop.css"),
+            "favicon": _static("favicon.svg"),
+            **visitor,
+            **(context or {}),
+        },
+    )
     response = HttpResponse(html, status=status)
     if retry_after is not None:
         response["Retry-After"] = str(retry_after)
@@ -74,4 +103,4 @@ def error_answer(
     """The same error as JSON `{"error": {"code", "message"}}` or as a plain page, as the client wants."""
     if json if json is not None else wants_json(request):
         return error_json(code, message, status, retry_after=retry_after)
-    return plain_page(template_name, status, {"message": message}, retry_after=retry_after)
+    return plain_page(template_name, status, {"message": message}, retry_after=retry_after, request=request)

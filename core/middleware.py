@@ -9,12 +9,14 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
+from django.utils import translation
+from django.utils.translation import gettext, gettext_noop
 
 from core.errors import ServiceUnavailable, error_answer
 
 logger = logging.getLogger("core.outage")
 
-OUTAGE_MESSAGE = "The shop is briefly unavailable. Please try again in a minute."
+OUTAGE_MESSAGE = gettext_noop("The shop is briefly unavailable. Please try again in a minute.")
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -41,14 +43,16 @@ def unavailable_response(request: HttpRequest, exc: BaseException | None = None)
             type(exc).__name__,
             str(exc).strip().splitlines()[0] if str(exc).strip() else "",
         )
-    return error_answer(
-        request,
-        code="unavailable",
-        message=OUTAGE_MESSAGE,
-        status=503,
-        template_name="503.html",
-        retry_after=settings.DATABASE_OUTAGE_RETRY_AFTER,
-    )
+    # In the shopper's language even when the outage came before LocaleMiddleware ran (the session's save).
+    with translation.override(translation.get_language_from_request(request)):
+        return error_answer(
+            request,
+            code="unavailable",
+            message=gettext(OUTAGE_MESSAGE),
+            status=503,
+            template_name="503.html",
+            retry_after=settings.DATABASE_OUTAGE_RETRY_AFTER,
+        )
 
 
 class DatabaseOutageMiddleware:
@@ -71,3 +75,18 @@ class DatabaseOutageMiddleware:
         if is_outage(exception):
             return unavailable_response(request, exception)
         return None
+
+
+class AdminLanguageMiddleware:
+    """Right after LocaleMiddleware: the admin stays in the shop's default language (English). Its own labels,
+    actions and pages are written in English only; Django's Russian around them would mix two languages on one
+    screen. Shoppers' pages keep the language LocaleMiddleware chose."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info.startswith("/admin/"):
+            translation.activate(settings.LANGUAGE_CODE)
+            request.LANGUAGE_CODE = settings.LANGUAGE_CODE
+        return self.get_response(request)

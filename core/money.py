@@ -31,6 +31,8 @@ https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts.
 
 from __future__ import annotations
 
+import copy
+import re
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from typing import Final
 
@@ -44,6 +46,8 @@ __all__ = [
     "AmountTooSmall",
     "InvalidAmount",
     "check_chargeable",
+    "display_money",
+    "display_percent",
     "format_money",
     "from_minor_units",
     "minimum_charge",
@@ -125,10 +129,35 @@ _SYMBOLS: Final[dict[str, str]] = {"usd": "$", "eur": "€", "gbp": "£", "jpy":
 _MAX_INTEGER_DIGITS: Final[int] = 30
 
 
+def _(message: str) -> str:
+    """The shopper's words in the active language (Django's gettext) inside the shop; as written (English)
+    where Django is not set up (the Stripe emulator imports this module too)."""
+    try:
+        from django.conf import settings
+    except ImportError:  # pragma: no cover - the shop always has Django
+        return message
+    if not settings.configured:
+        return message
+    from django.utils.translation import gettext
+
+    return gettext(message)
+
+
+def _shown(amount_minor: int, currency: str) -> str:
+    """An amount in a shopper message: for the shopper's locale in the shop, locale-independent elsewhere."""
+    try:
+        from django.conf import settings
+    except ImportError:  # pragma: no cover
+        return format_money(amount_minor, currency, minor=True)
+    if not settings.configured:
+        return format_money(amount_minor, currency, minor=True)
+    return display_money(amount_minor, currency, minor=True)
+
+
 class AmountError(ValueError):
     """An amount that cannot be sent to Stripe.
 
-    ``str(error)`` is for logs; ``shopper_message`` is plain words for the shopper.
+    ``str(error)`` is for logs; ``shopper_message`` is plain words for the shopper, in their language.
     """
 
     def __init__(self, message: str, *, shopper_message: str) -> None:
@@ -231,12 +260,12 @@ def _check_decimal(amount: object, *, allow_negative: bool) -> Decimal:
     if not value.is_finite():
         raise InvalidAmount(
             f"amount must be a finite number, got {value}",
-            shopper_message="The total is not a valid amount.",
+            shopper_message=_("The total is not a valid amount."),
         )
     if value < 0 and not allow_negative:
         raise InvalidAmount(
             f"amount must not be negative, got {value}",
-            shopper_message="The total can't be a negative amount.",
+            shopper_message=_("The total can't be a negative amount."),
         )
     return value
 
@@ -307,13 +336,83 @@ def format_money(amount: Decimal | int, currency: str, *, minor: bool = False) -
     return f"{sign}{number} {code.upper()}"
 
 
+def display_money(
+    amount: Decimal | int, currency: str, *, minor: bool = False, locale: str | None = None
+) -> str:
+    """What a shopper reads: the amount formatted for their locale by py-moneyed's Babel formatting
+    (``moneyed.l10n.format_money``, CLDR's patterns): ``€89.90`` in English, ``89,90\xa0€`` in Russian.
+
+    ``locale`` is a Babel locale (``"ru"``, ``"en_US"``); by default the active Django language's. The amount
+    is exact: minor units become a Decimal through ``from_minor_units``, and the number always shows the
+    currency's Stripe decimals (``¥1,500``, ``KWD\xa012.500``), never CLDR's own digits where they differ
+    (CLDR rounds ALL or RSD to whole units, which Stripe charges with two decimals). The admin and the logs
+    keep the locale-independent ``format_money``.
+    """
+    code = _normalize_currency(currency)
+    if minor:
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise TypeError(f"with minor=True the amount must be an int, not {type(amount).__name__}")
+        value = from_minor_units(amount, code)
+    else:
+        value = _check_decimal(amount, allow_negative=True)
+    exponent = minor_unit_exponent(code)
+    ctx = _context(max(value.adjusted(), 0) + exponent + 1)
+    value = value.quantize(Decimal(1).scaleb(-exponent), rounding=ROUND_HALF_UP, context=ctx)
+    return _localized(value, code, exponent, locale or _active_locale())
+
+
+def display_percent(value: Decimal | int, *, locale: str | None = None) -> str:
+    """A rate (a tax, a discount) as the shopper's locale writes it: ``2.5%`` in English, ``2,5\xa0%`` in
+    Russian; up to four decimals, as rates are stored."""
+    from babel import Locale
+    from babel.numbers import format_percent
+
+    locale = locale or _active_locale()
+    pattern = copy.copy(Locale.parse(locale).percent_formats[None])
+    pattern.frac_prec = (0, 4)
+    text: str = format_percent(Decimal(value) / 100, format=pattern, locale=locale)
+    return text
+
+
+def _active_locale() -> str:
+    from django.utils.translation import get_language, to_locale  # core.money stays usable without Django
+
+    return to_locale(get_language() or "en")
+
+
+def _localized(value: Decimal, code: str, exponent: int, locale: str) -> str:
+    from babel import Locale, UnknownLocaleError
+    from moneyed import Money
+    from moneyed.classes import CurrencyDoesNotExist
+    from moneyed.l10n import format_money as moneyed_format_money
+
+    try:
+        pattern = copy.copy(Locale.parse(locale).currency_formats["standard"])
+        money = Money(value, code.upper())
+    except (UnknownLocaleError, ValueError, CurrencyDoesNotExist):
+        return format_money(value, code)
+    pattern.frac_prec = (exponent, exponent)  # Stripe's decimals for the currency, not CLDR's
+    text: str = moneyed_format_money(money, format=pattern, locale=locale, currency_digits=False)
+    # CLDR's currency spacing, which Babel leaves out: a code written as letters is kept apart from the digits
+    # ("KWD 12.500", not "KWD12.500").
+    return re.sub(r"(?<=[A-Z]{3})(?=[\d-])|(?<=\d)(?=[A-Z]{3})", "\xa0", text)
+
+
 def _too_large_message(amount_minor: int | None, currency: str) -> str:
     label = currency.upper()
-    maximum = format_money(MAX_AMOUNT - MAX_AMOUNT % minor_unit_step(currency), currency, minor=True)
+    maximum = _shown(MAX_AMOUNT - MAX_AMOUNT % minor_unit_step(currency), currency)
     if amount_minor is None:
-        return f"The total is above the maximum of {maximum} that can be charged in {label}."
-    total = format_money(amount_minor, currency, minor=True)
-    return f"The total of {total} is above the maximum of {maximum} that can be charged in {label}."
+        return _("The total is above the maximum of %(maximum)s that can be charged in %(currency)s.") % {
+            "maximum": maximum,
+            "currency": label,
+        }
+    return _(
+        "The total of %(total)s is above the maximum of %(maximum)s that can be charged in %(currency)s."
+    ) % {
+        "total": _shown(amount_minor, currency),
+        "maximum": maximum,
+        "currency": label,
+    }
 
 
 def check_chargeable(amount_minor: int, currency: str) -> None:
@@ -331,7 +430,7 @@ def check_chargeable(amount_minor: int, currency: str) -> None:
     if amount_minor < 0:
         raise InvalidAmount(
             f"negative amount {amount_minor} {label}",
-            shopper_message="The total can't be a negative amount.",
+            shopper_message=_("The total can't be a negative amount."),
         )
     if amount_minor > MAX_AMOUNT:
         raise AmountTooLarge(
@@ -343,22 +442,26 @@ def check_chargeable(amount_minor: int, currency: str) -> None:
         )
     minimum = minimum_charge(code)
     if amount_minor < minimum:
-        total = format_money(amount_minor, code, minor=True)
-        lowest = format_money(minimum, code, minor=True)
+        total = _shown(amount_minor, code)
+        lowest = _shown(minimum, code)
         raise AmountTooSmall(
             f"{amount_minor} minor units of {label} is below Stripe's minimum of {minimum}",
-            shopper_message=f"The total of {total} is below the minimum of {lowest} "
-            f"that can be charged in {label}.",
+            shopper_message=_(
+                "The total of %(total)s is below the minimum of %(minimum)s that can be charged in %(currency)s."
+            )
+            % {"total": total, "minimum": lowest, "currency": label},
             amount_minor=amount_minor,
             minimum_minor=minimum,
             currency=code,
         )
     step = minor_unit_step(code)
     if amount_minor % step:
-        total = format_money(amount_minor, code, minor=True)
-        increment = format_money(step, code, minor=True)
+        total = _shown(amount_minor, code)
+        increment = _shown(step, code)
         raise InvalidAmount(
             f"{amount_minor} minor units of {label} is not a multiple of {step}",
-            shopper_message=f"The total of {total} can't be charged: amounts in {label} "
-            f"must be in steps of {increment}.",
+            shopper_message=_(
+                "The total of %(total)s can't be charged: amounts in %(currency)s must be in steps of %(step)s."
+            )
+            % {"total": total, "currency": label, "step": increment},
         )

@@ -7,9 +7,11 @@ the page is served (Django's CSRF token lives in a cookie, so this reads no data
 therefore costs one cache read and writes nothing. Responses carry an ETag and Last-Modified, so a returning
 browser's revalidation is answered 304 without a body; they are `private` (each carries its visitor's token).
 
-Keys hold the language and a fingerprint of what the render depends on besides its data (Stripe's settings,
-the static files' hashed names), so a deploy or an account change never serves an old render; a change of
-the data itself deletes the keys (`forget`), and every entry expires after `TTL` anyway.
+Keys hold the language (each language has its own render: the shopper's, chosen by LocaleMiddleware from the
+language switch's cookie or Accept-Language, so the switch works with caching) and a fingerprint of what the
+render depends on besides its data (Stripe's settings, the static files' hashed names, the compiled
+translations), so a deploy or an account change never serves an old render; a change of the data itself
+deletes the keys (`forget`, every language), and every entry expires after `TTL` anyway.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import functools
 import hashlib
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -39,6 +42,17 @@ def _fingerprint(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
 
+@functools.lru_cache(maxsize=1)
+def _translations() -> str:
+    """The compiled translations this process serves (read once: a deploy restarts the processes), so that new
+    words are never hidden behind an old render."""
+    digest = hashlib.sha256()
+    for folder in settings.LOCALE_PATHS:
+        for mo in sorted(Path(folder).glob("*/LC_MESSAGES/*.mo")):
+            digest.update(mo.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def fingerprint() -> str:
     """What a cached render depends on besides its data and language."""
     keys = sorted(f"{c}:{k.get('publishable_key', '')}" for c, k in settings.STRIPE_ACCOUNTS.items())
@@ -47,6 +61,8 @@ def fingerprint() -> str:
         str(settings.STRIPE_DEMO_MODE),
         static("css/shop.css"),
         static("js/pay.js"),
+        static("favicon.svg"),
+        _translations(),
         *keys,
     )
 

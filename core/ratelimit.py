@@ -37,9 +37,10 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import ngettext
 
 from core.browser import known_browser
-from core.errors import error_answer
+from core.errors import browser_navigation, error_answer
 
 logger = logging.getLogger("core.ratelimit")
 
@@ -224,19 +225,22 @@ def check(request: HttpRequest, rule: Rule, now: float | None = None) -> Refusal
     return None
 
 
-def _wait(seconds: int) -> str:
-    return f"{seconds} second{'s' if seconds != 1 else ''}"
-
-
 def too_many_requests(request: HttpRequest, retry_after: int, *, json: bool | None = None) -> HttpResponse:
+    """429 with Retry-After. The payment endpoints' rule says JSON (their scripts send no Accept); a browser
+    loading one of them as a page (Pay on Stripe Checkout without JavaScript) gets the page."""
+    message = ngettext(
+        "Too many requests. Please wait %(seconds)d second and try again.",
+        "Too many requests. Please wait %(seconds)d seconds and try again.",
+        retry_after,
+    ) % {"seconds": retry_after}
     return error_answer(
         request,
         code="rate_limited",
-        message=f"Too many requests. Please wait {_wait(retry_after)} and try again.",
+        message=message,
         status=429,
         template_name="429.html",
         retry_after=retry_after,
-        json=json or None,
+        json=(json and not browser_navigation(request)) or None,
     )
 
 

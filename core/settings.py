@@ -82,6 +82,11 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The shopper's language: the `django_language` cookie set by the language switch (Django's set_language
+    # view), else Accept-Language, else LANGUAGE_CODE. Before the rate limits, so that their 429 is translated.
+    "django.middleware.locale.LocaleMiddleware",
+    # ... except in the admin, which stays in English (core/middleware.py).
+    "core.middleware.AdminLanguageMiddleware",
     # Rate limits of the endpoints that create Stripe objects or orders (RATELIMITS below), before CSRF.
     "core.ratelimit.RateLimitMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -143,7 +148,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# The shop speaks English (the default) and Russian. Translations live in locale/<lang>/LC_MESSAGES/django.po,
+# compiled to django.mo, both in the repository (README, "Languages"). Cached pages are kept per language
+# (core/pagecache.py). The admin follows the same language (Django ships its Russian translation).
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("ru", "Русский")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+FORMAT_MODULE_PATH = ["core.formats"]
+# The switch's choice, kept a year; the cookie is not read by scripts, and only sent over https in production.
+LANGUAGE_COOKIE_AGE = 60 * 60 * 24 * 365
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
@@ -174,6 +189,7 @@ if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    LANGUAGE_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import Error as DatabaseLibraryError
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 
 from core.errors import error_answer, error_json, plain_page
@@ -33,7 +34,9 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return error_answer(request, code="not_found", message="Not found.", status=404, template_name="404.html")
+    return error_answer(
+        request, code="not_found", message=gettext("Not found."), status=404, template_name="404.html"
+    )
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
@@ -45,20 +48,20 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return error_answer(
         request,
         code="server_error",
-        message="Something went wrong on our side.",
+        message=gettext("Something went wrong on our side."),
         status=500,
         template_name="500.html",
     )
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return error_json("bad_request", "Bad request.", 400)
+    return error_json("bad_request", gettext("Bad request."), 400)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """A POST without a valid CSRF token: JSON for the payment endpoints' scripts, a page for forms."""
-    message = "Your session has expired or the form is stale. Reload the page and try again."
+    message = gettext("Your session has expired or the form is stale. Reload the page and try again.")
     scripted = request.path.startswith(("/item/", "/order/intent/"))  # called by the page's script
     if scripted or "application/json" in request.headers.get("Accept", ""):
         return error_json("csrf_failed", message, 403)
-    return plain_page("403_csrf.html", 403, {"message": message})
+    return plain_page("403_csrf.html", 403, {"message": message}, request=request)

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 from stripe.params import CouponCreateParams, TaxRateCreateParams
 from stripe.params.checkout import (
     SessionCreateParams,
@@ -28,6 +30,26 @@ logger = logging.getLogger("payments.checkout")
 
 # A session is reused only while it has at least this long left before Stripe expires it.
 REUSE_MARGIN = timedelta(minutes=5)
+
+
+# The languages Checkout (SessionCreateParams' `locale`) and Stripe.js (`Stripe(pk, {locale})`) are displayed in.
+# fmt: off
+STRIPE_LOCALES = frozenset([
+    "bg", "cs", "da", "de", "el", "en", "en-GB", "es", "es-419", "et", "fi", "fil", "fr", "fr-CA", "hi-IN", "hr",
+    "hu", "id", "it", "ja", "ko", "lt", "lv", "ms", "mt", "nb", "nl", "pl", "pt", "pt-BR", "ro", "ru", "sk", "sl",
+    "sv", "th", "tr", "vi", "zh", "zh-HK", "zh-TW",
+])
+# fmt: on
+
+
+def stripe_locale_for(language: str | None) -> str:
+    """The shopper's language as Stripe names it (`ru`, `en`), or `auto` (the browser's) if Stripe lacks it."""
+    if not language:
+        return "auto"
+    for candidate in (language, language.split("-")[0]):
+        if candidate in STRIPE_LOCALES:
+            return candidate
+    return "auto"
 
 
 def _fingerprint(*parts: object) -> str:
@@ -135,6 +157,8 @@ def session_params(
         "client_reference_id": str(order.public_id),
         "metadata": metadata,
         "payment_intent_data": {"metadata": metadata, "description": describe(order.public_id, priced)},
+        # Checkout speaks the shopper's language (an open session of the same snapshot is reused as it was made).
+        "locale": stripe_locale_for(get_language()),
     }
     if priced.discount is not None:
         params["discounts"] = [{"coupon": coupon_for(priced.discount, acct)}]
@@ -216,7 +240,9 @@ def _create(
         )
         sync.close(payment)
         raise CheckoutUnavailable(
-            "Stripe Checkout computed another total for this order. Please pay by card on this page instead."
+            _(
+                "Stripe Checkout computed another total for this order. Please pay by card on this page instead."
+            )
         )
     logger.info(
         "checkout_session %s created order=%s v%s amount=%s",

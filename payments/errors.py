@@ -15,7 +15,7 @@ class ShopError(Exception):
         self, message: str, *, status: int | None = None, code: str | None = None, **details: object
     ) -> None:
         super().__init__(message)
-        self.message = message
+        self.message = str(message)  # in the language active where it was raised (the shopper's request)
         self.details = details  # more for the shopper's script, e.g. a link
         self.page: dict[str, object] = {}
         if status is not None:

@@ -11,12 +11,21 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils.functional import lazy
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from payments.errors import ShopError
 from payments.models import MAX_QUANTITY
 
-QUANTITY_MESSAGE = f"Quantity must be a whole number from 1 to {MAX_QUANTITY}."
-ITEM_MESSAGE = "Choose an item."
+
+def _quantity_message() -> str:
+    return gettext("Quantity must be a whole number from 1 to %(max)d.") % {"max": MAX_QUANTITY}
+
+
+# Shown in the language of the request that is refused (lazy: these fields are made once, at import).
+QUANTITY_MESSAGE = lazy(_quantity_message, str)()
+ITEM_MESSAGE = _("Choose an item.")
 # The code of a refusal, by the first field that refused.
 CODES = {
     "item_id": "invalid_item",
@@ -36,9 +45,9 @@ def submitted(request: HttpRequest) -> Mapping[str, Any]:
         try:
             data = json.loads(request.body or b"{}")
         except ValueError as exc:
-            raise ShopError("The body is not valid JSON.", code="invalid_json") from exc
+            raise ShopError(gettext("The body is not valid JSON."), code="invalid_json") from exc
         if not isinstance(data, dict):
-            raise ShopError("The body must be a JSON object.", code="invalid_json")
+            raise ShopError(gettext("The body must be a JSON object."), code="invalid_json")
         return {k: "" if v is None else v for k, v in data.items()}
     return request.POST if request.method == "POST" else request.GET
 
@@ -103,7 +112,7 @@ class PutForm(ItemQuantityForm):
     mode = forms.ChoiceField(
         choices=[("add", "add"), ("set", "set")],
         required=False,
-        error_messages={"invalid_choice": "mode is add or set."},
+        error_messages={"invalid_choice": _("mode is add or set.")},
     )
 
 
@@ -123,7 +132,7 @@ class NewOrderForm(ShopForm):
             self.cleaned_data.get("currency") if given else settings.STRIPE_DEFAULT_CURRENCY
         ).lower()
         if currency not in settings.STRIPE_ACCOUNTS:  # the browser's word, not our setup
-            raise forms.ValidationError("This shop does not sell in that currency.")
+            raise forms.ValidationError(gettext("This shop does not sell in that currency."))
         return currency
 
 
@@ -134,15 +143,15 @@ class PayForm(ShopForm):
     expected_amount = WholeNumberField(
         required=False,
         min_value=0,
-        error_messages={"invalid": "expected_amount must be a whole number of minor units."},
+        error_messages={"invalid": _("expected_amount must be a whole number of minor units.")},
     )
     page_age_ms = WholeNumberField(required=False, min_value=0, max_value=7 * 24 * 3600 * 1000)
     receipt_email = forms.EmailField(
         required=False,
         max_length=254,  # what the order's field and the RFC hold
         error_messages={
-            "invalid": "Enter a valid email address for your receipt, or leave it empty.",
-            "max_length": "Enter a valid email address for your receipt, or leave it empty.",
+            "invalid": _("Enter a valid email address for your receipt, or leave it empty."),
+            "max_length": _("Enter a valid email address for your receipt, or leave it empty."),
         },
     )
 

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import stripe
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from core.money import AmountError, check_chargeable
 from payments.accounts import AccountNotConfigured, StripeAccount, account_for
@@ -17,7 +19,9 @@ from payments.errors import AmountNotChargeable, PaymentProviderError, PaymentsN
 
 logger = logging.getLogger("payments.stripe")
 
-OUTAGE_MESSAGE = "We could not reach our payment provider. Nothing was charged; please try again in a minute."
+OUTAGE_MESSAGE = gettext_noop(
+    "We could not reach our payment provider. Nothing was charged; please try again in a minute."
+)
 
 
 def account(currency: str) -> StripeAccount:
@@ -26,7 +30,7 @@ def account(currency: str) -> StripeAccount:
         return account_for(currency)
     except AccountNotConfigured as exc:
         raise PaymentsNotConfigured(
-            f"Payments in {currency.upper()} are not set up in this shop yet."
+            _("Payments in %(currency)s are not set up in this shop yet.") % {"currency": currency.upper()}
         ) from exc
 
 
@@ -66,7 +70,7 @@ def stripe_call(action: str, acct: StripeAccount, **context: object) -> Iterator
             context,
             exc.user_message or str(exc),
         )
-        raise PaymentProviderError(OUTAGE_MESSAGE) from exc
+        raise PaymentProviderError(_(OUTAGE_MESSAGE)) from exc
 
 
 # ------------------------------------------------------------------------------------------------ thin wrappers

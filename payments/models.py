@@ -18,6 +18,8 @@ from django.db import models
 from django.db.models.functions import Upper
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from core.money import format_money, to_minor_units
 
@@ -106,11 +108,12 @@ class Discount(models.Model):
         return f"{self.name} ({self.describe()})"
 
     def describe(self) -> str:
-        from core.money import format_money
+        """What the discount takes off, in the shopper's language (`10% off`, `10\xa0% скидки`)."""
+        from core.money import display_money, display_percent
 
         if self.percent_off is not None:
-            return f"{self.percent_off.normalize():f}% off"
-        return f"{format_money(self.amount_off or 0, self.currency)} off"
+            return gettext("%(discount)s off") % {"discount": display_percent(self.percent_off)}
+        return gettext("%(discount)s off") % {"discount": display_money(self.amount_off or 0, self.currency)}
 
     def clean(self) -> None:
         super().clean()
@@ -183,12 +186,12 @@ class Tax(models.Model):
 class OrderStatus(models.TextChoices):
     """An order's states; `payments.states` owns the moves between them."""
 
-    DRAFT = "draft", "Cart"
-    AWAITING_PAYMENT = "awaiting_payment", "Awaiting payment"
-    PROCESSING = "processing", "Payment processing"
-    PAID = "paid", "Paid"
-    PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
-    REFUNDED = "refunded", "Refunded"
+    DRAFT = "draft", _("Cart")
+    AWAITING_PAYMENT = "awaiting_payment", _("Awaiting payment")
+    PROCESSING = "processing", _("Payment processing")
+    PAID = "paid", _("Paid")
+    PARTIALLY_REFUNDED = "partially_refunded", _("Partially refunded")
+    REFUNDED = "refunded", _("Refunded")
 
 
 class DisputeState(models.TextChoices):
@@ -246,6 +249,12 @@ class Order(models.Model):
     )
     confirmation_sent_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="When the shop's order confirmation was sent."
+    )
+    language = models.CharField(
+        max_length=10,
+        blank=True,
+        editable=False,
+        help_text="The language the shopper paid in (en, ru): the order confirmation is written in it.",
     )
     dispute_status = models.CharField(
         max_length=10,

@@ -15,6 +15,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 
 from catalog.models import Item
 from core.browser import browser_id, known_browser
@@ -88,7 +89,10 @@ def browser_orders(request: HttpRequest) -> QuerySet[Order]:
 
 def check_quantity(quantity: int) -> None:
     if not 1 <= quantity <= MAX_QUANTITY:
-        raise ShopError(f"Quantity must be a whole number from 1 to {MAX_QUANTITY}.", code="invalid_quantity")
+        raise ShopError(
+            _("Quantity must be a whole number from 1 to %(max)d.") % {"max": MAX_QUANTITY},
+            code="invalid_quantity",
+        )
 
 
 def put_item(
@@ -101,8 +105,15 @@ def put_item(
         has_lines = order.lines.exists()
         if has_lines and item.currency != order.currency:
             raise CurrencyMismatch(
-                f"{item.name} is priced in {item.currency.upper()}, and this order is in "
-                f"{order.currency.upper()}. An order is paid in one currency: start another order for it."
+                _(
+                    "%(item)s is priced in %(item_currency)s, and this order is in %(order_currency)s. "
+                    "An order is paid in one currency: start another order for it."
+                )
+                % {
+                    "item": item.name,
+                    "item_currency": item.currency.upper(),
+                    "order_currency": order.currency.upper(),
+                }
             )
         if not has_lines:
             discount = order.discount if order.discount_id else None
@@ -113,9 +124,16 @@ def put_item(
             ):
                 # An emptied order takes the next item's currency; its fixed discount cannot follow.
                 raise CurrencyMismatch(
-                    f"This order's discount {discount.name} is in {discount.currency.upper()}, and "
-                    f"{item.name} is priced in {item.currency.upper()}. An order is paid in one currency: "
-                    "start another order for it."
+                    _(
+                        "This order's discount %(discount)s is in %(discount_currency)s, and %(item)s is priced "
+                        "in %(item_currency)s. An order is paid in one currency: start another order for it."
+                    )
+                    % {
+                        "discount": discount.name,
+                        "discount_currency": discount.currency.upper(),
+                        "item": item.name,
+                        "item_currency": item.currency.upper(),
+                    }
                 )
             order.currency = item.currency
         line = order.lines.filter(item=item).first()
@@ -129,7 +147,7 @@ def put_item(
             with transaction.atomic():
                 line.save()
         except IntegrityError as exc:  # a concurrent request added the same item first
-            raise OrderNotEditable("The order changed at the same time; please try again.") from exc
+            raise OrderNotEditable(_("The order changed at the same time; please try again.")) from exc
         order.save(update_fields=["currency", "updated_at"])
     return line
 
@@ -146,19 +164,20 @@ def change_order(order: Order, *, may_change: bool) -> Order:
     thaws only if Stripe confirms none of them was paid or is processing (otherwise `OrderNotPayable`, with
     what Stripe said applied). A draft is left as it is."""
     if not may_change:
-        raise NotOrderOwner("This order belongs to another shopper.")
+        raise NotOrderOwner(_("This order belongs to another shopper."))
     refusal: OrderNotEditable | None = None
     with states.locked(order.pk) as order:
         if order.status == OrderStatus.DRAFT:
             return order
         if order.status != OrderStatus.AWAITING_PAYMENT:
             raise OrderNotEditable(
-                f"This order is {order.get_status_display().lower()} and can no longer be changed."
+                _("This order is %(status)s and can no longer be changed.")
+                % {"status": str(order.get_status_display()).lower()}
             )
         try:
             sync.close_others(order)
         except OrderNotPayable as exc:  # keep what Stripe said (the order is now processing or paid)
-            refusal = OrderNotEditable(f"{exc.message} It can no longer be changed.")
+            refusal = OrderNotEditable(_("%(reason)s It can no longer be changed.") % {"reason": exc.message})
         else:
             order.refresh_from_db()
             states.thaw(order)
@@ -198,8 +217,15 @@ def buy_now_order(
     settled = [o for o in history if page_loaded_at is not None and o.updated_at > page_loaded_at]
     if settled:
         raise AlreadyPaid(
-            f"You paid for {item.name} in another tab a moment ago (order {str(settled[-1].public_id)[:8]}, "
-            f"{settled[-1].get_status_display().lower()}). Nothing was charged now; reload the page to buy it again.",
+            _(
+                "You paid for %(item)s in another tab a moment ago (order %(order)s, %(status)s). Nothing was "
+                "charged now; reload the page to buy it again."
+            )
+            % {
+                "item": item.name,
+                "order": str(settled[-1].public_id)[:8],
+                "status": str(settled[-1].get_status_display()).lower(),
+            },
             order_url=settled[-1].get_absolute_url(),
         )
     return states.NewOrder(

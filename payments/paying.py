@@ -23,6 +23,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from django.db import IntegrityError, transaction
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 
 from payments import gateway, states, sync
 from payments.accounts import StripeAccount
@@ -42,10 +44,13 @@ def open_object(
     expected_total: int | None = None,
     email: str = "",
 ) -> T:
+    language = get_language() or ""  # the shopper's: their order confirmation is written in it
     if isinstance(target, states.NewOrder):
         try:
             with transaction.atomic():  # the order, its line and its first object, or nothing at all
-                order, priced = states.make_frozen(target, expected_total=expected_total, email=email)
+                order, priced = states.make_frozen(
+                    target, expected_total=expected_total, email=email, language=language
+                )
                 return create(order, priced, gateway.account(order.currency), 0)
         except IntegrityError:  # the same browser's other click made this order first: go on with it
             target = Order.objects.get(public_id=target.public_id)
@@ -54,10 +59,16 @@ def open_object(
         if (
             owner and order.browser and order.browser != owner
         ):  # claimed meanwhile by the browser that paid it
-            raise NotOrderOwner("This order belongs to another shopper.")
+            raise NotOrderOwner(_("This order belongs to another shopper."))
+        changed = []
         if email and email != order.email and not states.is_paid(order):
             order.email = email  # where Stripe's receipt and the shop's confirmation go
-            order.save(update_fields=["email"])
+            changed.append("email")
+        if language and language != order.language and not states.is_paid(order):
+            order.language = language
+            changed.append("language")
+        if changed:
+            order.save(update_fields=changed)
         if states.is_editable(order):  # any error rolls the freeze back with the rest: the cart stays a cart
             priced = states.freeze(order, owner=owner, expected_total=expected_total)
             return create(order, priced, gateway.account(order.currency), 0)

@@ -26,9 +26,10 @@ import logging
 from datetime import datetime, timedelta
 
 from django.db.models import QuerySet
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
 
-from core.money import format_money
+from core.money import display_money
 from payments.errors import ShopError
 from payments.models import Discount, Order, OrderStatus
 from payments.pricing import PricedOrder
@@ -75,36 +76,51 @@ def paid_uses(discount: Discount) -> int:
 
 
 def _when(moment: datetime) -> str:
-    return timezone.localtime(moment).strftime("%d %B %Y, %H:%M")
+    """A date and time in the shopper's language and its date format (`March 14, 2026, 09:30` in English)."""
+    local = timezone.localtime(moment)
+    return f"{formats.date_format(local, 'DATE_FORMAT')}, {formats.time_format(local, 'H:i')}"
 
 
 def check_window(discount: Discount, now: datetime | None = None) -> None:
     now = now or timezone.now()
     code = discount.code or discount.name
     if not discount.is_active:
-        raise PromotionCodeRefused(f"The code {code} is no longer valid.", code="code_inactive")
+        raise PromotionCodeRefused(
+            _("The code %(code)s is no longer valid.") % {"code": code}, code="code_inactive"
+        )
     if discount.valid_from and now < discount.valid_from:
         raise PromotionCodeRefused(
-            f"The code {code} is valid from {_when(discount.valid_from)}.", code="code_not_yet_valid"
+            _("The code %(code)s is valid from %(when)s.")
+            % {"code": code, "when": _when(discount.valid_from)},
+            code="code_not_yet_valid",
         )
     if discount.valid_until and now >= discount.valid_until:
         raise PromotionCodeRefused(
-            f"The code {code} expired on {_when(discount.valid_until)}.", code="code_expired"
+            _("The code %(code)s expired on %(when)s.") % {"code": code, "when": _when(discount.valid_until)},
+            code="code_expired",
         )
 
 
 def check_currency(discount: Discount, currency: str) -> None:
     if not discount.applies_to(currency):
         raise PromotionCodeRefused(
-            f"The code {discount.code} takes {format_money(discount.amount_off or 0, discount.currency)} off "
-            f"orders in {discount.currency.upper()}; this order is in {currency.upper()}.",
+            _(
+                "The code %(code)s takes %(amount)s off orders in %(code_currency)s; this order is in %(currency)s."
+            )
+            % {
+                "code": discount.code,
+                "amount": display_money(discount.amount_off or 0, discount.currency),
+                "code_currency": discount.currency.upper(),
+                "currency": currency.upper(),
+            },
             code="code_other_currency",
         )
 
 
 def used_up_error(discount: Discount) -> PromotionCodeRefused:
     return PromotionCodeRefused(
-        f"The code {discount.code or discount.name} has been used up. Remove it to pay the full price.",
+        _("The code %(code)s has been used up. Remove it to pay the full price.")
+        % {"code": discount.code or discount.name},
         code="code_used_up",
     )
 
@@ -122,19 +138,22 @@ def apply_code(order: Order, code: str, *, may_change: bool) -> Discount:
     from payments import states  # states imports this module
 
     if not normalize(code):
-        raise PromotionCodeRefused("Enter a promotion code.", code="code_missing", status=400)
+        raise PromotionCodeRefused(_("Enter a promotion code."), code="code_missing", status=400)
     with states.locked(order.pk) as order:
         states.check_editable(order, may_change)
         discount = find(code)
         if discount is None:
             raise PromotionCodeRefused(
-                f"The code {normalize(code)[:40]} is not valid.", code="code_unknown", status=400
+                _("The code %(code)s is not valid.") % {"code": normalize(code)[:40]},
+                code="code_unknown",
+                status=400,
             )
         if order.discount_id is not None and order.discount_id != discount.pk:
             current = order.discount
             if current is not None and not current.code:
                 raise PromotionCodeRefused(
-                    f"This order already has the discount {current.name}; one discount applies per order.",
+                    _("This order already has the discount %(discount)s; one discount applies per order.")
+                    % {"discount": current.name},
                     code="code_not_combinable",
                 )
         check_usable(discount, order)

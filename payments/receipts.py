@@ -19,8 +19,10 @@ import logging
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 
+from core.money import display_money
 from payments import states
 from payments.models import Order
 from payments.pricing import price_order
@@ -33,6 +35,7 @@ def owed(order: Order) -> bool:
 
 
 def message(order: Order) -> EmailMessage:
+    """The confirmation, in the language the shopper paid in (the shop's default for older orders)."""
     priced = price_order(order)
     short = str(order.public_id)[:8]
     context = {
@@ -41,8 +44,12 @@ def message(order: Order) -> EmailMessage:
         "short_id": short,
         "order_url": f"{settings.SITE_URL}{order.get_absolute_url()}" if settings.SITE_URL else "",
     }
-    subject = f"Your order {short} is confirmed: {priced.display(priced.total)}"
-    body = render_to_string("payments/email/order_confirmation.txt", context)
+    with translation.override(order.language or settings.LANGUAGE_CODE):
+        subject = gettext("Your order %(order)s is confirmed: %(total)s") % {
+            "order": short,
+            "total": display_money(priced.total, priced.currency, minor=True),
+        }
+        body = render_to_string("payments/email/order_confirmation.txt", context)
     return EmailMessage(subject=subject, body=body, to=[order.email])
 
 

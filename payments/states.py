@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import OperationalError, connection, transaction
+from django.utils.translation import gettext as _
 
 from catalog.models import Item
 from payments import gateway, promotions
@@ -130,7 +131,9 @@ def busy_as_error() -> Iterator[None]:
         yield
     except OperationalError as exc:
         if getattr(exc.__cause__, "sqlstate", None) == "55P03":
-            raise OrderBusy("This order is being updated right now; please try again in a moment.") from exc
+            raise OrderBusy(
+                _("This order is being updated right now; please try again in a moment.")
+            ) from exc
         raise
 
 
@@ -165,27 +168,32 @@ def locked_payment(payment: Payment, *, wait: float | None = None) -> Iterator[L
 def check_editable(order: Order, may_change: bool) -> None:
     """The cart endpoints' rule: only the owner (or staff) changes an order, and only while it is a draft."""
     if not may_change:
-        raise NotOrderOwner("This order belongs to another shopper.")
+        raise NotOrderOwner(_("This order belongs to another shopper."))
     if order.status == OrderStatus.AWAITING_PAYMENT:
         raise OrderNotEditable(
-            "This order is waiting for payment, so its contents are frozen. "
-            "Use \u201cChange order\u201d on the order page to edit it."
+            _(
+                "This order is waiting for payment, so its contents are frozen. "
+                "Use “Change order” on the order page to edit it."
+            )
         )
     if not is_editable(order):
         raise OrderNotEditable(
-            f"This order is {order.get_status_display().lower()} and can no longer be changed."
+            _("This order is %(status)s and can no longer be changed.")
+            % {"status": str(order.get_status_display()).lower()}
         )
 
 
 def check_payable(order: Order) -> None:
     if order.status == OrderStatus.PROCESSING:
         raise OrderNotPayable(
-            "A payment for this order is being processed; there is nothing more to pay now."
+            _("A payment for this order is being processed; there is nothing more to pay now.")
         )
     if is_paid(order):
-        raise OrderNotPayable("This order has been paid.")
+        raise OrderNotPayable(_("This order has been paid."))
     if order.needs_attention:
-        raise OrderNotPayable("Our staff is checking a payment for this order; it cannot be paid again now.")
+        raise OrderNotPayable(
+            _("Our staff is checking a payment for this order; it cannot be paid again now.")
+        )
 
 
 def freeze(order: Order, *, owner: str = "", expected_total: int | None = None) -> PricedOrder:
@@ -198,9 +206,11 @@ def freeze(order: Order, *, owner: str = "", expected_total: int | None = None) 
     else:
         priced = price_live(order)
         if priced.is_empty:
-            raise EmptyOrder("This order is empty: add an item before paying.")
+            raise EmptyOrder(_("This order is empty: add an item before paying."))
     if expected_total is not None and expected_total != priced.total:
-        raise OrderChanged("This order changed since the page was loaded. Reload the page to see its total.")
+        raise OrderChanged(
+            _("This order changed since the page was loaded. Reload the page to see its total.")
+        )
     gateway.check_amount(priced.total, priced.currency)
     if order.status == OrderStatus.DRAFT:
         promotions.hold(order, priced)  # a promotion code expired or used up refuses here, before Stripe
@@ -226,7 +236,7 @@ class NewOrder:
 
 
 def make_frozen(
-    new: NewOrder, *, expected_total: int | None = None, email: str = ""
+    new: NewOrder, *, expected_total: int | None = None, email: str = "", language: str = ""
 ) -> tuple[Order, PricedOrder]:
     """Insert the one-item order of `new` already frozen (draft -> awaiting_payment at birth, version 1), with
     its line, priced with the taxes every order in its currency carries. The new row is this transaction's
@@ -234,7 +244,9 @@ def make_frozen(
     item = new.item
     priced = price_buy_now(item)
     if expected_total is not None and expected_total != priced.total:
-        raise OrderChanged("This item's price changed since the page was loaded. Reload the page to see it.")
+        raise OrderChanged(
+            _("This item's price changed since the page was loaded. Reload the page to see it.")
+        )
     gateway.check_amount(priced.total, priced.currency)
     order = Order.objects.create(
         public_id=new.public_id,
@@ -245,6 +257,7 @@ def make_frozen(
         snapshot=to_snapshot(priced),
         version=1,
         email=email,
+        language=language,
     )
     OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.amount)
     logger.info("order %s made frozen v1 total=%s %s", order.public_id, priced.total, order.currency)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 
+from django.utils.translation import gettext as _
+
 from payments import gateway, lifecycle, receipts, refunds, states
 from payments.errors import OrderNotPayable, PaymentProviderError, ShopError
 from payments.models import Order, OrderStatus, Payment, PaymentKind, PaymentStatus
@@ -55,10 +57,10 @@ def close(payment: Payment) -> Payment:
 def refuse_if_in_flight(payment: Payment) -> None:
     if payment.status == PaymentStatus.PROCESSING:
         raise OrderNotPayable(
-            "A payment for this order is being processed; there is nothing more to pay now."
+            _("A payment for this order is being processed; there is nothing more to pay now.")
         )
     if payment.status == PaymentStatus.SUCCEEDED:
-        raise OrderNotPayable("This order has been paid.")
+        raise OrderNotPayable(_("This order has been paid."))
 
 
 def close_others(order: Order, keep: Payment | None = None) -> None:

@@ -18,12 +18,13 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import resolve, reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog.models import Item
 from core.browser import browser_id
-from core.errors import error_json
+from core.errors import browser_navigation, error_json
 from payments import checkout, gateway, intents, orders, promotions, states, sync, webhooks
 from payments.accounts import AccountNotConfigured, account_for
 from payments.errors import CurrencyMismatch, PaymentProviderError, ShopError
@@ -48,7 +49,7 @@ def refused(request: HttpRequest, exc: ShopError, *, json: bool | None = None) -
     if exc.template == ShopError.template and not shows_no_messages(back):
         messages.error(request, exc.message)
         return HttpResponseRedirect(back)
-    context = {**exc.details, **exc.page, "message": exc.message, "back": back}
+    context = {**exc.details, **exc.page, "message": exc.message, "back": back, "page_path": back}
     return keep_session(request, render(request, exc.template, context, status=exc.status))
 
 
@@ -82,14 +83,15 @@ def shop_errors(view: View[P]) -> View[P]:
 
 
 def json_errors(view: View[P]) -> View[P]:
-    """Answer a `ShopError` raised by a JSON endpoint (`/buy`, the Pay requests) with `refused`, as JSON."""
+    """Answer a `ShopError` raised by a JSON endpoint (`/buy`, the Pay requests) with `refused`: as JSON for
+    scripts (whatever their Accept says), as a page for a browser that loaded it (`/buy` without JavaScript)."""
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
         except ShopError as exc:
-            return refused(request, exc, json=True)
+            return refused(request, exc, json=not browser_navigation(request))
 
     return wrapper
 
@@ -170,7 +172,9 @@ def pay_fields(request: HttpRequest) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ Checkout
 
 
-def checkout_answer(request: HttpRequest, order: Order | states.NewOrder) -> JsonResponse:
+def checkout_answer(request: HttpRequest, order: Order | states.NewOrder) -> HttpResponse:
+    """The session's id and hosted page as JSON (the task's contract, for scripts and API clients), or, for a
+    browser that sent "Pay on Stripe Checkout" as a plain form (no JavaScript), a 303 to the hosted page."""
     urls = order_urls(order)
     opened = checkout.create_session(
         order,
@@ -178,13 +182,18 @@ def checkout_answer(request: HttpRequest, order: Order | states.NewOrder) -> Jso
         cancel_url=urls["cancel_url"],
         owner=browser_id(request),
     )
+    if browser_navigation(request) and opened.url:
+        redirect = HttpResponseRedirect(opened.url)
+        redirect.status_code = 303
+        return redirect
     return JsonResponse({"id": opened.payment.stripe_id, "url": opened.url, "order_id": str(order.public_id)})
 
 
 @require_GET
 @json_errors
 def buy_item(request: HttpRequest, item_id: int) -> HttpResponse:
-    """`GET /buy/<id>`: a Checkout Session for one item; answers its id and hosted page URL."""
+    """`GET /buy/<id>`: a Checkout Session for one item; answers its id and hosted page URL (JSON), or sends a
+    browser there (303)."""
     return checkout_answer(request, item_order(request, item_id))
 
 
@@ -300,9 +309,16 @@ def cart_add(request: HttpRequest) -> HttpResponse:
 def other_currency(cart: Order, item: Item, quantity: int) -> CurrencyMismatch:
     """The refusal of an item in another currency than the cart's, offering a new order in that currency."""
     refusal = CurrencyMismatch(
-        f"{item.name} is priced in {item.currency.upper()}, and your order is in {cart.currency.upper()}. "
-        f"An order is paid in one currency: start a new {item.currency.upper()} order for it? "
-        "Your current order stays in \u201cYour orders\u201d.",
+        gettext(
+            "%(item)s is priced in %(item_currency)s, and your order is in %(order_currency)s. An order is paid "
+            "in one currency: start a new %(item_currency)s order for it? Your current order stays in "
+            "“Your orders”."
+        )
+        % {
+            "item": item.name,
+            "item_currency": item.currency.upper(),
+            "order_currency": cart.currency.upper(),
+        },
         new_order={"url": reverse("payments:order_new"), "item_id": item.pk, "quantity": quantity},
     )
     refusal.template = "payments/other_currency.html"
@@ -338,7 +354,7 @@ def order_change(request: HttpRequest, order_id: str) -> HttpResponse:
     order = get_order(request, order_id)
     order = orders.change_order(order, may_change=orders.can_change(request, order))
     if not wants_json(request):
-        messages.info(request, "Your order can be changed again. Paying will use the new total.")
+        messages.info(request, gettext("Your order can be changed again. Paying will use the new total."))
     return cart_answer(request, order)
 
 
@@ -372,10 +388,11 @@ def order_list(request: HttpRequest) -> HttpResponse:
 def result_page(
     request: HttpRequest, order: Order, payment: Payment | None, *, stripe_error: str = ""
 ) -> HttpResponse:
+    """What was bought (the order's lines and totals, from its snapshot) and what was charged (this payment's
+    amount, currency and state)."""
     order.refresh_from_db()
-    return render(
-        request, "payments/result.html", {"order": order, "payment": payment, "stripe_error": stripe_error}
-    )
+    context = {"order": order, "priced": price_order(order), "payment": payment, "stripe_error": stripe_error}
+    return render(request, "payments/result.html", context)
 
 
 def refreshed(payment: Payment) -> tuple[Payment, str]:
@@ -433,7 +450,11 @@ def order_promo(request: HttpRequest, order_id: str) -> HttpResponse:
     code = PromoForm(submitted(request)).checked()["code"]
     discount = promotions.apply_code(order, code, may_change=orders.can_change(request, order))
     if not wants_json(request):
-        messages.success(request, f"Code {discount.code} applied: {discount.describe()}.")
+        messages.success(
+            request,
+            gettext("Code %(code)s applied: %(discount)s.")
+            % {"code": discount.code, "discount": discount.describe()},
+        )
     return cart_answer(request, order)
 
 

@@ -73,9 +73,11 @@ def render_checkout_page(data: dict[str, Any], error: str | None = None) -> str:
     cur = session["currency"]
     fmt = money.format_amount
     esc = html.escape
+    locale = str(session.get("locale") or "auto")
     header = (
         "<h1>Checkout</h1><p class='emu'>Stripe emulator hosted checkout "
-        "(in-memory test double, not a payment processor)</p>"
+        "(in-memory test double, not a payment processor). "
+        f"Locale asked for: <span id='emulator-checkout-locale'>{esc(locale)}</span></p>"
     )
     if session["status"] != "open":
         message = (

@@ -2,11 +2,14 @@
 
 It implements the calls the shop makes, the way Stripe.js answers them:
 
-- ``Stripe(pk, {locale?})``;
+- ``Stripe(pk, {locale?})``: the card field speaks the locale (``en`` or ``ru`` here; ``auto`` is the browser's),
+  its wrapper carries it as ``lang`` and ``data-locale`` (tests read what the page asked for), and the validation
+  and card errors Stripe.js reports come in that language, as Stripe.js localizes them;
 - ``stripe.elements({clientSecret})`` (an existing PaymentIntent) or the *deferred intent* form
   ``stripe.elements({mode: "payment", amount, currency, locale?, appearance?, paymentMethodCreation?})``,
   which mounts the Payment Element before any PaymentIntent exists; ``elements.update({amount, currency})``;
-- ``elements.create("payment")`` / ``mount`` / ``on("ready"|"change")``;
+- ``elements.create("payment")`` / ``mount`` / ``on("ready"|"change")`` / ``update({readOnly})`` (a read-only
+  card field while the page waits, as the Payment Element's option);
 - ``elements.submit()``: validates the card field first (``{error}`` for an empty or invalid number, the
   ``validation_error`` Stripe.js gives: "Your card number is incomplete." / "Your card number is invalid.");
 - ``stripe.confirmPayment({elements, clientSecret?, confirmParams: {return_url, receipt_email?}, redirect?})``.
@@ -33,8 +36,48 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
 (function () {
   "use strict";
   var API_BASE = __API_BASE__;
-  var AUTH_FAILURE = "We are unable to authenticate your payment method. " +
-    "Please choose a different payment method and try again.";
+  /* What the card field and Stripe.js's errors say, per locale (Stripe.js localizes both). */
+  var WORDS = {
+    en: {
+      card_number: "Card number",
+      note: "Stripe emulator test card form (no real payments)",
+      incomplete_number: "Your card number is incomplete.",
+      invalid_number: "Your card number is invalid.",
+      auth_failure: "We are unable to authenticate your payment method. " +
+        "Please choose a different payment method and try again.",
+      challenge_title: "3D Secure test payment",
+      challenge_text: "Stripe emulator: complete or fail the authentication.",
+      complete: "Complete authentication",
+      fail: "Fail authentication"
+    },
+    ru: {
+      card_number: "\u041d\u043e\u043c\u0435\u0440 \u043a\u0430\u0440\u0442\u044b",
+      note: "\u0422\u0435\u0441\u0442\u043e\u0432\u0430\u044f \u0444\u043e\u0440\u043c\u0430 \u044d\u043c\u0443\u043b\u044f\u0442\u043e\u0440\u0430 Stripe (\u0431\u0435\u0437 \u043d\u0430\u0441\u0442\u043e\u044f\u0449\u0438\u0445 \u043f\u043b\u0430\u0442\u0435\u0436\u0435\u0439)",
+      incomplete_number: "\u041d\u043e\u043c\u0435\u0440 \u043a\u0430\u0440\u0442\u044b \u0432\u0432\u0435\u0434\u0451\u043d \u043d\u0435 \u043f\u043e\u043b\u043d\u043e\u0441\u0442\u044c\u044e.",
+      invalid_number: "\u041d\u0435\u0432\u0435\u0440\u043d\u044b\u0439 \u043d\u043e\u043c\u0435\u0440 \u043a\u0430\u0440\u0442\u044b.",
+      auth_failure: "\u041d\u0435 \u0443\u0434\u0430\u043b\u043e\u0441\u044c \u043f\u043e\u0434\u0442\u0432\u0435\u0440\u0434\u0438\u0442\u044c \u0441\u043f\u043e\u0441\u043e\u0431 \u043e\u043f\u043b\u0430\u0442\u044b. " +
+        "\u0412\u044b\u0431\u0435\u0440\u0438\u0442\u0435 \u0434\u0440\u0443\u0433\u043e\u0439 \u0441\u043f\u043e\u0441\u043e\u0431 \u0438 \u043f\u043e\u043f\u0440\u043e\u0431\u0443\u0439\u0442\u0435 \u0441\u043d\u043e\u0432\u0430.",
+      challenge_title: "\u0422\u0435\u0441\u0442\u043e\u0432\u044b\u0439 \u043f\u043b\u0430\u0442\u0451\u0436 3D Secure",
+      challenge_text: "\u042d\u043c\u0443\u043b\u044f\u0442\u043e\u0440 Stripe: \u043f\u043e\u0434\u0442\u0432\u0435\u0440\u0434\u0438\u0442\u0435 \u0438\u043b\u0438 \u043e\u0442\u043a\u043b\u043e\u043d\u0438\u0442\u0435 \u043f\u0440\u043e\u0432\u0435\u0440\u043a\u0443.",
+      complete: "\u041f\u043e\u0434\u0442\u0432\u0435\u0440\u0434\u0438\u0442\u044c",
+      fail: "\u041e\u0442\u043a\u043b\u043e\u043d\u0438\u0442\u044c"
+    }
+  };
+  /* Decline messages Stripe.js shows in Russian, by decline code (the API answers English). */
+  var DECLINES_RU = {
+    insufficient_funds: "\u041d\u0430 \u043a\u0430\u0440\u0442\u0435 \u043d\u0435\u0434\u043e\u0441\u0442\u0430\u0442\u043e\u0447\u043d\u043e \u0441\u0440\u0435\u0434\u0441\u0442\u0432.",
+    generic_decline: "\u0412\u0430\u0448\u0430 \u043a\u0430\u0440\u0442\u0430 \u043e\u0442\u043a\u043b\u043e\u043d\u0435\u043d\u0430.",
+    card_declined: "\u0412\u0430\u0448\u0430 \u043a\u0430\u0440\u0442\u0430 \u043e\u0442\u043a\u043b\u043e\u043d\u0435\u043d\u0430."
+  };
+
+  function resolveLocale(locale) {
+    var browser = typeof navigator !== "undefined" && navigator.language ? navigator.language : "en";
+    var wanted = (locale && locale !== "auto") ? locale : browser;
+    var base = String(wanted).toLowerCase().split("-")[0];
+    return WORDS[base] ? base : "en";
+  }
+
+  function words(locale) { return WORDS[resolveLocale(locale)]; }
   var SUBMIT_FIRST = "elements.submit() must be called before stripe.confirmPayment(). Call elements.submit() " +
     "as soon as your customer presses pay, prior to any asynchronous work.";
 
@@ -44,8 +87,8 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
     return err;
   }
 
-  function validationError(code, message) {
-    return { error: { type: "validation_error", code: code, message: message } };
+  function validationError(code, locale) {
+    return { error: { type: "validation_error", code: code, message: words(locale)[code] } };
   }
 
   function intentIdFromSecret(clientSecret) {
@@ -64,13 +107,19 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
   }
 
   /* The card field's problem, as Stripe.js reports it, or null when the number can be sent. */
-  function cardProblem(raw) {
+  function cardProblem(raw, locale) {
     var digits = (raw || "").replace(/[\s-]/g, "");
-    if (!digits) { return validationError("incomplete_number", "Your card number is incomplete."); }
+    if (!digits) { return validationError("incomplete_number", locale); }
     if (!/^\d+$/.test(digits) || digits.length < 12 || digits.length > 19 || !luhn(digits)) {
-      return validationError("invalid_number", "Your card number is invalid.");
+      return validationError("invalid_number", locale);
     }
     return null;
+  }
+
+  /* A card error as Stripe.js words it in the locale (the API's English message otherwise). */
+  function localizedCardMessage(error, locale) {
+    if (resolveLocale(locale) !== "ru") { return error.message; }
+    return DECLINES_RU[error.decline_code] || DECLINES_RU[error.code] || error.message;
   }
 
   function encode(params) {
@@ -112,7 +161,8 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
       "&redirect_status=" + redirectStatus(intent));
   }
 
-  function showChallenge() {
+  function showChallenge(locale) {
+    var w = words(locale);
     return new Promise(function (resolve) {
       var overlay = document.createElement("div");
       overlay.id = "emulator-3ds";
@@ -122,16 +172,21 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
         "align-items:center;justify-content:center;z-index:2147483647;font-family:system-ui,sans-serif";
       var box = document.createElement("div");
       box.style.cssText = "background:#fff;border-radius:8px;padding:24px;max-width:360px;text-align:center";
-      box.innerHTML = "<h2 style='margin-top:0'>3D Secure test payment</h2>" +
-        "<p>Stripe emulator: complete or fail the authentication.</p>";
+      var title = document.createElement("h2");
+      title.style.marginTop = "0";
+      title.textContent = w.challenge_title;
+      var text = document.createElement("p");
+      text.textContent = w.challenge_text;
+      box.appendChild(title);
+      box.appendChild(text);
       var ok = document.createElement("button");
       ok.id = "emulator-3ds-complete";
       ok.type = "button";
-      ok.textContent = "Complete authentication";
+      ok.textContent = w.complete;
       var fail = document.createElement("button");
       fail.id = "emulator-3ds-fail";
       fail.type = "button";
-      fail.textContent = "Fail authentication";
+      fail.textContent = w.fail;
       fail.style.marginLeft = "8px";
       box.appendChild(ok);
       box.appendChild(fail);
@@ -201,9 +256,11 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
             if (!host) { throw integrationError("mount(): could not find " + target); }
             var wrapper = document.createElement("div");
             wrapper.className = "emulator-payment-element";
+            wrapper.setAttribute("data-locale", state.locale);
+            wrapper.setAttribute("lang", resolveLocale(state.locale));
             var label = document.createElement("label");
             label.setAttribute("for", "emulator-card-number");
-            label.textContent = "Card number";
+            label.textContent = words(state.locale).card_number;
             label.style.display = "block";
             var input = document.createElement("input");
             input.id = "emulator-card-number";
@@ -215,7 +272,7 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
             input.style.cssText = "width:100%;padding:8px;font-size:16px;box-sizing:border-box";
             var note = document.createElement("small");
             note.className = "emulator-note";
-            note.textContent = "Stripe emulator test card form (no real payments)";
+            note.textContent = words(state.locale).note;
             wrapper.appendChild(label);
             wrapper.appendChild(input);
             wrapper.appendChild(note);
@@ -243,12 +300,18 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
           },
           destroy: function () { element.unmount(); },
           focus: function () { if (state.input) { state.input.focus(); } },
-          update: function () {}
+          update: function (options) {
+            if (options && "readOnly" in options && state.input) {
+              state.input.readOnly = !!options.readOnly;
+              state.input.style.background = options.readOnly ? "#f6f9fc" : "";
+              state.input.setAttribute("aria-readonly", options.readOnly ? "true" : "false");
+            }
+          }
         };
         return element;
       },
       submit: function () {
-        var problem = cardProblem(state.input ? state.input.value : "");
+        var problem = cardProblem(state.input ? state.input.value : "", state.locale);
         state.submitted = !problem;
         return Promise.resolve(problem || {});
       },
@@ -295,7 +358,7 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
     if (state.deferred && !state.submitted) {
       return Promise.resolve({ error: { type: "invalid_request_error", message: SUBMIT_FIRST } });
     }
-    var problem = cardProblem(state.input ? state.input.value : "");
+    var problem = cardProblem(state.input ? state.input.value : "", state.locale);
     if (problem) { return Promise.resolve(problem); }
     var digits = state.input.value.replace(/[\s-]/g, "");
     var params = { client_secret: clientSecret, "payment_method_data[type]": "card",
@@ -312,7 +375,7 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
       if (intent.last_payment_error) {
         var e = intent.last_payment_error;
         return { error: { type: e.type || "card_error", code: e.code, decline_code: e.decline_code,
-          message: e.message, payment_intent: intent } };
+          message: localizedCardMessage(e, state.locale), payment_intent: intent } };
       }
       return { error: { type: "invalid_request_error", message: "Unexpected status " + intent.status,
         payment_intent: intent } };
@@ -320,10 +383,14 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
 
     function confirm() {
       return api(key, "POST", "/v1/payment_intents/" + id + "/confirm", params).then(function (res) {
-        if (res.status !== 200) { return { error: res.body.error }; }
+        if (res.status !== 200) {
+          var err = res.body.error || {};
+          if (err.type === "card_error") { err.message = localizedCardMessage(err, state.locale); }
+          return { error: err };
+        }
         var intent = res.body;
         if (intent.status !== "requires_action") { return finish(intent); }
-        return showChallenge().then(function (success) {
+        return showChallenge(state.locale).then(function (success) {
           return api(key, "POST", "/v1/payment_intents/" + id + "/emulator_authenticate",
             { client_secret: clientSecret, success: success ? "true" : "false" });
         }).then(function (authRes) {
@@ -331,7 +398,7 @@ _TEMPLATE = r"""/* Stripe.js double served by the local Stripe emulator
           var authed = authRes.body;
           if (authed.status === "succeeded") { return finish(authed); }
           return { error: { type: "card_error", code: "payment_intent_authentication_failure",
-            message: AUTH_FAILURE, payment_intent: authed } };
+            message: words(state.locale).auth_failure, payment_intent: authed } };
         });
       });
     }

@@ -1,6 +1,7 @@
 """Table tests for core.money: Stripe minor units, rounding, limits and display.
 
-Pure Python: no database, no Django settings needed.
+Pure Python: no database. The shopper messages are checked as the shop shows them, in English, formatted by
+`display_money` (pytest-django configures the settings; without Django they use `format_money`).
 """
 
 from __future__ import annotations
@@ -255,13 +256,17 @@ def test_minimum_charge(currency: str, minimum: int) -> None:
         (49, "usd", "The total of $0.49 is below the minimum of $0.50 that can be charged in USD."),
         (29, "GBP", "The total of £0.29 is below the minimum of £0.30 that can be charged in GBP."),
         (10, "jpy", "The total of ¥10 is below the minimum of ¥50 that can be charged in JPY."),
-        (0, "krw", "The total of 0 KRW is below the minimum of 1 KRW that can be charged in KRW."),
+        (0, "krw", "The total of ₩0 is below the minimum of ₩1 that can be charged in KRW."),
         (
             17499,
             "huf",
-            "The total of 174.99 HUF is below the minimum of 175.00 HUF that can be charged in HUF.",
+            "The total of HUF\xa0174.99 is below the minimum of HUF\xa0175.00 that can be charged in HUF.",
         ),
-        (490, "kwd", "The total of 0.490 KWD is below the minimum of 0.500 KWD that can be charged in KWD."),
+        (
+            490,
+            "kwd",
+            "The total of KWD\xa00.490 is below the minimum of KWD\xa00.500 that can be charged in KWD.",
+        ),
     ],
 )
 def test_too_small_shopper_message(amount_minor: int, currency: str, message: str) -> None:
@@ -285,7 +290,7 @@ def test_too_small_shopper_message(amount_minor: int, currency: str, message: st
         ("jpy", "The total of ¥100,000,000 is above the maximum of ¥99,999,999 that can be charged in JPY."),
         (
             "kwd",
-            "The total of 100,000.000 KWD is above the maximum of 99,999.990 KWD that can be charged in KWD.",
+            "The total of KWD\xa0100,000.000 is above the maximum of KWD\xa099,999.990 that can be charged in KWD.",
         ),
     ],
 )
@@ -311,12 +316,12 @@ def test_max_boundary_every_currency(currency: str) -> None:
         (
             5125,
             "kwd",
-            "The total of 5.125 KWD can't be charged: amounts in KWD must be in steps of 0.010 KWD.",
+            "The total of KWD\xa05.125 can't be charged: amounts in KWD must be in steps of KWD\xa00.010.",
         ),
         (
             4010,
             "isk",
-            "The total of 40.10 ISK can't be charged: amounts in ISK must be in steps of 1.00 ISK.",
+            "The total of ISK\xa040.10 can't be charged: amounts in ISK must be in steps of ISK\xa01.00.",
         ),
     ],
 )

@@ -94,8 +94,10 @@ def test_a_scripted_endpoint_answers_json_even_without_accept(limits: Any, usd_i
     client = visit(browser(), usd_item)
     for _ in range(3):
         client.get(f"/buy/{usd_item.pk}")
-    assert_429(client.get(f"/buy/{usd_item.pk}"))
-    assert_429(client.get(f"/buy/{usd_item.pk}", **HTML))  # /buy is JSON by contract
+    assert_429(client.get(f"/buy/{usd_item.pk}"))  # /buy is JSON by contract for scripts
+    assert_429(client.get(f"/buy/{usd_item.pk}", HTTP_ACCEPT="*/*"))
+    # A browser sending "Pay on Stripe Checkout" without JavaScript loads /buy as a page: it gets one.
+    assert_429(client.get(f"/buy/{usd_item.pk}", **HTML), json=False)
 
 
 def test_intent_endpoints_share_the_payment_budget(limits: Any, usd_item: Any) -> None:

@@ -51,6 +51,7 @@ def test_sends_exactly_these_checkout_params(client, usd_item, stripe_fake) -> N
             "metadata": {"order_id": str(order.public_id), "order_version": "1"},
             "description": f"Order {str(order.public_id)[:8]}: 1 x Espresso beans",
         },
+        "locale": "en",  # the shopper's language (English by default)
     }
     assert "payment_method_types" not in call.params
     assert call.idempotency_key and call.idempotency_key.startswith(f"checkout:{order.public_id}:v1:0:")
@@ -179,3 +180,39 @@ def test_the_host_header_never_reaches_stripe(client, usd_item, stripe_fake, set
     assert call.params["cancel_url"].startswith("https://shop.example.com/order/")
     intent = client.post(f"/item/{usd_item.pk}/intent", HTTP_HOST="127.0.0.1:6666").json()
     assert intent["return_url"].startswith("https://shop.example.com/order/")
+
+
+BROWSER = {"HTTP_ACCEPT": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def test_a_browser_without_javascript_is_sent_to_checkout(client, usd_item, stripe_fake) -> None:
+    """ "Pay on Stripe Checkout" is a plain form to /buy/<id>: a browser gets a 303 to the hosted page."""
+    response = client.get(f"/buy/{usd_item.pk}", **BROWSER)
+    assert response.status_code == 303
+    payment = Payment.objects.get()
+    assert response["Location"] == f"http://stripe-emulator.test/checkout/{payment.stripe_id}"
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "application/json, text/html"])
+def test_scripts_keep_the_json_answer(client, usd_item, accept) -> None:
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+    response = client.get(f"/buy/{usd_item.pk}", **headers)
+    assert response.status_code == 200 and response.json()["id"].startswith("cs_")
+
+
+def test_a_browser_without_javascript_gets_a_refusal_as_a_page(client, stripe_fake) -> None:
+    item = make_item("Sample", "0.30", "EUR")
+    page = client.get(f"/item/{item.pk}")
+    assert page.status_code == 200
+    response = client.get(f"/buy/{item.pk}", HTTP_REFERER=f"http://testserver/item/{item.pk}", **BROWSER)
+    assert response.status_code == 422 and response["Content-Type"].startswith("text/html")
+    html = response.content.decode()
+    assert 'id="refused-message"' in html and "below the minimum of €0.50" in html
+    assert f'href="http://testserver/item/{item.pk}"' in html  # back to the item
+    assert stripe_fake.requests == []
+
+
+def test_an_order_is_sent_to_checkout_too(client, usd_item) -> None:
+    order = client.post("/order/new/", {"item_id": usd_item.pk}, HTTP_ACCEPT="application/json").json()
+    response = client.get(f"/order/buy/{order['id']}", **BROWSER)
+    assert response.status_code == 303 and "/checkout/cs_" in response["Location"]

@@ -338,7 +338,9 @@ def test_the_pay_button_shows_a_spinner_and_the_form_is_disabled_while_waiting(
     shop.server.hang_seconds = 2  # Stripe answers slowly: the shopper waits on the shop's PaymentIntent
     page.click("#pay-button")
     page.wait_for_selector("#pay-button[aria-busy=true] .spinner:not([hidden])")
+    assert page.inner_text("#pay-button") == "Processing…"
     assert page.is_disabled("#pay-button") and page.is_disabled("#checkout-button")
+    assert page.is_disabled("#receipt-email") and not page.is_editable("#emulator-card-number")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "pay-button-spinner.png"), full_page=True)
     shop.server.hang_seconds = 0
