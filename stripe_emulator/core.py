@@ -126,6 +126,8 @@ TEST_PAYMENT_METHODS: dict[str, str] = {
     "pm_card_refundFail": "4000000000005126",
 }
 
+#: An object id in an API path (``pi_3Nx...``, ``cs_test_...``), replaced by ``{id}`` in :attr:`Emulator.calls`.
+_ID_IN_PATH = re.compile(r"(?<=/)[a-z]+_(?=[a-z_]*[A-Z0-9])[A-Za-z0-9_]+(?=/|$)")
 _PI_MUTABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
 _PI_CANCELABLE = (
     "requires_payment_method",
@@ -328,6 +330,8 @@ class Emulator:
         self._worker: threading.Thread | None = None
         self._by_secret = {a.secret_key: a for a in accounts}
         self._by_publishable = {a.publishable_key: a for a in accounts}
+        #: ``"METHOD /v1/route"`` (ids replaced by ``{id}``) -> how many API calls were answered.
+        self.calls: dict[str, int] = {}
 
     # ------------------------------------------------------------------ small helpers
 
@@ -338,6 +342,15 @@ class Emulator:
         """A copy of any stored object (raises ``KeyError`` if unknown)."""
         with self._lock:
             return copy.deepcopy(self.objects[object_id])
+
+    def stats(self) -> JSONDict:
+        """What a load test reads: objects stored by kind (``payment_intent``, ``checkout.session``, ...) and
+        API calls answered by route."""
+        with self._lock:
+            kinds: dict[str, int] = {}
+            for obj in self.objects.values():
+                kinds[str(obj.get("object"))] = kinds.get(str(obj.get("object")), 0) + 1
+            return {"objects": kinds, "calls": dict(self.calls)}
 
     def account_for(self, currency: str) -> EmulatorAccount:
         return self.accounts[currency.lower()]
@@ -525,6 +538,9 @@ class Emulator:
         except EmulatorError as exc:
             return error_response(exc)
         ctx = _Ctx(account, publishable, request_id, idem_key if method == "POST" else None)
+        call = f"{method} {_ID_IN_PATH.sub('{id}', route_path)}"
+        with self._lock:
+            self.calls[call] = self.calls.get(call, 0) + 1
 
         def process() -> tuple[int, dict[str, str], bytes]:
             fingerprint = json.dumps([method, route_path, params], sort_keys=True, default=str)

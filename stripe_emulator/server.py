@@ -2,7 +2,8 @@
 
 Serves the emulated API under ``/v1``, the Stripe.js double at ``/js/stripe.js``, a hosted
 Checkout page at ``/checkout/{id}`` (with its authentication step), ``/healthz`` and a control endpoint
-``/_emulator/hang`` (``POST seconds=N`` makes every /v1 call sleep N seconds: a slow Stripe), with
+``/_emulator/hang`` (``POST seconds=N`` makes every /v1 call sleep N seconds: a slow Stripe),
+``/_emulator/stats`` (objects stored by kind and API calls by route, for load tests), with
 permissive CORS so a shop page on another port can call it. Built on the standard library's ``ThreadingHTTPServer``.
 """
 
@@ -182,6 +183,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: EmulatorServer
     protocol_version = "HTTP/1.1"
     server_version = "StripeEmulator/1.0"
+    # Headers and body go out as two writes: without TCP_NODELAY the body waits for the client's delayed ACK
+    # (40 ms on Linux), which would add to every call the latency a test or benchmark asked for.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
@@ -229,6 +233,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path == "/_emulator/hang" and method in ("GET", "POST"):
             self._hang(method, body)
+            return
+        if method == "GET" and path == "/_emulator/stats":
+            self._send(200, json.dumps(emu.stats()).encode(), {"Content-Type": "application/json"})
             return
         if method == "GET" and path == "/healthz":
             self._send(200, b'{"status": "ok"}', {"Content-Type": "application/json"})

@@ -1429,6 +1429,24 @@ def test_hang_control_endpoint_and_cli_flag(emu: Emulator) -> None:
         main(["--help"])
 
 
+def test_stats_count_objects_by_kind_and_calls_by_route(emu: Emulator, sc: stripe.StripeClient) -> None:
+    """What a load test reads to tell how many Stripe objects a scenario made (bench.run's abandonment row)."""
+    assert emu.stats() == {"objects": {}, "calls": {}}
+    first = sc.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
+    sc.v1.payment_intents.create(params={"amount": 500, "currency": "usd"})
+    sc.v1.payment_intents.retrieve(first.id)
+    stats = emu.stats()
+    assert stats["objects"] == {"payment_intent": 2, "event": 2}  # and their payment_intent.created
+    assert stats["calls"] == {"POST /v1/payment_intents": 2, "GET /v1/payment_intents/{id}": 1}
+    srv = start_in_thread(emu)
+    try:
+        status, _, body = _get(f"{emu.base_url}/_emulator/stats")
+        assert status == 200 and json.loads(body) == stats
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 # --------------------------------------------------------------------------- what the package imports
 
 
