@@ -874,3 +874,19 @@ def test_refund_event_before_checkout_completed_is_applied_once_the_session_comp
     )
     order.refresh_from_db()
     assert order.amount_refunded == 1000
+
+
+def test_webhook_events_lists_exactly_the_handled_types_for_the_dashboard() -> None:
+    """What an operator enables on each account's endpoint (README, Deploy): every handled type, nothing else."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    lines, comma = StringIO(), StringIO()
+    call_command("webhook_events", stdout=lines)
+    call_command("webhook_events", "--comma", stdout=comma)
+    listed = lines.getvalue().split()
+    assert listed == sorted(webhooks.HANDLERS)
+    assert {"payment_intent.succeeded", "checkout.session.completed", "charge.dispute.created"} <= set(listed)
+    assert "payment_intent.created" not in listed
+    assert comma.getvalue().strip() == ",".join(listed)
