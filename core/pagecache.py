@@ -25,6 +25,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.signals import setting_changed
+from django.db import transaction
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
@@ -53,17 +56,23 @@ def _translations() -> str:
     return digest.hexdigest()[:12]
 
 
+@functools.lru_cache(maxsize=1)
+def _static_names() -> tuple[str, ...]:
+    """The hashed names of the static files the pages link (looked up once per process: a deploy restarts it)."""
+    return (static("css/shop.css"), static("js/pay.js"), static("favicon.svg"))
+
+
+@receiver(setting_changed)
+def _static_settings_changed(setting: str, **kwargs: Any) -> None:
+    if setting in ("STATIC_URL", "STATIC_ROOT", "STORAGES"):
+        _static_names.cache_clear()
+
+
 def fingerprint() -> str:
     """What a cached render depends on besides its data and language."""
     keys = sorted(f"{c}:{k.get('publishable_key', '')}" for c, k in settings.STRIPE_ACCOUNTS.items())
     return _fingerprint(
-        settings.STRIPE_JS_URL,
-        str(settings.STRIPE_DEMO_MODE),
-        static("css/shop.css"),
-        static("js/pay.js"),
-        static("favicon.svg"),
-        _translations(),
-        *keys,
+        settings.STRIPE_JS_URL, str(settings.STRIPE_DEMO_MODE), *_static_names(), _translations(), *keys
     )
 
 
@@ -104,6 +113,10 @@ def serve(request: HttpRequest, name: str, build: Callable[[], tuple[str, dateti
 
 
 def forget(*names: str) -> None:
-    """Drop the cached renders of these pages, in every language."""
+    """Drop the cached renders of these pages, in every language: now, and again when the transaction that
+    changed the data commits (a page rendered meanwhile by another request still saw the old data)."""
     languages = {code for code, _ in getattr(settings, "LANGUAGES", [])} | {settings.LANGUAGE_CODE}
-    cache.delete_many([key(name, language) for name in names for language in languages])
+    keys = [key(name, language) for name in names for language in languages]
+    cache.delete_many(keys)
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(lambda: cache.delete_many(keys))

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from djmoney.money import Money
@@ -108,6 +108,24 @@ def test_a_new_price_or_a_hidden_item_is_shown_at_once(usd_item: Item) -> None:
     usd_item.save()
     assert web.get(f"/item/{usd_item.pk}").status_code == 404
     assert "Espresso beans" not in web.get("/").content.decode()
+
+
+def test_a_page_rendered_while_the_change_commits_is_dropped_at_commit(
+    usd_item: Item, django_capture_on_commit_callbacks: Any
+) -> None:
+    """An admin save runs in a transaction: a shopper's request in between still reads the old price and caches
+    that render; the commit drops it again, so the new price is not hidden for the cache's lifetime."""
+    from core import pagecache
+
+    name = f"item:{usd_item.pk}"
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        usd_item.price = Money(Decimal("30.00"), "USD")  # type: ignore[assignment]
+        usd_item.save()
+        pagecache.cache.set(
+            pagecache.key(name, "en"), {"body": "old render", "etag": '"x"', "modified": 0}, 60
+        )
+    assert pagecache.cache.get(pagecache.key(name, "en")) is None
+    assert "$30.00" in Client().get(f"/item/{usd_item.pk}").content.decode()
 
 
 def test_another_accounts_key_is_a_new_render(usd_item: Item, settings: Any) -> None:
