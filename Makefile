@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run admin test lint e2e bench smoke clean
+.PHONY: run admin test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,15 @@ admin: $(VENV)/.runtime
 
 test: $(VENV)/.dev $(VENV)/.browser
 	$(BIN)/pytest
+
+# The benchmark (bench/README.md): PostgreSQL at 127.0.0.1:5432, and Debian's wrk for the page scenarios.
+$(VENV)/.wrk: | $(BIN)/python
+	@command -v wrk >/dev/null || { echo "Installing Debian's wrk for the benchmark"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
+	touch $@
+
+bench: $(VENV)/.dev $(VENV)/.wrk
+	$(BIN)/python -m bench.run $(ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
