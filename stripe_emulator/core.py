@@ -280,6 +280,44 @@ class _IdempotentEntry:
     request_id: str
 
 
+def _created_in(objects: list[JSONDict], created: Any) -> list[JSONDict]:
+    """A list's ``created`` filter: an exact timestamp, or ``gt``/``gte``/``lt``/``lte`` bounds."""
+    if isinstance(created, int):
+        return [o for o in objects if o["created"] == created]
+    if isinstance(created, dict):
+        checks: dict[str, Callable[[int, int], bool]] = {
+            "gt": lambda a, b: a > b,
+            "gte": lambda a, b: a >= b,
+            "lt": lambda a, b: a < b,
+            "lte": lambda a, b: a <= b,
+        }
+        for op, bound in created.items():
+            objects = [o for o in objects if checks[op](o["created"], bound)]
+    return objects
+
+
+def _page_of(objects: list[JSONDict], params: JSONDict, kind: str) -> tuple[list[JSONDict], bool]:
+    """One page of a list, newest first, as Stripe pages it: ``limit`` (1-100, default 10) after
+    ``starting_after`` or before ``ending_before`` (not both); whether more follow."""
+    if "starting_after" in params and "ending_before" in params:
+        raise _invalid("You may only specify one of these parameters: ending_before, starting_after.")
+    limit = params.get("limit", 10)
+    if not 1 <= limit <= 100:
+        raise _invalid("limit must be between 1 and 100.", "limit")
+    ids = [o["id"] for o in objects]
+    if "starting_after" in params:
+        if params["starting_after"] not in ids:
+            raise _missing(kind, params["starting_after"], "starting_after")
+        rest = objects[ids.index(params["starting_after"]) + 1 :]
+        return rest[:limit], len(rest) > limit
+    if "ending_before" in params:
+        if params["ending_before"] not in ids:
+            raise _missing(kind, params["ending_before"], "ending_before")
+        before = objects[: ids.index(params["ending_before"])]
+        return before[-limit:], len(before) > limit
+    return objects[:limit], len(objects) > limit
+
+
 class Emulator:
     """In-memory Stripe API for the given accounts (one per currency). Thread-safe (one lock)."""
 
@@ -1713,38 +1751,10 @@ class Emulator:
             refunds = [r for r in refunds if r["charge"] == params["charge"]]
         if "payment_intent" in params:
             refunds = [r for r in refunds if r["payment_intent"] == params["payment_intent"]]
-        created = params.get("created")
-        if isinstance(created, int):
-            refunds = [r for r in refunds if r["created"] == created]
-        elif isinstance(created, dict):
-            checks: dict[str, Callable[[int, int], bool]] = {
-                "gt": lambda a, b: a > b,
-                "gte": lambda a, b: a >= b,
-                "lt": lambda a, b: a < b,
-                "lte": lambda a, b: a <= b,
-            }
-            for op, bound in created.items():
-                refunds = [r for r in refunds if checks[op](r["created"], bound)]
+        refunds = _created_in(refunds, params.get("created"))
         made = {r["id"]: i for i, r in enumerate(refunds)}  # insertion order: the order they were made in
         refunds.sort(key=lambda r: (r["created"], made[r["id"]]), reverse=True)
-        if "starting_after" in params and "ending_before" in params:
-            raise _invalid("You may only specify one of these parameters: ending_before, starting_after.")
-        limit = params.get("limit", 10)
-        if not 1 <= limit <= 100:
-            raise _invalid("limit must be between 1 and 100.", "limit")
-        ids = [r["id"] for r in refunds]
-        if "starting_after" in params:
-            if params["starting_after"] not in ids:
-                raise _missing("refund", params["starting_after"], "starting_after")
-            rest = refunds[ids.index(params["starting_after"]) + 1 :]
-            page, has_more = rest[:limit], len(rest) > limit
-        elif "ending_before" in params:
-            if params["ending_before"] not in ids:
-                raise _missing("refund", params["ending_before"], "ending_before")
-            before = refunds[: ids.index(params["ending_before"])]
-            page, has_more = before[-limit:], len(before) > limit
-        else:
-            page, has_more = refunds[:limit], len(refunds) > limit
+        page, has_more = _page_of(refunds, params, "refund")
         return shapes.list_object(copy.deepcopy(page), "/v1/refunds", has_more)
 
     def _set_refund_status(self, refund: JSONDict, status: str, failure_reason: str | None = None) -> None:
@@ -1787,36 +1797,7 @@ class Emulator:
             # to an endpoint are neither.
             wanted = params["delivery_success"]
             events = [e for e in events if e["id"] in self.delivered and self.delivered[e["id"]] is wanted]
-        created = params.get("created")
-        if isinstance(created, int):
-            events = [e for e in events if e["created"] == created]
-        elif isinstance(created, dict):
-            checks: dict[str, Callable[[int, int], bool]] = {
-                "gt": lambda a, b: a > b,
-                "gte": lambda a, b: a >= b,
-                "lt": lambda a, b: a < b,
-                "lte": lambda a, b: a <= b,
-            }
-            for op, bound in created.items():
-                events = [e for e in events if checks[op](e["created"], bound)]
-        if "starting_after" in params and "ending_before" in params:
-            raise _invalid("You may only specify one of these parameters: ending_before, starting_after.")
-        limit = params.get("limit", 10)
-        if not 1 <= limit <= 100:
-            raise _invalid("limit must be between 1 and 100.", "limit")
-        ids = [e["id"] for e in events]
-        if "starting_after" in params:
-            if params["starting_after"] not in ids:
-                raise _missing("event", params["starting_after"], "starting_after")
-            events = events[ids.index(params["starting_after"]) + 1 :]
-            page, has_more = events[:limit], len(events) > limit
-        elif "ending_before" in params:
-            if params["ending_before"] not in ids:
-                raise _missing("event", params["ending_before"], "ending_before")
-            before = events[: ids.index(params["ending_before"])]
-            page, has_more = before[-limit:], len(before) > limit
-        else:
-            page, has_more = events[:limit], len(events) > limit
+        page, has_more = _page_of(_created_in(events, params.get("created")), params, "event")
         return shapes.list_object(copy.deepcopy(page), "/v1/events", has_more)
 
     # ------------------------------------------------------------------ test-driving helpers
