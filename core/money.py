@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from typing import Final
 
@@ -45,6 +46,7 @@ __all__ = [
     "AmountTooLarge",
     "AmountTooSmall",
     "InvalidAmount",
+    "allocate",
     "check_chargeable",
     "display_money",
     "display_percent",
@@ -465,3 +467,25 @@ def check_chargeable(amount_minor: int, currency: str) -> None:
             )
             % {"total": total, "currency": label, "step": increment},
         )
+
+
+def allocate(total: int, weights: Sequence[int], step: int = 1) -> list[int]:
+    """Split ``total`` minor units over ``weights`` in proportion, in multiples of ``step``, so that the shares
+    add up exactly: every share is rounded down, then the steps left over go one each to the shares with the
+    largest remainders (the earlier weight first on a tie). How Stripe spreads an order-level coupon over
+    Checkout's lines, and so how the shop spreads its discount, so that both ways tax the same cents.
+
+    Integer arithmetic throughout: a Decimal quotient is rounded to 28 digits, so equal remainders of shares
+    with different whole parts could compare unequal and send a tie to the wrong share.
+    """
+    weight_sum = sum(weights)
+    if weight_sum <= 0:
+        return [0 for _ in weights]
+    units = total // step
+    shares = [units * w // weight_sum for w in weights]
+    remainders = [units * w % weight_sum for w in weights]
+    leftover = units - sum(shares)
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
+    for i in by_remainder[:leftover]:
+        shares[i] += 1
+    return [s * step for s in shares]

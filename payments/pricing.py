@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from core.money import format_money, minor_unit_step, to_minor_units
+from core.money import allocate, format_money, minor_unit_step, to_minor_units
 
 if TYPE_CHECKING:
     from catalog.models import Item
@@ -104,23 +104,6 @@ def _round(value: Decimal, step: int) -> int:
     return int((value / step).quantize(Decimal(1), rounding=ROUND_HALF_UP)) * step
 
 
-def spread(total: int, weights: Sequence[int], step: int = 1) -> list[int]:
-    """Split `total` over `weights` in proportion, in multiples of `step`, with shares summing exactly."""
-    weight_sum = sum(weights)
-    if total == 0 or weight_sum == 0:
-        return [0 for _ in weights]
-    units = total // step
-    # Integer arithmetic: a Decimal quotient is rounded to 28 digits, so equal remainders of lines with
-    # different integer parts compared unequal and a tie went to the wrong line (not Stripe's allocation).
-    shares = [units * w // weight_sum for w in weights]
-    remainders = [units * w % weight_sum for w in weights]
-    leftover = units - sum(shares)
-    by_remainder = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
-    for i in by_remainder[:leftover]:
-        shares[i] += 1
-    return [s * step for s in shares]
-
-
 def discount_amount(discount: DiscountInput | None, subtotal: int, currency: str) -> int:
     """The order-level discount in minor units, never more than the subtotal."""
     if discount is None or subtotal <= 0:
@@ -151,7 +134,7 @@ def price(
     amounts = [u * line.quantity for u, line in zip(unit_amounts, lines, strict=True)]
     subtotal = sum(amounts)
     discount_total = discount_amount(discount, subtotal, currency)
-    shares = spread(discount_total, amounts, step)
+    shares = allocate(discount_total, amounts, step)
 
     inclusive_sum = sum((t.percentage for t in taxes if t.inclusive), Decimal(0))
     tax_totals = {t.id: 0 for t in taxes}

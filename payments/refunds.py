@@ -22,12 +22,12 @@ from typing import Any
 from django.db.models import Sum
 from stripe.params import RefundCreateParams, RefundListParams
 
-from core.money import format_money, minor_unit_step
+from core.money import allocate, format_money, minor_unit_step
 from payments import disputes, gateway, lifecycle, states
 from payments.accounts import StripeAccount
 from payments.errors import OrderNotPayable, ShopError
 from payments.models import Order, Payment, PaymentStatus, Refund
-from payments.pricing import PricedOrder, from_snapshot, spread
+from payments.pricing import PricedOrder, from_snapshot
 
 logger = logging.getLogger("payments.refunds")
 
@@ -146,7 +146,7 @@ def amount_for_lines(priced: PricedOrder, quantities: dict[int, int], already: d
         if not 0 <= units <= line.quantity - done:
             left = line.quantity - done
             raise OrderNotPayable(f"{line.name}: {left} of {line.quantity} left to refund.")
-        amount += sum(spread(line.total, [1] * line.quantity, step)[done : done + units])
+        amount += sum(allocate(line.total, [1] * line.quantity, step)[done : done + units])
     return amount
 
 

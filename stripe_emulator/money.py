@@ -1,7 +1,7 @@
 """Integer money helpers for the Stripe emulator (development/test-only code; no floats).
 
-Stripe's currency facts (zero- and three-decimal currencies, minimum and maximum charge amounts) and the
-display of amounts are not repeated here: they come from the shop's ``core.money``, a pure-Python module
+Stripe's currency facts (zero- and three-decimal currencies, minimum and maximum charge amounts), the
+display of amounts and the largest-remainder allocation of a coupon over lines are not repeated here: they come from the shop's ``core.money``, a pure-Python module
 (``decimal`` only, no Django), so each table is written once.
 """
 
@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from core.money import MAX_AMOUNT, format_money, minimum_charge, minor_unit_exponent, minor_unit_step
+from core.money import (
+    MAX_AMOUNT,
+    allocate,
+    format_money,
+    minimum_charge,
+    minor_unit_exponent,
+    minor_unit_step,
+)
 
 __all__ = [
     "MAXIMUM_AMOUNT",
@@ -49,22 +56,3 @@ def format_amount(amount: int, currency: str) -> str:
 def round_half_up(value: Decimal, unit: int = 1) -> int:
     """Round ``value`` (minor units) to a whole number of ``unit`` minor units, halves away from zero."""
     return int((value / unit).quantize(Decimal(1), rounding=ROUND_HALF_UP)) * unit
-
-
-def allocate(total: int, weights: list[int], unit: int = 1) -> list[int]:
-    """Split ``total`` in proportion to ``weights``, in multiples of ``unit``, so the shares add up exactly.
-
-    Largest remainder: every share is first rounded down, then the units left over go one each to the
-    shares with the largest remainders (the earlier weight first on a tie).
-    """
-    weight_sum = sum(weights)
-    if weight_sum <= 0 or not weights:
-        return [0 for _ in weights]
-    units = total // unit
-    shares = [units * w // weight_sum for w in weights]
-    remainders = [units * w % weight_sum for w in weights]
-    left = units - sum(shares)
-    order = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
-    for i in order[:left]:
-        shares[i] += 1
-    return [s * unit for s in shares]

@@ -8,12 +8,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import example, given
+from hypothesis import given
 from hypothesis import strategies as st
 
-from core.money import from_minor_units, minor_unit_step
-from payments.pricing import DiscountInput, LineInput, TaxInput, discount_amount, price, spread
-from stripe_emulator.money import allocate
+from core.money import allocate, from_minor_units, minor_unit_step
+from payments.pricing import DiscountInput, LineInput, TaxInput, discount_amount, price
 
 
 def line(unit_price: str, quantity: int = 1, item_id: int = 1, name: str = "Item") -> LineInput:
@@ -108,13 +107,13 @@ def test_percent_discount_rounds_half_up() -> None:
         (10, [], []),
     ],
 )
-def test_spread_is_largest_remainder_with_ties_to_the_earlier_line(total, weights, shares) -> None:
-    assert spread(total, weights) == shares
+def test_allocate_is_largest_remainder_with_ties_to_the_earlier_line(total, weights, shares) -> None:
+    assert allocate(total, weights) == shares
     assert sum(shares) == (total if any(weights) else 0)
 
 
-def test_spread_in_steps_of_ten_for_three_decimal_currencies() -> None:
-    assert spread(370, [1240, 2500], step=10) == [120, 250]
+def test_allocate_in_steps_of_ten_for_three_decimal_currencies() -> None:
+    assert allocate(370, [1240, 2500], step=10) == [120, 250]
 
 
 def test_fixed_discount_is_capped_at_the_subtotal(beans_and_dripper) -> None:
@@ -346,9 +345,9 @@ def test_property_amounts_are_in_the_currency_step(order) -> None:
     st.integers(min_value=0, max_value=10_000),
     st.sampled_from([1, 10, 100]),
 )
-def test_property_spread_shares_sum_to_the_discount(weights, units, step) -> None:
+def test_property_allocate_shares_sum_to_the_discount(weights, units, step) -> None:
     total = units * step
-    shares = spread(total, weights, step)
+    shares = allocate(total, weights, step)
     weight_sum = sum(weights)
     assert len(shares) == len(weights)
     assert sum(shares) == (total if weight_sum else 0)
@@ -360,14 +359,3 @@ def test_property_spread_shares_sum_to_the_discount(weights, units, step) -> Non
             assert share // step in (units * weight // weight_sum, units * weight // weight_sum + 1)
         if weight == 0:
             assert share == 0
-
-
-@given(
-    st.lists(st.integers(min_value=0, max_value=10_000_000), min_size=1, max_size=12),
-    st.integers(min_value=0, max_value=100_000),
-)
-@example([4, 1, 1], 2)
-@example([400, 100, 100], 20)
-def test_property_spread_matches_stripes_allocation(weights, total) -> None:
-    """Checkout spreads the coupon the same way (the emulator's `allocate`), so both ways tax the same cents."""
-    assert spread(total, weights) == allocate(total, weights)
