@@ -905,17 +905,17 @@ async function pay(secret, card, button) {
 """
 
 
-@pytest.mark.skipif(not shutil.which("node"), reason="node is not installed")
-def test_stripe_js_double_flows(emu: Emulator, server: str, tmp_path: Path) -> None:
+def _run_stripe_js_driver(
+    server: str, tmp_path: Path, script: str, names: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run a node `script` against the served Stripe.js double, with one fresh PaymentIntent's client secret per
+    name; what the script printed (JSON), and the PaymentIntents by name."""
     sc = stripe.StripeClient(USD.secret_key, base_addresses={"api": server}, max_network_retries=0)
-    pis = {
-        name: sc.v1.payment_intents.create(params={"amount": 1234, "currency": "usd"})
-        for name in ("ok", "declined", "threeDsOk", "threeDsFail")
-    }
+    pis = {name: sc.v1.payment_intents.create(params={"amount": 1234, "currency": "usd"}) for name in names}
     js = tmp_path / "stripe.js"
     js.write_text(_get(f"{server}/js/stripe.js")[2])
     driver = tmp_path / "driver.js"
-    driver.write_text(_NODE_DRIVER)
+    driver.write_text(script)
     secrets_json = json.dumps({name: pi.client_secret for name, pi in pis.items()})
     proc = subprocess.run(
         ["node", str(driver), str(js), USD.publishable_key, secrets_json],
@@ -924,7 +924,14 @@ def test_stripe_js_double_flows(emu: Emulator, server: str, tmp_path: Path) -> N
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    return dict(json.loads(proc.stdout)), pis
+
+
+@pytest.mark.skipif(not shutil.which("node"), reason="node is not installed")
+def test_stripe_js_double_flows(emu: Emulator, server: str, tmp_path: Path) -> None:
+    out, pis = _run_stripe_js_driver(
+        server, tmp_path, _NODE_DRIVER, ("ok", "declined", "threeDsOk", "threeDsFail")
+    )
 
     ok = out["ok"]
     assert ok["placeholder"] == "4242 4242 4242 4242"
@@ -1060,24 +1067,9 @@ async function deferred(opts, card, steps) {
 
 @pytest.mark.skipif(not shutil.which("node"), reason="node is not installed")
 def test_stripe_js_double_deferred_intent_flow(emu: Emulator, server: str, tmp_path: Path) -> None:
-    sc = stripe.StripeClient(USD.secret_key, base_addresses={"api": server}, max_network_retries=0)
-    pis = {
-        name: sc.v1.payment_intents.create(params={"amount": 1234, "currency": "usd"})
-        for name in ("ok", "noSubmit", "amount", "currency", "updated", "declined")
-    }
-    js = tmp_path / "stripe.js"
-    js.write_text(_get(f"{server}/js/stripe.js")[2])
-    driver = tmp_path / "deferred.js"
-    driver.write_text(_NODE_DEFERRED)
-    secrets_json = json.dumps({name: pi.client_secret for name, pi in pis.items()})
-    proc = subprocess.run(
-        ["node", str(driver), str(js), USD.publishable_key, secrets_json],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    out, pis = _run_stripe_js_driver(
+        server, tmp_path, _NODE_DEFERRED, ("ok", "noSubmit", "amount", "currency", "updated", "declined")
     )
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
 
     ok = out["ok"]
     assert ok["emptySubmit"]["error"] == {
