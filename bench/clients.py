@@ -109,9 +109,11 @@ def timed(conn: Conn, label: str, method: str, path: str, **kw: Any) -> Sample:
     return label, status, time.perf_counter() - started, data
 
 
-def pay_body(amount: str, **extra: str) -> bytes:
-    fields = {"expected_amount": amount, "page_age_ms": "1500", **extra}
-    return "&".join(f"{k}={v}" for k, v in fields.items()).encode()
+def press_pay(conn: Conn, item_id: int, token: str, amount: str, label: str = "pay") -> Sample:
+    """The item page's Pay button, as `static/js/pay.js` sends it: the page's CSRF token and amount."""
+    body = f"expected_amount={amount}&page_age_ms=1500".encode()
+    headers = {**FORM, "X-CSRFToken": token}
+    return timed(conn, label, "POST", f"/item/{item_id}/intent", body=body, headers=headers)
 
 
 class Actor:
@@ -156,9 +158,7 @@ class PayActor(Actor):
 
     def step(self, index: int) -> list[Sample]:
         self.conn.forget_session()
-        headers = {**FORM, "X-CSRFToken": self.token}
-        path = f"/item/{self.spec['item_id']}/intent"
-        return [timed(self.conn, "pay", "POST", path, body=pay_body(self.amount), headers=headers)]
+        return [press_pay(self.conn, self.spec["item_id"], self.token, self.amount)]
 
 
 class HonestActor(Actor):
@@ -173,11 +173,7 @@ class HonestActor(Actor):
         started = time.perf_counter()
         token, amount = self.conn.page(f"/item/{item}")
         page = ("page", 200, time.perf_counter() - started, b"")
-        headers = {**FORM, "X-CSRFToken": token}
-        return [
-            page,
-            timed(self.conn, "pay", "POST", f"/item/{item}/intent", body=pay_body(amount), headers=headers),
-        ]
+        return [page, press_pay(self.conn, item, token, amount)]
 
 
 class FloodActor(Actor):
@@ -196,9 +192,7 @@ class FloodActor(Actor):
             headers = {"Content-Type": "application/x-www-form-urlencoded"}
             return [timed(self.conn, "flood_login", "POST", "/admin/login/", body=body, headers=headers)]
         self.conn.forget_session()
-        headers = {**FORM, "X-CSRFToken": self.token}
-        path = f"/item/{self.spec['item_id']}/intent"
-        return [timed(self.conn, "flood_pay", "POST", path, body=pay_body(self.amount), headers=headers)]
+        return [press_pay(self.conn, self.spec["item_id"], self.token, self.amount, "flood_pay")]
 
 
 class WebhookActor(Actor):

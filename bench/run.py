@@ -121,11 +121,7 @@ def abandonment(stack: Stack, item_id: int, views: int, clicks: int) -> dict[str
         browser = clients.Conn(stack.base)
         token, amount = browser.page(f"/item/{item_id}")
         if n % (views // clicks) == 0 and paid < clicks:
-            headers = {**clients.FORM, "X-CSRFToken": token}
-            status, _ = browser.request(
-                "POST", f"/item/{item_id}/intent", body=clients.pay_body(amount), headers=headers
-            )
-            paid += status == 200
+            paid += clients.press_pay(browser, item_id, token, amount)[1] == 200
         browser.close()
     return {"views": views, "clicks": paid, "intents": stack.stripe_objects("payment_intent") - before}
 
@@ -160,7 +156,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             )
             page_load(stack, floor_path, conns, 2)
             page_load(stack, item_path, conns, 2)
-            objects_before = stack.stripe_objects("payment_intent") + stack.stripe_objects("checkout.session")
+            objects_before = stack.stripe_objects("payment_intent", "checkout.session")
             orders_before = stack.scalar("SELECT count(*) FROM payments_order")
             rounds: dict[str, list[dict[str, Any]]] = {"floor": [], "item": []}
             for _ in range(PAGE_ROUNDS):  # alternated, so that both see the same machine
@@ -168,9 +164,7 @@ def orchestrate(args: argparse.Namespace) -> int:
                 rounds["item"].append(page_load(stack, item_path, conns, page_time / PAGE_ROUNDS))
             r["floor"], r["item"] = median_round(rounds["floor"]), median_round(rounds["item"])
             r["item"]["stripe_objects"] = (
-                stack.stripe_objects("payment_intent")
-                + stack.stripe_objects("checkout.session")
-                - objects_before
+                stack.stripe_objects("payment_intent", "checkout.session") - objects_before
             )
             r["item"]["orders"] = stack.scalar("SELECT count(*) FROM payments_order") - orders_before
 

@@ -320,10 +320,11 @@ class Stack:
             "client": clients.ru_utime + clients.ru_stime,
         }
 
-    def stripe_objects(self, kind: str) -> int:
-        """How many objects of this kind (`payment_intent`, `checkout.session`) the emulator holds."""
+    def stripe_objects(self, *kinds: str) -> int:
+        """How many objects of these kinds (`payment_intent`, `checkout.session`) the emulator holds."""
         with urllib.request.urlopen(f"{self.emu_base}/_emulator/stats", timeout=10) as response:  # noqa: S310
-            return int(json.loads(response.read())["objects"].get(kind, 0))
+            objects = json.loads(response.read())["objects"]
+        return sum(int(objects.get(kind, 0)) for kind in kinds)
 
     def close(self) -> None:
         if self.workers is not None:
