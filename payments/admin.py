@@ -17,17 +17,21 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from core.money import format_money, minor_unit_exponent
-from payments import orders, promotions, refunds, states
+from payments import disputes, orders, promotions, refunds, states
 from payments.admin_display import id_label, link, when, with_note
 from payments.admin_merchant import DisputeInline, refund_view
 from payments.errors import ShopError
@@ -38,6 +42,8 @@ from payments.models import (
     OrderStatus,
     Payment,
     Refund,
+    StaffAction,
+    StrayPayment,
     StripeEvent,
     StripeObject,
     Tax,
@@ -47,8 +53,89 @@ from payments.orders import with_pricing
 from payments.pricing import PricedOrder, price_order
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record nobody edits or deletes in the admin, superusers included: what Stripe reported, the ledger of
+    payments, refunds, disputes and events. Staff act through the order's actions instead."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def currency_field(model_field: Any, *, required: bool = False) -> forms.ChoiceField:
+    """A currency chosen among the shop's Stripe accounts (a code no account has would apply to no order)."""
+    choices = [(c, c.upper()) for c in settings.STRIPE_ACCOUNTS]
+    return forms.ChoiceField(
+        choices=([] if required else [("", "-")]) + choices,
+        required=required,
+        help_text=model_field.help_text,
+        label=str(model_field.verbose_name).capitalize(),
+    )
+
+
+class DiscountForm(forms.ModelForm):
+    class Meta:
+        model = Discount
+        fields = (
+            "name",
+            "percent_off",
+            "amount_off",
+            "currency",
+            "is_active",
+            "code",
+            "valid_from",
+            "valid_until",
+            "max_uses",
+        )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["currency"] = currency_field(Discount._meta.get_field("currency"))
+
+    def clean_max_uses(self) -> int | None:
+        """A maximum below the uses already made (or held by an order being paid) would be broken already."""
+        max_uses = self.cleaned_data.get("max_uses")
+        if max_uses is not None and self.instance.pk:
+            taken = promotions.holders(self.instance).count()
+            if max_uses < taken:
+                raise ValidationError(
+                    f"{taken} orders have used this code or are being paid with it: the maximum cannot be lower."
+                )
+        return max_uses
+
+
+class TaxForm(forms.ModelForm):
+    class Meta:
+        model = Tax
+        fields = ("name", "percentage", "inclusive", "is_active", "applies_to_every_order", "currency")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["currency"] = currency_field(Tax._meta.get_field("currency"))
+
+
 @admin.register(Discount)
 class DiscountAdmin(admin.ModelAdmin):
+    form = DiscountForm
     list_display = ("name", "off", "code", "until", "uses", "is_active", "updated")
     list_filter = ("is_active", "currency")
     search_fields = ("name", "code")
@@ -93,6 +180,7 @@ class DiscountAdmin(admin.ModelAdmin):
 
 @admin.register(Tax)
 class TaxAdmin(admin.ModelAdmin):
+    form = TaxForm
     list_display = ("name", "rate", "default_for", "is_active", "updated")
     list_filter = ("inclusive", "is_active", "applies_to_every_order", "currency")
     search_fields = ("name",)
@@ -223,10 +311,8 @@ class OrderLineInline(admin.TabularInline):
         return formset
 
 
-class PaymentInline(admin.TabularInline):
+class PaymentInline(ReadOnlyInline):
     model = Payment
-    extra = 0
-    can_delete = False
     fields = ("payment", "kind", "amount_display", "status_display", "created", "error")
     readonly_fields = fields
 
@@ -250,9 +336,6 @@ class PaymentInline(admin.TabularInline):
     def error(self, payment: Payment) -> str:
         return payment.last_error
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 def payment_amount(payment: Payment) -> SafeString:
     """What the shop asked for, with what Stripe reported when it differs and what was refunded."""
@@ -273,11 +356,9 @@ def payment_status(payment: Payment) -> SafeString:
     return with_note(payment.get_status_display(), f"Stripe: {stripe}" if stripe else "")
 
 
-class RefundInline(admin.TabularInline):
+class RefundInline(ReadOnlyInline):
     model = Refund
-    extra = 0
-    can_delete = False
-    fields = ("refund", "amount_display", "reason", "status", "asked", "error")
+    fields = ("refund", "amount_display", "why", "status", "asked", "error")
     readonly_fields = fields
 
     @admin.display(description="Refund")
@@ -292,12 +373,22 @@ class RefundInline(admin.TabularInline):
     def asked(self, refund: Refund) -> SafeString:
         return with_note(when(refund.created_at), f"by {refund.requested_by}" if refund.requested_by else "")
 
+    @admin.display(description="Why")
+    def why(self, refund: Refund) -> SafeString:
+        return with_note(refund.get_reason_display(), refund.note)
+
     @admin.display(description="Last error")
     def error(self, refund: Refund) -> str:
         return refund.last_error
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+
+class StaffActionInline(ReadOnlyInline):
+    """What staff did to the order, with who and when."""
+
+    model = StaffAction
+    fields = ("at", "who", "kind", "note")
+    readonly_fields = fields
+    verbose_name = "staff action"
 
 
 def refund_label(refund: Refund) -> SafeString:
@@ -352,11 +443,16 @@ class OrderAdmin(admin.ModelAdmin):
         "version",
         "created_at",
         "paid_at",
+        "attention_note",
+        "sweep_problem",
     )
     filter_horizontal = ("taxes",)
-    inlines = (OrderLineInline, PaymentInline, RefundInline, DisputeInline)
-    actions = ("refund_in_full", "cancel_open_payment", "clear_flag")
+    inlines = (OrderLineInline, PaymentInline, RefundInline, DisputeInline, StaffActionInline)
+    actions = ("refund_in_full", "cancel_open_payment", "mark_reviewed")
     date_hierarchy = "created_at"
+
+    # What staff may change, and only on a cart (`states.EDITABLE`): the rest is the shop's to write.
+    EDITABLE_FIELDS = ("currency", "email", "discount")
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         pricing = ("Discount and taxes", {"fields": ["discount", "taxes"]})
@@ -365,6 +461,8 @@ class OrderAdmin(admin.ModelAdmin):
         top = ["customer_link", "public_id", "status", "currency", "amounts"]
         if obj.needs_attention:
             top.insert(0, "attention_banner")
+        if obj.sweep_failed_at:
+            top.insert(0, "sweep_problem")
         if obj.dispute_status:
             top.insert(top.index("status") + 1, "dispute_status")
         if states.is_paid(obj):
@@ -374,9 +472,7 @@ class OrderAdmin(admin.ModelAdmin):
             pricing,
             ("Customer", {"fields": ["email", "confirmation_sent_at", "browser", "buy_now_item"]}),
         ]
-        if _is_draft(obj):
-            fieldsets.append(("Needs attention", {"fields": ["needs_attention", "attention_note"]}))
-        elif obj.attention_note and not obj.needs_attention:
+        if obj.attention_note and not obj.needs_attention:
             fieldsets.append(("Notes", {"fields": ["attention_note"]}))
         fieldsets.append(
             ("History", {"fields": ["created_at", "paid_at", "version"], "classes": ["collapse"]})
@@ -391,6 +487,7 @@ class OrderAdmin(admin.ModelAdmin):
             (PaymentInline, "payments"),
             (RefundInline, "refunds"),
             (DisputeInline, "disputes"),
+            (StaffActionInline, "staff_actions"),
         ):
             if not saved or not getattr(obj, related).exists():
                 shown.remove(inline)
@@ -401,6 +498,7 @@ class OrderAdmin(admin.ModelAdmin):
         return _is_draft(obj) and super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """A cart that never had a payment object: anything else is part of the books."""
         return (
             obj is not None
             and _is_draft(obj)
@@ -410,6 +508,62 @@ class OrderAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Order]:
         return with_pricing(super().get_queryset(request))
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
+        """A save or a delete reads the order under its row lock (the admin's view runs in a transaction),
+        so the permission check and the save see the same order: one frozen for payment meanwhile is no
+        longer a cart, and nothing is saved."""
+        if request.method != "POST":
+            return super().get_object(request, object_id, from_field)
+        if not str(object_id).isdigit():
+            return None
+        with states.busy_as_error():
+            return Order.objects.select_for_update(of=("self",)).filter(pk=object_id).first()
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except PermissionDenied:
+            pk = str(object_id or "")
+            order = Order.objects.filter(pk=int(pk)).first() if pk.isdigit() else None
+            if request.method != "POST" or order is None or states.is_editable(order):
+                raise
+            self.message_user(
+                request,
+                f"Nothing was saved: this order is {order.get_status_display().lower()} now (the customer "
+                "started paying it while you edited). Use the actions to change it.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(reverse("admin:payments_order_change", args=[order.pk]))
+        except ShopError as exc:  # the order stayed locked by a payment for longer than we wait
+            self.message_user(request, f"Nothing was saved: {exc.message}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def save_model(self, request: HttpRequest, obj: Order, form: Any, change: bool) -> None:
+        """A new order is a cart staff make for a customer; an existing cart saves only the fields staff may
+        change (under the lock `get_object` took), never its state, snapshot or version."""
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        changed = [name for name in self.EDITABLE_FIELDS if name in form.changed_data]
+        obj.save(update_fields=[*changed, "updated_at"])
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        changed = [*form.changed_data, *(f.prefix for f in formsets if f.has_changed())]
+        if change and changed:
+            StaffAction.objects.create(
+                order=form.instance,
+                kind=StaffAction.Kind.SAVED,
+                who=request.user.get_username(),
+                note=f"Changed: {', '.join(changed)}.",
+            )
 
     def view_on_site(self, obj: Order) -> str:
         """ "View on site" opens the order's page in the shop itself (not the admin's redirect)."""
@@ -540,24 +694,52 @@ class OrderAdmin(admin.ModelAdmin):
 
     # ------------------------------------------------------------------------------------ actions
 
-    @admin.action(description="Refund selected paid orders in full (through each order's Stripe account)")
-    def refund_in_full(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        for order in queryset:
-            try:
-                refund = refunds.refund_order(order)
-            except ShopError as exc:
+    @admin.action(description="Refund selected paid orders in full (through each order's Stripe account)…")
+    def refund_in_full(self, request: HttpRequest, queryset: QuerySet[Order]) -> TemplateResponse | None:
+        """First a page that lists what would be refunded (each order, the amount per currency, the totals)
+        and asks why; the refunds are made only once that page is confirmed."""
+        form = BulkRefundForm(request.POST if "confirm" in request.POST else None)
+        rows = bulk_refund_rows(queryset)
+        if form.is_bound and form.is_valid():
+            who = request.user.get_username()
+            for order, left, why in rows:
+                if not left:
+                    self.message_user(request, f"{order}: {why}", messages.ERROR)
+                    continue
+                try:
+                    refund = refunds.refund_order(
+                        order,
+                        left,
+                        requested_by=who,
+                        reason=form.cleaned_data["reason"],
+                        note=form.cleaned_data["note"],
+                    )
+                except ShopError as exc:
+                    self.message_user(request, f"{order}: {exc.message}", messages.ERROR)
+                    continue
                 self.message_user(
                     request,
-                    f"{order}: {exc.message} A refund already recorded is sent again by the next reconciliation.",
-                    messages.ERROR,
+                    f"{order}: refund {refund.stripe_id} of {format_money(refund.amount, order.currency, minor=True)} "
+                    "asked; the order changes when Stripe confirms it.",
+                    messages.SUCCESS,
                 )
-                continue
-            self.message_user(
-                request,
-                f"{order}: refund {refund.stripe_id} of {format_money(refund.amount, order.currency, minor=True)} "
-                "asked; the order changes when Stripe confirms it.",
-                messages.SUCCESS,
-            )
+            return None
+        totals: dict[str, int] = {}
+        for order, left, _ in rows:
+            if left:
+                totals[order.currency] = totals.get(order.currency, 0) + left
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Refund the selected orders in full?",
+            "rows": rows,
+            "totals": sorted(totals.items()),
+            "form": form,
+            "selected": queryset.values_list("pk", flat=True),
+            "action": "refund_in_full",
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/payments/order/bulk_refund.html", context)
 
     @admin.action(description="Cancel the open payment of selected orders (they become carts again)")
     def cancel_open_payment(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
@@ -567,23 +749,82 @@ class OrderAdmin(admin.ModelAdmin):
             except ShopError as exc:
                 self.message_user(request, f"{order}: {exc.message}", messages.ERROR)
                 continue
+            StaffAction.objects.create(
+                order=order, kind=StaffAction.Kind.CLOSE, who=request.user.get_username()
+            )
             self.message_user(request, f"{order}: open payments closed at Stripe; it is a cart again.")
 
-    @admin.action(description="Clear the \u201cneeds attention\u201d flag of selected orders")
-    def clear_flag(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        for order in queryset.filter(needs_attention=True):
-            with states.locked(order.pk) as locked:
-                locked.needs_attention = False
-                locked.note(f"Flag cleared by {request.user.get_username()}.")
-                locked.save(update_fields=["needs_attention", "attention_note", "updated_at"])
-            self.message_user(request, f"{order}: flag cleared.")
+    @admin.action(description="Mark selected flagged orders reviewed (with a note)…")
+    def mark_reviewed(self, request: HttpRequest, queryset: QuerySet[Order]) -> TemplateResponse | None:
+        """Clear the "needs attention" flag, with a note saying what was done, recorded with who and when."""
+        flagged = list(queryset.filter(needs_attention=True))
+        form = ReviewForm(request.POST if "confirm" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            for order in flagged:
+                states.mark_reviewed(order.pk, request.user.get_username(), form.cleaned_data["note"])
+                self.message_user(request, f"{order}: marked reviewed.")
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Mark the selected orders reviewed",
+            "orders": flagged,
+            "form": form,
+            "selected": queryset.values_list("pk", flat=True),
+            "action": "mark_reviewed",
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/payments/order/mark_reviewed.html", context)
+
+    @admin.display(description="Reconciliation")
+    def sweep_problem(self, order: Order) -> SafeString | str:
+        if not order.sweep_failed_at:
+            return "-"
+        return format_html(
+            '<div class="shop-attention" id="sweep-problem"><strong class="shop-flag">Reconciliation failed on '
+            'this order ({})</strong><div class="shop-note-text">{}</div>'
+            '<p class="shop-help">The next run tries again; the order stays as it was.</p></div>',
+            when(order.sweep_failed_at),
+            order.sweep_error,
+        )
+
+
+class BulkRefundForm(forms.Form):
+    reason = forms.ChoiceField(label="Why", choices=[(r.value, r.label) for r in refunds.STAFF_REASONS])
+    note = forms.CharField(label="Note", required=False, max_length=500)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("reason") == Refund.Reason.REQUESTED_BY_STAFF and not (data.get("note") or "").strip():
+            self.add_error("note", "Say why the money is given back.")
+        return data
+
+
+class ReviewForm(forms.Form):
+    note = forms.CharField(
+        label="What was done", max_length=2000, widget=forms.Textarea(attrs={"rows": 3, "cols": 80})
+    )
+
+
+def bulk_refund_rows(queryset: QuerySet[Order]) -> list[tuple[Order, int, str]]:
+    """Each selected order with what is left to refund on it (0, and why, when it cannot be refunded)."""
+    rows = []
+    for order in queryset.order_by("currency", "created_at"):
+        try:
+            payment = refunds.refundable_payment(order)
+            disputes.check_refundable(payment)
+            left = refunds.left_to_refund(payment)
+            rows.append((order, left, "" if left else "Nothing left to refund on this order."))
+        except ShopError as exc:
+            rows.append((order, 0, exc.message))
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------ payments
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(ReadOnlyAdmin):
     list_display = ("payment_id", "order_link", "amount_display", "status_display", "created")
     list_filter = ("kind", "status", "account", "livemode")
     search_fields = ("stripe_id", "payment_intent_id", "order__public_id")
@@ -671,15 +912,9 @@ class PaymentAdmin(admin.ModelAdmin):
             return "No"
         return "Yes: Stripe reported a refunded amount the shop's refunds do not explain; they are looked up."
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # a record of Stripe's object: nothing to edit
-
 
 @admin.register(Refund)
-class RefundAdmin(admin.ModelAdmin):
+class RefundAdmin(ReadOnlyAdmin):
     """Every refund, the shop's and those made in Stripe's dashboard: a record, changed only by Stripe's news."""
 
     list_display = ("refund_id", "order_link", "amount_display", "reason", "status", "asked")
@@ -743,21 +978,12 @@ class RefundAdmin(admin.ModelAdmin):
         url = dashboard_url(refund.payment.livemode, f"refunds/{refund.stripe_id}")
         return link(url, refund.stripe_id, external=True, shown=refund.stripe_id)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 # ------------------------------------------------------------------------------------------------ Stripe's records
 
 
 @admin.register(StripeEvent)
-class StripeEventAdmin(admin.ModelAdmin):
+class StripeEventAdmin(ReadOnlyAdmin):
     list_display = ("event", "type_display", "account_code", "status_display", "received")
     list_filter = ("status", "account", "type")
     search_fields = ("event_id", "object_id")
@@ -812,15 +1038,9 @@ class StripeEventAdmin(admin.ModelAdmin):
     def mode(self, event: StripeEvent) -> str:
         return "Live" if event.livemode else "Test"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # a record of what Stripe sent: nothing to edit
-
 
 @admin.register(StripeObject)
-class StripeObjectAdmin(admin.ModelAdmin):
+class StripeObjectAdmin(ReadOnlyAdmin):
     """The coupons and tax rates the shop created at Stripe (made by Checkout, never by hand)."""
 
     list_display = ("kind", "local_id", "account", "stripe_id", "created")
@@ -831,8 +1051,65 @@ class StripeObjectAdmin(admin.ModelAdmin):
     def created(self, obj: StripeObject) -> SafeString | str:
         return when(obj.created_at)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+@admin.register(StrayPayment)
+class StrayPaymentAdmin(ReadOnlyAdmin):
+    """Payments Stripe took in one of the shop's accounts that name no order of the shop (found by
+    reconciliation): look at each in Stripe's dashboard, refund or explain it there, then mark it reviewed."""
+
+    list_display = ("payment_id", "account_code", "amount_display", "stripe_status", "found", "reviewed")
+    list_filter = ("account", "kind", ("reviewed_at", admin.EmptyFieldListFilter))
+    search_fields = ("stripe_id",)
+    actions = ("mark_reviewed",)
+    readonly_fields = [f.name for f in StrayPayment._meta.fields] + ["dashboard_link", "amount_display"]
+
+    @admin.display(description="Payment", ordering="stripe_id")
+    def payment_id(self, stray: StrayPayment) -> SafeString:
+        return with_note(id_label(stray.stripe_id), stray.get_kind_display())
+
+    @admin.display(description="Account", ordering="account")
+    def account_code(self, stray: StrayPayment) -> str:
+        return stray.account.upper()
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_display(self, stray: StrayPayment) -> str:
+        return format_money(stray.amount, stray.currency, minor=True)
+
+    @admin.display(description="Found", ordering="found_at")
+    def found(self, stray: StrayPayment) -> SafeString | str:
+        return when(stray.found_at)
+
+    @admin.display(description="Reviewed", ordering="reviewed_at")
+    def reviewed(self, stray: StrayPayment) -> SafeString | str:
+        if not stray.reviewed_at:
+            return "-"
+        return with_note(f"by {stray.reviewed_by}", stray.review_note)
+
+    @admin.display(description="Stripe id (dashboard)")
+    def dashboard_link(self, stray: StrayPayment) -> SafeString:
+        return link(stray.dashboard_url, stray.stripe_id, external=True, shown=stray.stripe_id)
+
+    @admin.action(description="Mark selected stray payments reviewed (with a note)…")
+    def mark_reviewed(
+        self, request: HttpRequest, queryset: QuerySet[StrayPayment]
+    ) -> TemplateResponse | None:
+        form = ReviewForm(request.POST if "confirm" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            count = queryset.filter(reviewed_at__isnull=True).update(
+                reviewed_by=request.user.get_username(),
+                reviewed_at=timezone.now(),
+                review_note=form.cleaned_data["note"],
+            )
+            self.message_user(request, f"{count} stray payments marked reviewed.")
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Mark the selected stray payments reviewed",
+            "orders": list(queryset),
+            "form": form,
+            "selected": queryset.values_list("pk", flat=True),
+            "action": "mark_reviewed",
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/payments/order/mark_reviewed.html", context)

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import DatabaseError
 
 from payments.accounts import AccountRegistry
 
@@ -103,4 +104,41 @@ def check_stripe_accounts(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             )
     if settings.STRIPE_API_BASE and any(a.livemode for a in accounts):
         messages.append(Error("STRIPE_API_BASE points live keys away from Stripe.", id="payments.E005"))
+    return messages
+
+
+@register(Tags.database, "stripe")
+def check_currencies_of_rows(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Taxes and discounts in a currency no Stripe account is configured for apply to no order (a typo such
+    as `uds`, or an account removed since): reported so that staff correct them. A database check: `migrate`
+    (so every `make run`) and `manage.py check --database default` run it."""
+    from payments.models import Discount, Tax
+
+    if not kwargs.get("databases"):
+        return []
+    known = set(settings.STRIPE_ACCOUNTS)
+    messages: list[CheckMessage] = []
+    try:
+        rows = [
+            *(
+                ("Tax", t.pk, t.name, t.currency)
+                for t in Tax.objects.exclude(currency="").only("name", "currency")
+            ),
+            *(
+                ("Discount", d.pk, d.name, d.currency)
+                for d in Discount.objects.exclude(currency="").only("name", "currency")
+            ),
+        ]
+    except DatabaseError:
+        return []
+    for model, pk, name, currency in rows:
+        if currency.lower() not in known:
+            messages.append(
+                Warning(
+                    f"{model} {pk} ({name}) is in {currency.upper()!r}, which no Stripe account is configured for: "
+                    "it applies to no order.",
+                    hint=f"Correct its currency in the admin, or configure an account for {currency.upper()}.",
+                    id="payments.W010",
+                )
+            )
     return messages

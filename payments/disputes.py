@@ -22,7 +22,7 @@ from typing import Any
 from django.utils import timezone
 
 from core.money import format_money
-from payments import states
+from payments import matching, states
 from payments.accounts import StripeAccount
 from payments.errors import ShopError
 from payments.models import Dispute, DisputeState, Order, Payment
@@ -118,14 +118,9 @@ def summary(order: Order) -> str:
 
 
 def on_dispute_event(acct: StripeAccount, dispute: Mapping[str, Any], event_type: str) -> Payment | None:
-    """The webhook handler of every `charge.dispute.*` event; None when the charge is not one of ours (or not
-    known yet: a Checkout Session's PaymentIntent is learned when the session completes, which replays it)."""
-    intent_id = _id(dispute.get("payment_intent"))
-    if not intent_id:
-        return None
-    payment = (
-        Payment.objects.filter(account=acct.currency, payment_intent_id=intent_id).order_by("-id").first()
-    )
+    """The webhook handler of every `charge.dispute.*` event; None when the charge is not one of ours,
+    `matching.NotKnownYet` (kept and tried again) when its payment is not known yet."""
+    payment = matching.paid_through(acct, dispute)
     if payment is None:
         return None
     apply_dispute(payment, dispute, event_type, wait=states.WEBHOOK_LOCK_WAIT)

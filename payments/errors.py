@@ -91,7 +91,36 @@ class CheckoutUnavailable(ShopError):
 
 
 class PaymentProviderError(ShopError):
-    """Stripe could not be reached or refused the request; details are in the log, not shown."""
+    """Stripe did not do what was asked: an outage (`StripeOutage`) or a refusal (`StripeRefused`). Which one is
+    decided in one place, `gateway.stripe_call`; details are in the log."""
 
     status = 502
     code = "payment_provider_error"
+
+
+class StripeOutage(PaymentProviderError):
+    """Stripe could not be reached, answered 5xx or asked us to slow down (429): trying again later may work.
+    Whether a create went through is unknown (an indeterminate call)."""
+
+
+class StripeRefused(PaymentProviderError):
+    """Stripe answered and refused the request, for a reason (`stripe_code`, `reason` in words for staff). Sending
+    the same request again gets the same answer."""
+
+    code = "payment_provider_refused"
+
+    def __init__(self, message: str, *, stripe_code: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.stripe_code = stripe_code
+        self.reason = reason or message
+
+
+class StripeNotFound(StripeRefused):
+    """Stripe has no such object in this account (`resource_missing`)."""
+
+
+class CardDeclined(StripeRefused):
+    """The card was declined (a `card_error`): the shopper may try another card."""
+
+    status = 402
+    code = "card_declined"

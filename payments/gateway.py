@@ -15,13 +15,36 @@ from django.utils.translation import gettext_noop
 
 from core.money import AmountError, check_chargeable
 from payments.accounts import AccountNotConfigured, StripeAccount, account_for
-from payments.errors import AmountNotChargeable, PaymentProviderError, PaymentsNotConfigured
+from payments.errors import (
+    AmountNotChargeable,
+    CardDeclined,
+    PaymentProviderError,
+    PaymentsNotConfigured,
+    StripeNotFound,
+    StripeOutage,
+    StripeRefused,
+)
 
 logger = logging.getLogger("payments.stripe")
 
 OUTAGE_MESSAGE = gettext_noop(
     "We could not reach our payment provider. Nothing was charged; please try again in a minute."
 )
+REFUSED_MESSAGE = gettext_noop(
+    "Our payment provider refused this request. Nothing was charged; please reload the page and try again."
+)
+DECLINED_MESSAGE = gettext_noop("Your card was declined. Nothing was charged; please try another card.")
+
+# Stripe's error codes (https://docs.stripe.com/error-codes) that staff meet, in words; others keep Stripe's own
+# message.
+REFUSAL_REASONS = {
+    "amount_too_large": "the amount is more than Stripe still has unrefunded on the charge (part of it was "
+    "refunded elsewhere, e.g. in Stripe's dashboard)",
+    "charge_already_refunded": "the charge was already refunded in full at Stripe",
+    "charge_disputed": "the charge is disputed: the card network holds the money until the dispute is closed",
+    "resource_missing": "Stripe has no such object in this account",
+    "payment_intent_unexpected_state": "the payment is not in a state that allows this at Stripe",
+}
 
 
 def account(currency: str) -> StripeAccount:
@@ -53,15 +76,44 @@ def idempotency_key(prefix: str, *parts: object, params: Mapping[str, Any] | Non
     return key
 
 
+def classify(exc: stripe.StripeError) -> PaymentProviderError:
+    """The one place where a Stripe error gets its meaning:
+
+    - **outage** (`StripeOutage`): no answer (a connection error), a 5xx, 429, or a key still in use by a
+      concurrent request: trying again later may work, and a create may or may not have happened
+      (indeterminate);
+    - **declined** (`CardDeclined`): a `card_error`;
+    - **not found** (`StripeNotFound`): 404, `resource_missing`;
+    - **refused with a reason** (`StripeRefused`): any other answer (400, 401, 402, 403, 409): Stripe will
+      answer the same again; `reason` says why in words for staff.
+    """
+    status = exc.http_status or 0
+    transient = status >= 500 or status == 429 or exc.code in ("idempotency_key_in_use", "lock_timeout")
+    if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError) or transient:
+        return StripeOutage(_(OUTAGE_MESSAGE))
+    if not status and not isinstance(exc, stripe.InvalidRequestError | stripe.CardError):
+        return StripeOutage(_(OUTAGE_MESSAGE))  # no HTTP answer at all
+    code = str(exc.code or "")
+    words = str(exc.user_message or "") or code or type(exc).__name__
+    reason = REFUSAL_REASONS.get(code, words.rstrip("."))
+    if isinstance(exc, stripe.CardError):
+        return CardDeclined(_(DECLINED_MESSAGE), stripe_code=code, reason=reason)
+    if status == 404 or code == "resource_missing":
+        return StripeNotFound(_(REFUSED_MESSAGE), stripe_code=code or "resource_missing", reason=reason)
+    return StripeRefused(_(REFUSED_MESSAGE), stripe_code=code, reason=reason)
+
+
 @contextmanager
 def stripe_call(action: str, acct: StripeAccount, **context: object) -> Iterator[None]:
-    """Log and translate every Stripe failure into a 502 `PaymentProviderError` with a shopper message."""
+    """Log every Stripe failure and raise it with its meaning (`classify`) and a message for the shopper."""
     try:
         yield
     except stripe.StripeError as exc:
+        error = classify(exc)
         logger.warning(
-            "stripe %s failed account=%s error=%s status=%s request_id=%s code=%s context=%s message=%s",
+            "stripe %s %s account=%s error=%s status=%s request_id=%s code=%s context=%s message=%s",
             action,
+            "refused" if isinstance(error, StripeRefused) else "outage",
             acct.currency,
             type(exc).__name__,
             exc.http_status,
@@ -70,7 +122,7 @@ def stripe_call(action: str, acct: StripeAccount, **context: object) -> Iterator
             context,
             exc.user_message or str(exc),
         )
-        raise PaymentProviderError(_(OUTAGE_MESSAGE)) from exc
+        raise error from exc
 
 
 # ------------------------------------------------------------------------------------------------ thin wrappers
@@ -98,5 +150,5 @@ def expire_session(acct: StripeAccount, session_id: str) -> stripe.checkout.Sess
 
 
 def refused_as_invalid(exc: PaymentProviderError) -> bool:
-    """Stripe answered, refusing the request as invalid (e.g. canceling a PaymentIntent that succeeded)."""
-    return isinstance(exc.__cause__, stripe.InvalidRequestError)
+    """Stripe answered, refusing the request (e.g. canceling a PaymentIntent that succeeded)."""
+    return isinstance(exc, StripeRefused)

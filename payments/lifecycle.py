@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from core.money import format_money
 from payments import states
-from payments.models import Order, OrderStatus, Payment, PaymentKind, PaymentStatus, Refund
+from payments.models import FLAG_FIELDS, Order, OrderStatus, Payment, PaymentKind, PaymentStatus, Refund
 
 logger = logging.getLogger("payments.lifecycle")
 
@@ -55,7 +55,7 @@ def _money(amount: int, currency: str) -> str:
 def apply_payment_intent(payment: Payment, intent: StripeDict, *, wait: float | None = None) -> Payment:
     """Apply a PaymentIntent's state (from an event, a return page, reconciliation or our own call)."""
     stripe_status = str(intent.get("status") or "")
-    status = INTENT_STATUS.get(stripe_status, PaymentStatus.OPEN)
+    status = intent_status(intent)
     error = intent.get("last_payment_error") or {}
     fields: dict[str, Any] = {
         "stripe_status": stripe_status,
@@ -83,18 +83,11 @@ def apply_checkout_session(
         fields["payment_intent_id"] = str(intent_id)
     if session.get("amount_total") is not None:
         fields["stripe_amount_total"] = _int(session["amount_total"])
+    status = PaymentStatus.FAILED if async_failed else session_status(session)
     if async_failed:
-        status = PaymentStatus.FAILED
         fields["last_error"] = "The payment was not completed (the bank transfer or delayed method failed)."
-    elif stripe_status == "expired":
-        status = PaymentStatus.EXPIRED
-    elif stripe_status == "complete" and payment_status in ("paid", "no_payment_required"):
-        status = PaymentStatus.SUCCEEDED
+    elif status == PaymentStatus.SUCCEEDED:
         fields["amount_received"] = _int(session.get("amount_total"))
-    elif stripe_status == "complete":
-        status = PaymentStatus.PROCESSING
-    else:
-        status = PaymentStatus.OPEN
     if status != PaymentStatus.OPEN:
         fields["url"] = ""  # the hosted page can no longer be paid
     details = session.get("customer_details") or {}
@@ -102,6 +95,24 @@ def apply_checkout_session(
         (details.get("email") if isinstance(details, Mapping) else "") or session.get("customer_email") or ""
     )
     return _apply(payment, status, str(session.get("currency") or ""), fields, wait, email=email)
+
+
+def intent_status(intent: StripeDict) -> str:
+    """Our payment status for a PaymentIntent."""
+    return INTENT_STATUS.get(str(intent.get("status") or ""), PaymentStatus.OPEN)
+
+
+def session_status(session: StripeDict) -> str:
+    """Our payment status for a Checkout Session: paid only when `payment_status` is `paid` (or nothing was
+    due); complete but unpaid is a delayed method still processing."""
+    stripe_status = str(session.get("status") or "")
+    if stripe_status == "expired":
+        return PaymentStatus.EXPIRED
+    if stripe_status == "complete":
+        if str(session.get("payment_status") or "") in ("paid", "no_payment_required"):
+            return PaymentStatus.SUCCEEDED
+        return PaymentStatus.PROCESSING
+    return PaymentStatus.OPEN
 
 
 def _int(value: Any) -> int:
@@ -141,7 +152,7 @@ def _apply(
         elif status == PaymentStatus.PROCESSING:
             if order.status == OrderStatus.AWAITING_PAYMENT and payment.order_version == order.version:
                 states.move(order, OrderStatus.PROCESSING)
-                order.save(update_fields=["status", "updated_at"])
+                order.save(update_fields=states.STATUS_FIELDS)
         elif (
             before == PaymentStatus.PROCESSING
             and order.status == OrderStatus.PROCESSING
@@ -149,7 +160,7 @@ def _apply(
         ):
             # The payment in flight did not go through: the order can be paid again (same snapshot).
             states.move(order, OrderStatus.AWAITING_PAYMENT)
-            order.save(update_fields=["status", "updated_at"])
+            order.save(update_fields=states.STATUS_FIELDS)
     return payment
 
 
@@ -163,7 +174,7 @@ def _settle(order: Order, payment: Payment, currency: str) -> None:
             f"Paid twice: {payment.get_kind_display()} {payment.stripe_id} took {took} after the order was "
             "already paid. A full refund of it was started automatically."
         )
-        order.save(update_fields=["needs_attention", "attention_note", "updated_at"])
+        order.save(update_fields=FLAG_FIELDS)
         if received > 0:
             Refund.objects.get_or_create(
                 idempotency_key=f"refund-duplicate:{payment.account}:{payment.stripe_id}",
@@ -201,14 +212,16 @@ def _settle(order: Order, payment: Payment, currency: str) -> None:
         )
     if problem:
         order.flag(f"{problem} Order left unpaid.")
-        order.save(update_fields=["needs_attention", "attention_note", "updated_at"])
+        order.save(update_fields=FLAG_FIELDS)
         logger.error("order %s not paid: %s", order.public_id, problem)
         return
     states.move(order, OrderStatus.PAID)
     order.paid_at = timezone.now()
+    if not order.browser and payment.browser:
+        order.browser = payment.browser  # an order staff made for a customer belongs to whoever paid it
     if order.amount_refunded:  # a refund event arrived before this one (events are not ordered)
         states.move(order, refunded_status(order))
-    order.save(update_fields=["status", "paid_at", "updated_at"])
+    order.save(update_fields=["paid_at", "browser", *states.STATUS_FIELDS])
     logger.info("order %s paid by %s", order.public_id, payment.stripe_id)
 
 
@@ -266,7 +279,7 @@ def recount(order: Order, payment: Payment) -> None:
     order.amount_refunded = order.payments.aggregate(total=Sum("amount_refunded"))["total"] or 0
     if states.is_paid(order):
         states.move(order, refunded_status(order))
-    order.save(update_fields=["amount_refunded", "status", "updated_at"])
+    order.save(update_fields=["amount_refunded", *states.STATUS_FIELDS])
     logger.info("order %s refunded %s, now %s", order.public_id, order.amount_refunded, order.status)
 
 

@@ -24,12 +24,44 @@ from django.utils.translation import gettext_lazy as _
 from core.money import format_money, to_minor_units
 
 MAX_QUANTITY = 99
+
+
+class AppendOnlyError(RuntimeError):
+    """Payments, refunds, disputes and Stripe's events are the shop's ledger: nothing deletes them."""
+
+
+class LedgerQuerySet(models.QuerySet[Any]):
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError(f"{self.model.__name__} rows are never deleted (the ledger is append-only).")
+
+
+class LedgerModel(models.Model):
+    """A row of the ledger: written by the shop's own paths (under the order's lock), never deleted."""
+
+    objects = LedgerQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError(f"{type(self).__name__} rows are never deleted (the ledger is append-only).")
+
+
 CODE_PATTERN = re.compile(r"[A-Z0-9_-]{1,40}")
 
 
 def dashboard_url(livemode: bool, path: str) -> str:
     """A page of Stripe's dashboard (test mode's, unless `livemode`), e.g. `payments/pi_...`."""
     return f"https://dashboard.stripe.com{'' if livemode else '/test'}/{path}"
+
+
+def check_currency(currency: str) -> None:
+    """A currency given to a tax or discount must be one the shop has a Stripe account for."""
+    if currency and currency not in settings.STRIPE_ACCOUNTS:
+        known = ", ".join(c.upper() for c in settings.STRIPE_ACCOUNTS) or "none"
+        raise ValidationError(
+            {"currency": f"{currency.upper()} is not a currency of this shop (its Stripe accounts: {known})."}
+        )
 
 
 class Discount(models.Model):
@@ -117,7 +149,8 @@ class Discount(models.Model):
 
     def clean(self) -> None:
         super().clean()
-        self.currency = self.currency.lower()
+        self.currency = self.currency.strip().lower()
+        check_currency(self.currency)
         if (self.percent_off is None) == (self.amount_off is None):
             raise ValidationError("Give either a percentage or a fixed amount, not both.")
         if self.amount_off is not None and not self.currency:
@@ -179,6 +212,7 @@ class Tax(models.Model):
     def clean(self) -> None:
         super().clean()
         self.currency = self.currency.strip().lower()
+        check_currency(self.currency)
         if self.applies_to_every_order and not self.currency:
             raise ValidationError({"currency": "A tax added to every order needs the orders' currency."})
 
@@ -264,18 +298,26 @@ class Order(models.Model):
         help_text="Whether a payment of the order is disputed, and how its dispute ended.",
     )
 
+    buy_now_key = models.CharField(
+        max_length=200,
+        null=True,
+        blank=True,
+        unique=True,
+        editable=False,
+        help_text="Set while this is its browser's current one-item order for its item (browser/item): two "
+        "first clicks racing find the same order. Given up for good when the order is being paid, paid or "
+        "held for staff; the next click makes a new order, whatever later happens to this one.",
+    )
+    sweep_error = models.TextField(
+        blank=True,
+        editable=False,
+        help_text="What went wrong when reconciliation last handled this order (empty once it succeeds).",
+    )
+    sweep_failed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["currency", "status"])]
-        constraints = [
-            # One open one-item order per browser and item: two first clicks racing find the same order.
-            models.UniqueConstraint(
-                fields=["browser", "buy_now_item"],
-                condition=models.Q(status__in=["draft", "awaiting_payment"], needs_attention=False)
-                & ~models.Q(browser=""),
-                name="order_one_open_buy_now_per_browser",
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"Order {str(self.public_id)[:8]} ({self.currency.upper()}, {self.get_status_display()})"
@@ -304,13 +346,19 @@ class Order(models.Model):
             )
 
     def flag(self, note: str) -> None:
-        """Flag the order for staff, adding `note` to what they read."""
+        """Flag the order for staff, adding `note` to what they read (save `FLAG_FIELDS`). A flagged order is no
+        longer its browser's current one-item order: the next click on the item makes a new one."""
         self.needs_attention = True
+        self.buy_now_key = None
         self.note(note)
 
     def note(self, text: str) -> None:
         stamp = timezone.now().strftime("%Y-%m-%d %H:%M:%S")
         self.attention_note = f"{self.attention_note}\n{stamp} {text}".strip()
+
+
+# The fields `Order.flag` changes.
+FLAG_FIELDS = ["needs_attention", "buy_now_key", "attention_note", "updated_at"]
 
 
 class OrderLine(models.Model):
@@ -376,7 +424,12 @@ class PaymentStatus(models.TextChoices):
     EXPIRED = "expired", "Expired"
 
 
-class PaymentManager(models.Manager["Payment"]):
+class PaymentOrigin(models.TextChoices):
+    SHOP = "shop", "Made by the shop"
+    STRIPE = "stripe", "Found at Stripe"
+
+
+class PaymentManager(models.Manager.from_queryset(LedgerQuerySet)):  # type: ignore[misc]
     def record(self, order: Order, kind: str, account: str, stripe_id: str, **fields: Any) -> Payment:
         """Record the Stripe object just created for `order`, once Stripe answered (under the order's lock: a
         replayed create has the key of an attempt that recorded nothing, so the row is always new)."""
@@ -391,7 +444,7 @@ class PaymentManager(models.Manager["Payment"]):
         )
 
 
-class Payment(models.Model):
+class Payment(LedgerModel):
     """One Stripe object (PaymentIntent or Checkout Session) created for an order, in one account."""
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="payments")
@@ -439,10 +492,20 @@ class Payment(models.Model):
         help_text="Stripe reported a refunded amount the shop's refunds do not explain (a refund made in "
         "Stripe's dashboard, or one whose news is missing): its refunds are looked up at Stripe.",
     )
+    origin = models.CharField(
+        max_length=10,
+        choices=PaymentOrigin.choices,
+        default=PaymentOrigin.SHOP,
+        help_text="Made by the shop for a shopper, or found at Stripe naming this order (an answer the shop "
+        "never got): such an object was never handed to a shopper, and is closed if still open.",
+    )
+    browser = models.CharField(
+        max_length=64, blank=True, help_text="The browser that opened it (it owns the order once it pays)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = PaymentManager()
+    objects = PaymentManager()  # type: ignore[misc]
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -461,7 +524,7 @@ class Payment(models.Model):
         return dashboard_url(self.livemode, f"checkout/sessions/{self.stripe_id}")
 
 
-class Refund(models.Model):
+class Refund(LedgerModel):
     """Money given back on one payment: asked by staff, or automatic when an order was paid twice.
 
     The row is written before Stripe is called, with an idempotency key of its own, so one row is one refund
@@ -469,8 +532,10 @@ class Refund(models.Model):
     """
 
     class Reason(models.TextChoices):
-        DUPLICATE = "duplicate", "Paid twice (refunded automatically)"
-        REQUESTED_BY_STAFF = "requested_by_staff", "Asked by staff"
+        REQUESTED_BY_CUSTOMER = "requested_by_customer", "Requested by the customer"
+        DUPLICATE = "duplicate", "Duplicate payment"
+        FRAUDULENT = "fraudulent", "Fraudulent"
+        REQUESTED_BY_STAFF = "requested_by_staff", "Other (see the note)"
         OUTSIDE = "outside", "Made outside the shop (Stripe's dashboard)"
 
     class Status(models.TextChoices):
@@ -497,6 +562,12 @@ class Refund(models.Model):
         help_text="Units refunded per order line (item id -> units), when chosen so.",
     )
     stripe_created = models.DateTimeField(null=True, blank=True, help_text="When Stripe made the refund.")
+    note = models.CharField(max_length=500, blank=True, help_text="Why, in staff's words.")
+    attempts = models.PositiveIntegerField(
+        default=0,
+        help_text="Requests sent to Stripe. Each has its own idempotency key; before another is sent, Stripe "
+        "is asked whether an earlier one (whose answer was lost) made the refund.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -542,12 +613,13 @@ class StripeObject(models.Model):
         return f"{self.kind} {self.stripe_id} ({self.account})"
 
 
-class StripeEvent(models.Model):
+class StripeEvent(LedgerModel):
     """A webhook event, stored once per account and processed in the same transaction."""
 
     class Status(models.TextChoices):
         PROCESSED = "processed", "Processed"
-        IGNORED = "ignored", "Ignored (nothing to do)"
+        PENDING = "pending", "Waiting for its object (tried again)"
+        IGNORED = "ignored", "Nothing to do"
         FAILED = "failed", "Failed"
         INVALID = "invalid", "Refused (signed, but not a well-formed event)"
 
@@ -578,7 +650,7 @@ class StripeEvent(models.Model):
         return dashboard_url(self.livemode, f"events/{self.event_id}")
 
 
-class Dispute(models.Model):
+class Dispute(LedgerModel):
     """A chargeback (or an inquiry before one) a cardholder's bank opened on one of the shop's payments.
 
     Kept in step with Stripe's `charge.dispute.*` events by `payments.disputes`; answered in Stripe's dashboard.
@@ -635,3 +707,75 @@ class Revenue(Payment):
         proxy = True
         verbose_name = "revenue per currency"
         verbose_name_plural = "revenue per currency"
+
+
+class StaffAction(LedgerModel):
+    """Something staff did to an order through the shop's actions, with who and when (append-only)."""
+
+    class Kind(models.TextChoices):
+        SAVED = "saved", "Changed the cart"
+        REFUND = "refund", "Asked for a refund"
+        CLOSE = "close", "Closed its open payment"
+        REVIEWED = "reviewed", "Marked reviewed"
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="staff_actions")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    who = models.CharField(max_length=150)
+    note = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} by {self.who}"
+
+
+class SweepMark(models.Model):
+    """How far reconciliation has listed an account's objects at Stripe (their `created`, a Unix time): the
+    next sweep lists from a little before it (see `payments.sweep`)."""
+
+    account = models.CharField(max_length=3)
+    kind = models.CharField(max_length=20, choices=PaymentKind.choices)
+    created_gte = models.BigIntegerField(default=0)
+    swept_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "kind"], name="sweepmark_one_per_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.kind} from {self.created_gte}"
+
+
+class StrayPayment(LedgerModel):
+    """A payment Stripe took (or is taking) in one of the shop's accounts that names no order of the shop:
+    listed for staff, who look at it in Stripe's dashboard (refund it there, or explain it)."""
+
+    account = models.CharField(max_length=3)
+    kind = models.CharField(max_length=20, choices=PaymentKind.choices)
+    stripe_id = models.CharField(max_length=255)
+    livemode = models.BooleanField(default=False)
+    amount = models.BigIntegerField(help_text="In minor units.")
+    currency = models.CharField(max_length=3)
+    stripe_status = models.CharField(max_length=40)
+    metadata = models.JSONField(default=dict, blank=True)
+    stripe_created = models.DateTimeField(null=True, blank=True)
+    found_at = models.DateTimeField(auto_now_add=True)
+    reviewed_by = models.CharField(max_length=150, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-found_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "stripe_id"], name="straypayment_unique_object")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.stripe_id} ({self.account})"
+
+    @property
+    def dashboard_url(self) -> str:
+        if self.kind == PaymentKind.PAYMENT_INTENT:
+            return dashboard_url(self.livemode, f"payments/{self.stripe_id}")
+        return dashboard_url(self.livemode, f"checkout/sessions/{self.stripe_id}")

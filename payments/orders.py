@@ -200,8 +200,10 @@ def buy_now_order(
     unless that happened after the shopper's page was loaded (`page_loaded_at`): then the click comes from a
     tab that did not see it, and `AlreadyPaid` says so instead of charging the shopper a second time.
 
-    One open one-item order per browser and item is a database constraint, so two first clicks arriving at two
-    app processes together end up with the same order, hence one payment object. One query (none for a
+    One current one-item order per browser and item is a database constraint (`Order.buy_now_key`, unique), so
+    two first clicks arriving at two app processes together end up with the same order, hence one payment
+    object. An order gives the key up for good once it is being paid, paid or held for staff, so an older order
+    that becomes payable again (its payment failed) never collides with the newer one. One query (none for a
     browser the shop has not seen).
     """
     is_new_browser = not known_browser(request)
@@ -211,8 +213,9 @@ def buy_now_order(
         if is_new_browser
         else list(Order.objects.filter(browser=browser, buy_now_item=item).order_by("id"))
     )
+    key = states.buy_now_key(browser, item.pk)
     for order in history:
-        if order.status in states.PAYABLE and not order.needs_attention:
+        if order.buy_now_key == key:  # held only while it is payable and not held for staff
             return order
     settled = [o for o in history if page_loaded_at is not None and o.updated_at > page_loaded_at]
     if settled:

@@ -51,7 +51,7 @@ def open_object(
                 order, priced = states.make_frozen(
                     target, expected_total=expected_total, email=email, language=language
                 )
-                return create(order, priced, gateway.account(order.currency), 0)
+                return _opened_by(owner, order, create(order, priced, gateway.account(order.currency), 0))
         except IntegrityError:  # the same browser's other click made this order first: go on with it
             target = Order.objects.get(public_id=target.public_id)
     refusal: ShopError | None = None
@@ -70,17 +70,29 @@ def open_object(
         if changed:
             order.save(update_fields=changed)
         if states.is_editable(order):  # any error rolls the freeze back with the rest: the cart stays a cart
-            priced = states.freeze(order, owner=owner, expected_total=expected_total)
-            return create(order, priced, gateway.account(order.currency), 0)
+            priced = states.freeze(order, expected_total=expected_total)
+            return _opened_by(owner, order, create(order, priced, gateway.account(order.currency), 0))
         try:
-            priced = states.freeze(order, owner=owner, expected_total=expected_total)
+            priced = states.freeze(order, expected_total=expected_total)
             acct = gateway.account(order.currency)
             reused = reuse(order, acct)
+            if reused and not order.browser and reused[0].browser != owner:
+                reused = None  # an ownerless order's object is reused only by the browser that opened it
             sync.close_others(order, keep=reused[0] if reused else None)
             if reused:
                 return reused[1]
             attempt = order.payments.filter(order_version=order.version).count()
-            return create(order, priced, acct, attempt)
+            return _opened_by(owner, order, create(order, priced, acct, attempt))
         except ShopError as exc:
             refusal = exc
     raise refusal
+
+
+def _opened_by(owner: str, order: Order, opened: T) -> T:
+    """A new object was recorded. An order staff made for a customer has no owner yet: the object remembers the
+    browser that opened it, which owns the order once that object is paid (`lifecycle`)."""
+    payment = getattr(opened, "payment", None)
+    if owner and not order.browser and isinstance(payment, Payment):
+        payment.browser = owner
+        payment.save(update_fields=["browser"])
+    return opened

@@ -17,16 +17,16 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from django.db.models import Sum
 from stripe.params import RefundCreateParams, RefundListParams
 
 from core.money import allocate, format_money, minor_unit_step
-from payments import disputes, gateway, lifecycle, states
+from payments import disputes, gateway, lifecycle, matching, states
 from payments.accounts import StripeAccount
-from payments.errors import OrderNotPayable, ShopError
-from payments.models import Order, Payment, PaymentStatus, Refund
+from payments.errors import OrderNotPayable, PaymentProviderError, ShopError, StripeRefused
+from payments.models import Order, Payment, PaymentStatus, Refund, StaffAction
 from payments.pricing import PricedOrder, from_snapshot
 
 logger = logging.getLogger("payments.refunds")
@@ -70,16 +70,33 @@ def check_refund_amount(amount: int, payment: Payment, remaining: int) -> None:
         )
 
 
+# The reasons staff choose from (the others are the shop's own: a second payment, a refund made elsewhere).
+STAFF_REASONS = (
+    Refund.Reason.REQUESTED_BY_CUSTOMER,
+    Refund.Reason.DUPLICATE,
+    Refund.Reason.FRAUDULENT,
+    Refund.Reason.REQUESTED_BY_STAFF,
+)
+
+
 @dataclass(frozen=True)
 class StaffRefund:
     refund: Refund
     repeated: bool  # the same form was sent again: no second refund was made
 
 
-def refund_order(order: Order, amount: int | None = None) -> Refund:
+def refund_order(
+    order: Order, amount: int | None = None, *, requested_by: str = "", reason: str = "", note: str = ""
+) -> Refund:
     """Refund `amount` minor units (default: what is left) of the order's payment, as asked by staff (the
     admin's bulk action: each call is a refund of its own)."""
-    return staff_refund(order, amount).refund
+    return staff_refund(
+        order,
+        amount,
+        requested_by=requested_by,
+        reason=reason or Refund.Reason.REQUESTED_BY_CUSTOMER,
+        note=note,
+    ).refund
 
 
 def staff_refund(
@@ -90,11 +107,18 @@ def staff_refund(
     requested_by: str = "",
     description: str = "",
     lines: dict[int, int] | None = None,
+    reason: str = Refund.Reason.REQUESTED_BY_CUSTOMER,
+    note: str = "",
 ) -> StaffRefund:
-    """A refund staff asked for. `request_key` is the one-time token of the form it came from: the same form
-    sent twice (a double click, a reload) is one refund; two forms are two refunds, even of the same amount.
-    Refused with a clear message: an order not paid, a disputed payment, more than is left, an amount Stripe
-    cannot refund in the currency."""
+    """A refund staff asked for, with its reason (`Refund.Reason`; "other" needs a `note`), recorded with who
+    asked and when. `request_key` is the one-time token of the form it came from: the same form sent twice (a
+    double click, a reload) is one refund; two forms are two refunds, even of the same amount. Refused with a
+    clear message: an order not paid, a disputed payment, more than is left, an amount Stripe cannot refund in
+    the currency."""
+    if reason not in STAFF_REASONS:
+        raise OrderNotPayable("Choose why the money is given back.")
+    if reason == Refund.Reason.REQUESTED_BY_STAFF and not note.strip():
+        raise OrderNotPayable("Say in a note why the money is given back.")
     key = f"refund:{order.public_id}:{request_key}" if request_key else f"refund:{uuid.uuid4()}"
     with states.locked(order.pk) as order:
         refund = Refund.objects.filter(idempotency_key=key).select_related("payment", "order").first()
@@ -112,11 +136,19 @@ def staff_refund(
                 payment=payment,
                 amount=amount,
                 currency=payment.currency,
-                reason=Refund.Reason.REQUESTED_BY_STAFF,
+                reason=reason,
+                note=note.strip()[:500],
                 idempotency_key=key,
                 requested_by=requested_by[:150],
                 description=description[:500],
                 lines={str(k): v for k, v in (lines or {}).items() if v},
+            )
+            StaffAction.objects.create(
+                order=order,
+                kind=StaffAction.Kind.REFUND,
+                who=requested_by[:150] or "staff",
+                note=f"{format_money(amount, payment.currency, minor=True)} "
+                f"({Refund.Reason(reason).label.lower()}){': ' + note.strip() if note.strip() else ''}",
             )
     if refund.status == Refund.Status.PENDING:
         refund = send(
@@ -150,39 +182,136 @@ def amount_for_lines(priced: PricedOrder, quantities: dict[int, int], already: d
     return amount
 
 
-def send(refund: Refund) -> Refund:
-    """Ask Stripe for the refund (again, if an earlier try got no answer: the key makes it one refund)."""
-    payment = refund.payment
-    acct = gateway.account(payment.account)
+class RefundNotSent(ShopError):
+    """Stripe could not be reached: the refund is kept and sent again (never twice) by reconciliation."""
+
+    status = 502
+    code = "refund_not_sent"
+
+
+# Stripe's refund reasons (RefundCreateParams["reason"]); the shop's other reasons send none.
+STRIPE_REASONS: dict[str, Literal["duplicate", "fraudulent", "requested_by_customer"]] = {
+    Refund.Reason.DUPLICATE: "duplicate",
+    Refund.Reason.FRAUDULENT: "fraudulent",
+    Refund.Reason.REQUESTED_BY_CUSTOMER: "requested_by_customer",
+}
+# Refusals after which the shop looks at what Stripe has refunded (a refund made elsewhere it did not know).
+REFUNDED_ELSEWHERE = ("amount_too_large", "charge_already_refunded")
+
+
+def _create_params(refund: Refund) -> RefundCreateParams:
+    metadata = {"order_id": str(refund.order.public_id), "refund_ref": refund.idempotency_key}
+    if refund.note:
+        metadata["note"] = refund.note[:500]
     params: RefundCreateParams = {
-        "payment_intent": payment.payment_intent_id,
+        "payment_intent": refund.payment.payment_intent_id,
         "amount": refund.amount,
-        "metadata": {"order_id": str(refund.order.public_id), "refund_ref": refund.idempotency_key},
+        "metadata": metadata,
     }
-    if refund.reason == Refund.Reason.DUPLICATE:
-        params["reason"] = "duplicate"
-    with gateway.stripe_call("refund.create", acct, payment=payment.stripe_id, refund=refund.pk):
-        answer = acct.client.v1.refunds.create(
-            params=params, options={"idempotency_key": refund.idempotency_key}
-        )
-    # Recorded under the order's lock, never backwards: a `refund.failed` may have been applied meanwhile. The
-    # order's refunded amount follows Stripe's events (`lifecycle.apply_refund` / `apply_stripe_refund`).
+    reason = STRIPE_REASONS.get(Refund.Reason(refund.reason))
+    if reason:
+        params["reason"] = reason
+    return params
+
+
+def _made_earlier(refund: Refund, acct: StripeAccount) -> dict[str, Any] | None:
+    """The refund an earlier request of this row made at Stripe, if its answer was lost (found by the
+    `refund_ref` in its metadata), so that a new request is never a second refund."""
+    for found in _stripe_refunds(refund.payment, acct):
+        metadata = found.get("metadata") or {}
+        if isinstance(metadata, Mapping) and metadata.get("refund_ref") == refund.idempotency_key:
+            return found
+    return None
+
+
+def send(refund: Refund) -> Refund:
+    """Ask Stripe for the refund, under the order's lock (so one row is never sent by two requests at once).
+
+    Each request has a key of its own (`<row key>:<attempt>`): a request whose answer was lost (an outage) is
+    indeterminate, so before the next one Stripe is asked whether it made the refund. Stripe's refusal makes
+    the refund `failed` with Stripe's reason in words (`disputes.RefundRefused`): it reserves nothing and is never sent
+    again; if Stripe says the charge was refunded elsewhere, the payment's refunds are looked up. An outage
+    leaves it pending (`RefundNotSent`) for reconciliation."""
+    failure: ShopError | None = None
+    look_up_now = False
     with states.locked(refund.order_id):
-        refund = Refund.objects.select_related("payment", "order").get(pk=refund.pk)
-        lifecycle.record_refund(refund, answer.to_dict())
-    logger.info(
-        "refund %s %s of %s for order %s", answer.id, refund.amount, payment.stripe_id, refund.order.public_id
-    )
-    return refund
+        refund = Refund.objects.select_for_update().select_related("payment", "order").get(pk=refund.pk)
+        if refund.status != Refund.Status.PENDING:
+            return refund  # sent (or refused) meanwhile
+        payment = refund.payment
+        acct = gateway.account(payment.account)
+        try:
+            answer = _made_earlier(refund, acct) if refund.attempts else None
+            if answer is None:
+                refund.attempts += 1
+                refund.save(update_fields=["attempts", "updated_at"])  # kept even if the call fails
+                with gateway.stripe_call("refund.create", acct, payment=payment.stripe_id, refund=refund.pk):
+                    made = acct.client.v1.refunds.create(
+                        params=_create_params(refund),
+                        options={"idempotency_key": f"{refund.idempotency_key}:{refund.attempts}"},
+                    )
+                answer = made.to_dict()
+        except StripeRefused as exc:
+            refund.status = Refund.Status.FAILED
+            refund.last_error = f"Stripe refused it: {exc.reason}."[:2000]
+            refund.save(update_fields=["status", "last_error", "updated_at"])
+            refund.order.note(f"Refund {refund.pk} refused by Stripe: {exc.reason}. Nothing was refunded.")
+            refund.order.save(update_fields=["attention_note", "updated_at"])
+            failure = disputes.RefundRefused(
+                f"Stripe refused the refund: {exc.reason}. Nothing was refunded."
+            )
+            if exc.stripe_code in REFUNDED_ELSEWHERE:
+                Payment.objects.filter(pk=payment.pk).update(refunds_to_check=True)
+                look_up_now = True
+        except PaymentProviderError:
+            refund.last_error = "Stripe could not be reached; it is asked again by reconciliation."
+            refund.save(update_fields=["last_error", "updated_at"])
+            failure = RefundNotSent(
+                "Stripe could not be reached, so the refund may or may not have been made. It is recorded, and "
+                "reconciliation asks Stripe and sends it if needed (never twice)."
+            )
+        else:
+            # Never backwards: a `refund.failed` may have been applied meanwhile. The order's refunded amount
+            # follows Stripe's events (`lifecycle.apply_refund` / `apply_stripe_refund`).
+            lifecycle.record_refund(refund, answer)
+            logger.info(
+                "refund %s %s of %s for order %s",
+                refund.stripe_id,
+                refund.amount,
+                payment.stripe_id,
+                refund.order.public_id,
+            )
+    if failure is None:
+        return refund
+    if look_up_now:
+        try:  # learn what Stripe refunded elsewhere, so that "left to refund" is Stripe's
+            look_up(refund.payment)
+        except ShopError as exc:
+            logger.warning("refunds of %s not looked up yet: %s", refund.payment.stripe_id, exc)
+    raise failure
 
 
 def send_owed(order: Order) -> None:
-    """Send the order's refunds not yet sent (an automatic refund of a second payment, a try that failed)."""
+    """Send the order's refunds not yet sent (an automatic refund of a second payment, a try that got no
+    answer)."""
     for refund in order.refunds.filter(status__in=UNSENT).select_related("payment", "order").order_by("id"):
         try:
             send(refund)
         except ShopError as exc:
-            logger.warning("refund %s for order %s not sent yet: %s", refund.pk, order.public_id, exc)
+            logger.warning("refund %s for order %s not sent: %s", refund.pk, order.public_id, exc)
+
+
+def _stripe_refunds(payment: Payment, acct: StripeAccount) -> list[dict[str, Any]]:
+    """Every refund Stripe has for the payment's PaymentIntent, newest first."""
+    found: list[dict[str, Any]] = []
+    params: RefundListParams = {"payment_intent": payment.payment_intent_id, "limit": 100}
+    while True:
+        with gateway.stripe_call("refund.list", acct, payment=payment.stripe_id):
+            page = acct.client.v1.refunds.list(params=params)
+        found += [r.to_dict() for r in page.data]
+        if not page.has_more or not page.data:
+            return found
+        params["starting_after"] = page.data[-1].id
 
 
 def look_up(payment: Payment) -> None:
@@ -191,17 +320,8 @@ def look_up(payment: Payment) -> None:
     arriving meanwhile marks the payment again; if Stripe cannot be reached, the mark is put back."""
     if not Payment.objects.filter(pk=payment.pk, refunds_to_check=True).update(refunds_to_check=False):
         return
-    acct = gateway.account(payment.account)
     try:
-        found: list[dict[str, object]] = []
-        params: RefundListParams = {"payment_intent": payment.payment_intent_id, "limit": 100}
-        while True:
-            with gateway.stripe_call("refund.list", acct, payment=payment.stripe_id):
-                page = acct.client.v1.refunds.list(params=params)
-            found += [r.to_dict() for r in page.data]
-            if not page.has_more or not page.data:
-                break
-            params["starting_after"] = page.data[-1].id
+        found = _stripe_refunds(payment, gateway.account(payment.account))
     except ShopError:
         Payment.objects.filter(pk=payment.pk).update(refunds_to_check=True)
         raise
@@ -223,17 +343,8 @@ def look_up_unexplained(order: Order) -> None:
 def on_refund_event(acct: StripeAccount, refund: Mapping[str, Any], event_type: str) -> Payment | None:
     """The webhook handler of `refund.created`, `.updated`, `.failed` and `charge.refund.updated`: the refund's
     status applied to its row (created for a refund made in Stripe's dashboard), then the refunded amount and
-    the order's state. None when the payment is not (yet) known."""
-    intent_id = refund.get("payment_intent")
-    if isinstance(intent_id, Mapping):
-        intent_id = intent_id.get("id")
-    if not intent_id:
-        return None
-    payment = (
-        Payment.objects.filter(account=acct.currency, payment_intent_id=str(intent_id))
-        .order_by("-id")
-        .first()
-    )
+    the order's state. `matching.NotKnownYet` (kept and tried again) when its payment is not known yet."""
+    payment = matching.paid_through(acct, refund)
     if payment is None:
         return None
     lifecycle.apply_stripe_refund(payment, refund, wait=states.WEBHOOK_LOCK_WAIT)

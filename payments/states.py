@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import OperationalError, connection, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from catalog.models import Item
@@ -53,7 +54,7 @@ from payments.errors import (
     OrderNotEditable,
     OrderNotPayable,
 )
-from payments.models import Order, OrderLine, OrderStatus, Payment, PaymentStatus
+from payments.models import FLAG_FIELDS, Order, OrderLine, OrderStatus, Payment, PaymentStatus, StaffAction
 from payments.pricing import PricedOrder, from_snapshot, price_buy_now, price_live, to_snapshot
 
 logger = logging.getLogger("payments.states")
@@ -92,13 +93,26 @@ def can_move(order: Order, to: str) -> bool:
     return to == order.status or to in MOVES[order.status]
 
 
+# The fields `move` changes: save them together.
+STATUS_FIELDS = ["status", "buy_now_key", "updated_at"]
+
+
 def move(order: Order, to: str) -> None:
-    """Set the order's status to `to` (not saved), refusing moves the diagram does not have."""
+    """Set the order's status to `to` (not saved: save `STATUS_FIELDS`), refusing moves the diagram does not
+    have. An order that leaves the payable states is no longer its browser's current one-item order, for good:
+    if it comes back (a payment in flight failed), the browser's next click on the item has its own order."""
     if not can_move(order, to):
         raise IllegalMove(f"order {order.public_id}: {order.status} -> {to} is not a move orders make")
     if to != order.status:
         logger.info("order %s %s -> %s", order.public_id, order.status, to)
     order.status = to
+    if to not in PAYABLE:
+        order.buy_now_key = None
+
+
+def buy_now_key(browser: str, item_id: int) -> str:
+    """The key a browser's current one-item order for an item holds (unique: at most one such order)."""
+    return f"{browser}/{item_id}"
 
 
 def is_editable(order: Order) -> bool:
@@ -196,7 +210,7 @@ def check_payable(order: Order) -> None:
         )
 
 
-def freeze(order: Order, *, owner: str = "", expected_total: int | None = None) -> PricedOrder:
+def freeze(order: Order, *, expected_total: int | None = None) -> PricedOrder:
     """The snapshot a payment object is created for: the order's own once frozen, else taken now (draft ->
     awaiting_payment, version + 1). Runs under `locked()`; refuses an order that is not payable, an empty
     one, an amount Stripe would refuse, and (with `expected_total`) a total the shopper did not see."""
@@ -217,9 +231,9 @@ def freeze(order: Order, *, owner: str = "", expected_total: int | None = None) 
         move(order, OrderStatus.AWAITING_PAYMENT)
         order.snapshot = to_snapshot(priced)
         order.version += 1
-        if not order.browser and owner:
-            order.browser = owner  # an order staff made for a customer belongs to the browser paying it
-        order.save(update_fields=["status", "snapshot", "version", "browser", "updated_at"])
+        # An order staff made for a customer stays without an owner until a payment succeeds: it belongs to
+        # whoever pays it (`lifecycle`), not to whoever pressed Pay first.
+        order.save(update_fields=["snapshot", "version", *STATUS_FIELDS])
         logger.info(
             "order %s frozen v%s total=%s %s", order.public_id, order.version, priced.total, order.currency
         )
@@ -253,6 +267,7 @@ def make_frozen(
         currency=item.currency,
         browser=new.browser,
         buy_now_item=item,
+        buy_now_key=buy_now_key(new.browser, item.pk),
         status=OrderStatus.AWAITING_PAYMENT,
         snapshot=to_snapshot(priced),
         version=1,
@@ -271,4 +286,35 @@ def thaw(order: Order) -> None:
         raise IllegalMove(f"order {order.public_id} still has open payments: {list(live)}")
     move(order, OrderStatus.DRAFT)
     order.snapshot = None
-    order.save(update_fields=["status", "snapshot", "updated_at"])
+    order.save(update_fields=["snapshot", *STATUS_FIELDS])
+
+
+def flag_order(order_pk: int, note: str) -> None:
+    """Flag an order for staff with `note` (once: the same note again changes nothing)."""
+    with locked(order_pk) as order:
+        if note in order.attention_note and order.needs_attention:
+            return
+        order.flag(note)
+        order.save(update_fields=FLAG_FIELDS)
+
+
+def note_sweep_failure(order_pk: int, error: str) -> None:
+    """Reconciliation failed on this order: what went wrong, for staff (bookkeeping only, no state moves; no
+    lock taken, since the failure may be that the order is locked)."""
+    Order.objects.filter(pk=order_pk).update(sweep_error=error[:2000], sweep_failed_at=timezone.now())
+
+
+def clear_sweep_failure(order_pk: int) -> None:
+    Order.objects.filter(pk=order_pk, sweep_failed_at__isnull=False).update(
+        sweep_error="", sweep_failed_at=None
+    )
+
+
+def mark_reviewed(order_pk: int, who: str, note: str) -> None:
+    """Staff handled what the order was flagged for: the flag is cleared, with their note, who and when. The
+    order's one-item key is not given back (a newer order may hold it)."""
+    with locked(order_pk) as order:
+        order.needs_attention = False
+        order.note(f"Reviewed by {who}: {note}")
+        order.save(update_fields=["needs_attention", "attention_note", "updated_at"])
+        StaffAction.objects.create(order=order, kind=StaffAction.Kind.REVIEWED, who=who, note=note)

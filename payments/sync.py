@@ -7,7 +7,8 @@
 - `close_others(order, keep)` runs under the order's lock before an object is opened or reused, so that at
   most one object of an order is payable; it refuses when one of them turns out to be processing or paid.
 - `tidy_up(order_id)` runs once a payment's news is committed (a webhook, a return page, reconciliation): when
-  an order is processing or paid, its other open objects are closed at once, refunds it owes are sent, refunds
+  an order is processing or paid, its other open objects are closed at once (and, whatever its state, an open
+  object found at Stripe that the shop never handed out, see `matching`), refunds it owes are sent, refunds
   Stripe reported but the shop cannot explain are looked up, and a paid order's confirmation email is sent
   (once: `receipts`).
 """
@@ -20,7 +21,7 @@ from django.utils.translation import gettext as _
 
 from payments import gateway, lifecycle, receipts, refunds, states
 from payments.errors import OrderNotPayable, PaymentProviderError, ShopError
-from payments.models import Order, OrderStatus, Payment, PaymentKind, PaymentStatus
+from payments.models import Order, OrderStatus, Payment, PaymentKind, PaymentOrigin, PaymentStatus
 
 logger = logging.getLogger("payments.sync")
 
@@ -83,16 +84,16 @@ def tidy_up(order_id: int | None) -> None:
     order = Order.objects.filter(pk=order_id).first()
     if order is None:
         return
-    if order.status not in (OrderStatus.DRAFT, OrderStatus.AWAITING_PAYMENT):
-        for payment in order.payments.filter(status__in=states.OPEN_PAYMENTS).order_by("id"):
-            try:
-                closed = close(payment)
-            except ShopError as exc:
-                logger.warning(
-                    "order %s: could not close %s yet: %s", order.public_id, payment.stripe_id, exc
-                )
-                continue
-            logger.info("order %s: closed %s, now %s", order.public_id, closed.stripe_id, closed.status)
+    closing = order.payments.filter(status__in=states.OPEN_PAYMENTS)
+    if order.status in (OrderStatus.DRAFT, OrderStatus.AWAITING_PAYMENT):
+        closing = closing.filter(origin=PaymentOrigin.STRIPE)  # found at Stripe: never handed to a shopper
+    for payment in closing.order_by("id"):
+        try:
+            closed = close(payment)
+        except ShopError as exc:
+            logger.warning("order %s: could not close %s yet: %s", order.public_id, payment.stripe_id, exc)
+            continue
+        logger.info("order %s: closed %s, now %s", order.public_id, closed.stripe_id, closed.status)
     refunds.send_owed(order)
     refunds.look_up_unexplained(order)
     receipts.send_confirmation(order.pk)

@@ -24,11 +24,12 @@ from typing import Any, NoReturn
 
 import stripe
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from core.errors import ServiceUnavailable
-from payments import disputes, lifecycle, refunds, states, sync
-from payments.accounts import StripeAccount
+from payments import disputes, lifecycle, matching, refunds, states, sync
+from payments.accounts import StripeAccount, account_for
 from payments.errors import OrderBusy
 from payments.models import Payment, PaymentKind, StripeEvent
 
@@ -42,9 +43,10 @@ class InvalidEvent(Exception):
 @dataclass(frozen=True)
 class Receipt:
     event_id: str
-    status: str  # processed, ignored, duplicate, failed, busy
+    status: str  # processed, pending, ignored, duplicate, failed, busy
     error: str = ""
     order_id: int | None = None  # the order the event was about, to tidy up once committed
+    payment_id: int | None = None  # the payment it concerned: events waiting for it are tried once committed
 
     @property
     def http_status(self) -> int:
@@ -192,61 +194,28 @@ Handler = Callable[[StripeAccount, Mapping[str, Any], str], Payment | None]
 WAIT = states.WEBHOOK_LOCK_WAIT
 
 
-def _payment(acct: StripeAccount, **lookup: str) -> Payment | None:
-    return Payment.objects.filter(account=acct.currency, **lookup).order_by("-id").first()
-
-
 def _on_payment_intent(acct: StripeAccount, intent: Mapping[str, Any], event_type: str) -> Payment | None:
-    payment = _payment(acct, stripe_id=str(intent.get("id", "")), kind=PaymentKind.PAYMENT_INTENT)
+    intent_id = matching.stripe_id(intent)
+    paid_through = matching.by_payment_intent(acct, intent_id)
+    if paid_through is not None and paid_through.kind == PaymentKind.CHECKOUT_SESSION:
+        return None  # a Checkout Session's PaymentIntent: nothing to do, the session's own events count
+    payment = matching.payment_for(acct, PaymentKind.PAYMENT_INTENT, intent)
     if payment is None:
-        return None  # not ours, or the PaymentIntent behind a Checkout Session (its session events count)
+        return None  # names no order of this shop
     return lifecycle.apply_payment_intent(payment, intent, wait=WAIT)
 
 
 def _on_checkout_session(acct: StripeAccount, session: Mapping[str, Any], event_type: str) -> Payment | None:
-    payment = _payment(acct, stripe_id=str(session.get("id", "")), kind=PaymentKind.CHECKOUT_SESSION)
+    payment = matching.payment_for(acct, PaymentKind.CHECKOUT_SESSION, session)
     if payment is None:
         return None
-    payment = lifecycle.apply_checkout_session(
+    return lifecycle.apply_checkout_session(
         payment, session, async_failed=event_type == "checkout.session.async_payment_failed", wait=WAIT
     )
-    if payment.payment_intent_id:
-        _replay_early_events(acct, payment)
-    return payment
-
-
-# News about a charge that names its PaymentIntent: for a Checkout Session, the PaymentIntent is learned when
-# the session completes, so such an event arriving earlier was ignored; it is applied then.
-BY_PAYMENT_INTENT = (
-    "charge.refunded",
-    *refunds.REFUND_EVENTS,
-    *disputes.EVENTS,
-)
-
-
-def _replay_early_events(acct: StripeAccount, payment: Payment) -> None:
-    """A refund or dispute event that arrived before its session's completion (Stripe retried an earlier
-    delivery) was recorded as ignored, since the PaymentIntent was unknown then: apply it now that it is known,
-    in the order received. The event rows are not locked (nothing holding an order lock locks events); applying
-    one twice is a no-op, so a concurrent delivery of the same event does no harm."""
-    early = StripeEvent.objects.filter(
-        account=acct.currency,
-        type__in=BY_PAYMENT_INTENT,
-        status=StripeEvent.Status.IGNORED,
-        payload__data__object__payment_intent=payment.payment_intent_id,
-    ).order_by("received_at", "id")
-    for event in early:
-        dispatch(acct, event.payload)
-    early.update(status=StripeEvent.Status.PROCESSED, processed_at=timezone.now())
 
 
 def _on_charge_refunded(acct: StripeAccount, charge: Mapping[str, Any], event_type: str) -> Payment | None:
-    intent_id = charge.get("payment_intent")
-    if isinstance(intent_id, Mapping):
-        intent_id = intent_id.get("id")
-    if not intent_id:
-        return None
-    payment = _payment(acct, payment_intent_id=str(intent_id))
+    payment = matching.paid_through(acct, charge)
     if payment is None:
         return None
     return lifecycle.apply_refund(payment, charge, wait=WAIT)
@@ -290,8 +259,17 @@ def _created(event: Mapping[str, Any]) -> datetime | None:
     return datetime.fromtimestamp(created, tz=UTC)
 
 
+# Events stored with these statuses are processed again when delivered (or replayed) again.
+RETRIED = (StripeEvent.Status.FAILED, StripeEvent.Status.PENDING)
+
+
 def record_and_process(acct: StripeAccount, event: dict[str, Any]) -> Receipt:
-    """Store the event once and process it in the same transaction (see the module docstring)."""
+    """Store the event once and process it in the same transaction (see the module docstring).
+
+    The event's row is locked (or inserted, which holds the same place in the unique index) before anything
+    else, so a concurrent delivery of the same event waits and then finds it done. A handler's error, whatever
+    it is, rolls the handler's work back and is recorded on the row as failed: only the insert of the event's
+    own row can be "another delivery stored it first"."""
     event_id = str(event["id"])
     fields = {
         "type": str(event["type"])[:100],
@@ -309,56 +287,96 @@ def record_and_process(acct: StripeAccount, event: dict[str, Any]) -> Receipt:
                     .filter(account=acct.currency, event_id=event_id)
                     .first()
                 )
+                if row is None:
+                    row = StripeEvent.objects.create(
+                        account=acct.currency,
+                        event_id=event_id,
+                        status=StripeEvent.Status.PENDING,
+                        attempts=0,
+                        **fields,
+                    )
         except OrderBusy:
             return Receipt(event_id, "busy")  # another delivery of this event is being processed
-        if row is not None and row.status != StripeEvent.Status.FAILED:
+        except IntegrityError:  # another delivery stored it first and committed: its outcome stands
+            done = StripeEvent.objects.filter(account=acct.currency, event_id=event_id).exclude(
+                status__in=RETRIED
+            )
+            return Receipt(event_id, "duplicate" if done.exists() else "busy")
+        if row.attempts and row.status not in RETRIED:
             logger.info("webhook %s %s duplicate", acct.currency, event_id)
             return Receipt(event_id, "duplicate")
+        row.attempts += 1
+        waiting_for = ""
         try:
             with transaction.atomic():
                 payment = dispatch(acct, event)
-                status = StripeEvent.Status.PROCESSED if payment is not None else StripeEvent.Status.IGNORED
-                now = timezone.now()
-                if row is None:
-                    StripeEvent.objects.create(
-                        account=acct.currency, event_id=event_id, status=status, processed_at=now, **fields
-                    )
-                else:
-                    row.status, row.processed_at, row.last_error = status, now, ""
-                    row.attempts += 1
-                    row.save(update_fields=["status", "processed_at", "last_error", "attempts"])
-        except IntegrityError:
-            # Another delivery of the same event stored it first; its outcome stands.
-            done = StripeEvent.objects.filter(account=acct.currency, event_id=event_id).exclude(
-                status=StripeEvent.Status.FAILED
-            )
-            if done.exists():
-                return Receipt(event_id, "duplicate")
-            return Receipt(event_id, "failed", "concurrent delivery")
+        except matching.NotKnownYet as exc:  # kept, and tried again once its object is known
+            payment, waiting_for = None, str(exc)
         except Exception as exc:  # a handler failed: its work is rolled back, the failure is kept
             busy = isinstance(exc, OrderBusy)
             if busy:
                 logger.warning("webhook %s %s: order busy, Stripe will retry", acct.currency, event_id)
             else:
                 logger.exception("webhook %s %s %s failed", acct.currency, event_id, fields["type"])
-            error = f"{type(exc).__name__}: {exc}"[:2000]
-            if row is None:
-                StripeEvent.objects.create(
-                    account=acct.currency,
-                    event_id=event_id,
-                    status=StripeEvent.Status.FAILED,
-                    last_error=error,
-                    **fields,
-                )
-            else:
-                row.attempts += 1
-                row.last_error = error
-                row.save(update_fields=["attempts", "last_error"])
-            return Receipt(event_id, "busy" if busy else "failed", error)
+            row.status = StripeEvent.Status.FAILED
+            row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            row.save(update_fields=["status", "attempts", "last_error"])
+            return Receipt(event_id, "busy" if busy else "failed", row.last_error)
+        if waiting_for:
+            status = StripeEvent.Status.PENDING
+        elif payment is not None:
+            status = StripeEvent.Status.PROCESSED
+        else:
+            status = StripeEvent.Status.IGNORED
+        row.status, row.last_error = status, waiting_for[:2000]
+        row.processed_at = timezone.now() if status != StripeEvent.Status.PENDING else None
+        row.save(update_fields=["status", "attempts", "last_error", "processed_at"])
     logger.info(
         "webhook %s %s %s %s object=%s", acct.currency, event_id, fields["type"], status, fields["object_id"]
     )
-    return Receipt(event_id, str(status), order_id=payment.order_id if payment is not None else None)
+    return Receipt(
+        event_id,
+        str(status),
+        order_id=payment.order_id if payment is not None else None,
+        payment_id=payment.pk if payment is not None else None,
+    )
+
+
+def waiting_for(payment: Payment) -> QuerySet[StripeEvent]:
+    """Pending events about `payment`: its object's own, and refunds, disputes and charges of its
+    PaymentIntent (learned when a Checkout Session completes), oldest first."""
+    about = Q(object_id=payment.stripe_id)
+    if payment.payment_intent_id:
+        about |= Q(object_id=payment.payment_intent_id) | Q(
+            payload__data__object__payment_intent=payment.payment_intent_id
+        )
+    return StripeEvent.objects.filter(
+        about, account=payment.account, status=StripeEvent.Status.PENDING
+    ).order_by("received_at", "id")
+
+
+def process_waiting(payment_id: int | None) -> list[Receipt]:
+    """Process again the pending events that waited for a payment now known (each in its own transaction,
+    taking the event's lock before any order's), and those waiting for what they make known in turn. Run
+    after the news that made the payment known has committed: never under an order's lock."""
+    receipts: list[Receipt] = []
+    todo = [payment_id] if payment_id is not None else []
+    seen: set[int] = set()
+    while todo:
+        pk = todo.pop(0)
+        if pk in seen:
+            continue
+        seen.add(pk)
+        payment = Payment.objects.filter(pk=pk).first()
+        if payment is None:
+            continue
+        acct = account_for(payment.account)
+        for row in waiting_for(payment):
+            receipt = record_and_process(acct, row.payload)
+            receipts.append(receipt)
+            if receipt.payment_id is not None:
+                todo.append(receipt.payment_id)
+    return receipts
 
 
 def receive(acct: StripeAccount, payload: bytes, signature: str | None) -> Receipt:
@@ -373,5 +391,6 @@ def receive(acct: StripeAccount, payload: bytes, signature: str | None) -> Recei
         receipt = record_and_process(acct, event)
     except (OperationalError, InterfaceError) as exc:
         raise ServiceUnavailable("The shop could not store the event; Stripe will retry.") from exc
+    process_waiting(receipt.payment_id)
     sync.tidy_up(receipt.order_id)
     return receipt

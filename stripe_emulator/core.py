@@ -42,12 +42,13 @@ from stripe.params import (
     PaymentIntentCancelParams,
     PaymentIntentConfirmParams,
     PaymentIntentCreateParams,
+    PaymentIntentListParams,
     PaymentIntentUpdateParams,
     RefundCreateParams,
     RefundListParams,
     TaxRateCreateParams,
 )
-from stripe.params.checkout import SessionCreateParams, SessionExpireParams
+from stripe.params.checkout import SessionCreateParams, SessionExpireParams, SessionListParams
 
 from stripe_emulator import amounts, money, shapes
 from stripe_emulator.params import check_params, decode_form
@@ -712,6 +713,10 @@ class Emulator:
                 return self._list_events(params, ctx)
             if path == "/v1/refunds":
                 return self._list_refunds(params, ctx)
+            if path == "/v1/payment_intents":
+                return self._list_of_kind("payment_intent", path, PaymentIntentListParams, params, ctx)
+            if path == "/v1/checkout/sessions":
+                return self._list_of_kind("checkout.session", path, SessionListParams, params, ctx)
             m = self._PI_RE.match(path)
             if m and m.group(2) is None:
                 self._only_expand(params)
@@ -1756,6 +1761,42 @@ class Emulator:
         refunds.sort(key=lambda r: (r["created"], made[r["id"]]), reverse=True)
         page, has_more = _page_of(refunds, params, "refund")
         return shapes.list_object(copy.deepcopy(page), "/v1/refunds", has_more)
+
+    def _list_of_kind(self, kind: str, url: str, typed: type, raw: JSONDict, ctx: _Ctx) -> JSONDict:
+        """``GET /v1/payment_intents``, ``GET /v1/checkout/sessions``: the account's objects of that kind, newest
+        first, filtered by ``created`` (https://docs.stripe.com/api/payment_intents/list,
+        https://docs.stripe.com/api/checkout/sessions/list); a session's ``status`` and ``payment_intent``
+        filters too."""
+        params = self._validate(raw, typed)
+        unsupported = set(params) - {
+            "created",
+            "limit",
+            "starting_after",
+            "ending_before",
+            "expand",
+            "status",
+        }
+        unsupported -= {"payment_intent"} if kind == "checkout.session" else set()
+        if unsupported:
+            raise _invalid(f"The emulator does not filter lists by {sorted(unsupported)}.")
+        account = ctx.account.currency.lower()
+        found = [
+            o
+            for o in self.objects.values()
+            if o.get("object") == kind and self._owner.get(o["id"]) == account
+        ]
+        if kind == "checkout.session":
+            for session in found:
+                self._maybe_expire(session)
+            if "status" in params:
+                found = [o for o in found if o["status"] == params["status"]]
+            if "payment_intent" in params:
+                found = [o for o in found if o.get("payment_intent") == params["payment_intent"]]
+        found = _created_in(found, params.get("created"))
+        made = {o["id"]: i for i, o in enumerate(found)}
+        found.sort(key=lambda o: (o["created"], made[o["id"]]), reverse=True)
+        page, has_more = _page_of(found, params, kind)
+        return shapes.list_object(copy.deepcopy(page), url, has_more)
 
     def _set_refund_status(self, refund: JSONDict, status: str, failure_reason: str | None = None) -> None:
         account = self.accounts[self._owner[refund["id"]]]

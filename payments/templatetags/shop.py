@@ -20,6 +20,7 @@ from catalog.models import Item
 from core.money import display_money, display_percent, format_money
 from payments.accounts import publishable_key_for
 from payments.checkout import stripe_locale_for
+from payments.models import Refund
 from payments.pricing import price_buy_now
 
 register = template.Library()
@@ -114,3 +115,9 @@ def buy_now(item: Item) -> BuyNow:
         for t in priced.taxes
     )
     return BuyNow(priced.total, note)
+
+
+@register.filter
+def refund_reason(value: str) -> str:
+    """A refund's reason code in words (`requested_by_customer` -> "Requested by the customer")."""
+    return str(Refund.Reason(value).label) if value in Refund.Reason.values else value

@@ -102,14 +102,21 @@ def test_staff_make_a_partial_refund(shop: Shop, page: Any, beans: Item) -> None
     page.click("#refund-page")
     page.wait_for_selector("#refund-form")
     assert page.inner_text("#left-to-refund") == "$24.50"
-    page.fill("#id_amount", "10.00")
+    page.fill("#id_amount", "10,00")  # a decimal comma is read as one
+    page.select_option("#id_reason", "requested_by_customer")
+    page.click("#refund-submit")
+    # The amount as read, in its currency, before anything is sent to Stripe.
+    page.wait_for_selector("#refund-confirm")
+    assert page.inner_text("#confirm-amount") == "$10.00" and page.inner_text("#confirm-currency") == "USD"
+    shot(page, "admin_refund_confirm")
+    assert not Refund.objects.exists()
     posts: list[str] = []
     page.on("request", lambda r: posts.append(r.url) if r.method == "POST" and "/refund/" in r.url else None)
-    # The same form sent twice (a double click that gets through, a resent POST): one refund.
+    # The confirmation sent twice (a double click that gets through, a resent POST): one refund.
     page.evaluate(
-        """() => { const form = document.getElementById("refund-form");
+        """() => { const form = document.getElementById("refund-confirm");
                    fetch(location.href, {method: "POST", body: new FormData(form), credentials: "same-origin"});
-                   form.requestSubmit(document.getElementById("refund-submit")); }"""
+                   form.requestSubmit(document.getElementById("refund-confirm-submit")); }"""
     )
     page.wait_for_selector(".messagelist li")
     assert "$10.00" in page.inner_text(".messagelist")

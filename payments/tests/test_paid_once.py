@@ -296,7 +296,8 @@ def test_staff_cannot_edit_a_paid_order(
             "lines-0-quantity": "5",
         },
     )
-    assert response.status_code == 403
+    assert response.status_code == 302  # back to the order, saying nothing was saved
+    assert "Nothing was saved" in admin_client.get(response["Location"]).content.decode()
     order.refresh_from_db()
     line.refresh_from_db()
     assert (order.status, line.item_id, line.quantity) == (OrderStatus.PAID, usd_item.pk, 1)
@@ -331,9 +332,17 @@ def test_staff_cancel_the_open_payment_and_clear_the_flag_through_actions(
     assert cart.status == OrderStatus.DRAFT and stripe_fake.emulator.get(pi)["status"] == "canceled"
 
     Order.objects.filter(pk=cart.pk).update(needs_attention=True)
-    admin_client.post("/admin/payments/order/", {"action": "clear_flag", "_selected_action": [cart.pk]})
+    selected = {"action": "mark_reviewed", "_selected_action": [cart.pk]}
+    page = admin_client.post("/admin/payments/order/", selected).content.decode()
+    assert 'id="review-confirm"' in page  # a note is asked for first
     cart.refresh_from_db()
-    assert not cart.needs_attention and "Flag cleared by admin" in cart.attention_note
+    assert cart.needs_attention
+    admin_client.post(
+        "/admin/payments/order/", {**selected, "confirm": "yes", "note": "Called the customer."}
+    )
+    cart.refresh_from_db()
+    assert not cart.needs_attention and "Reviewed by admin: Called the customer." in cart.attention_note
+    assert [(a.kind, a.who) for a in cart.staff_actions.all()] == [("close", "admin"), ("reviewed", "admin")]
 
 
 # 6 ------------------------------------------------------------------------------------------------------------

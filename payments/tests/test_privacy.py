@@ -65,7 +65,7 @@ def test_staff_see_every_order(admin_client: Client, usd_item: Item, stripe_fake
     assert admin_client.get(f"/order/{order.public_id}").status_code == 200
 
 
-def test_an_order_staff_made_is_owned_by_the_first_browser_to_pay_it(
+def test_an_order_staff_made_belongs_to_whoever_pays_it_not_to_the_first_pay_click(
     usd_item: Item, stripe_fake: Any
 ) -> None:
     from payments.tests.factories import make_cart
@@ -75,21 +75,32 @@ def test_an_order_staff_made_is_owned_by_the_first_browser_to_pay_it(
     assert (
         stranger.web.get(f"/order/{order.public_id}").status_code == 200
     )  # anyone with the link, until paid
-    pi = intent_id(customer.intent(order).json())
+    strangers = intent_id(stranger.intent(order).json())  # a stranger with the link presses Pay, never pays
     order.refresh_from_db()
-    assert order.browser == customer.web.session["browser"]
+    assert order.browser == ""  # pressing Pay claims nothing
+
+    # The customer can still see and pay it; their PaymentIntent is the only payable one.
+    assert customer.web.get(f"/order/{order.public_id}").status_code == 200
+    pi = intent_id(customer.intent(order).json())
+    assert stripe_fake.emulator.get(strangers)["status"] == "canceled"
+    stripe_fake.pay_intent(pi)
+    order.refresh_from_db()
+    assert (order.status, order.browser) == (OrderStatus.PAID, customer.web.session["browser"])
+
+    # Now it is the customer's: the stranger sees nothing, and can pay nothing.
+    assert stranger.web.get(f"/order/{order.public_id}").status_code == 404
     assert stranger.intent(order).status_code == 404
-    assert stranger.checkout(order).status_code == 404
-    assert stripe_fake.emulator.get(pi)["status"] == "requires_payment_method"  # the customer's is untouched
-    assert customer.intent(order).json()["client_secret"].startswith(pi)
+    assert customer.web.get(f"/order/{order.public_id}").status_code == 200
 
 
-def test_a_stranger_racing_the_claim_gets_nothing(usd_item: Item, stripe_fake: Any) -> None:
+def test_a_stranger_who_pays_the_link_first_owns_it(usd_item: Item, stripe_fake: Any) -> None:
     from payments import intents
-    from payments.errors import NotOrderOwner
     from payments.tests.factories import make_cart
 
     order = make_cart(usd_item, browser="")
-    intents.open_intent(order, owner="customer-browser")
-    with pytest.raises(NotOrderOwner):  # the stranger read the order before the claim, then asked to pay
-        intents.open_intent(order, owner="stranger-browser")
+    customers = intents.open_intent(order, owner="customer-browser")
+    strangers = intents.open_intent(order, owner="stranger-browser")  # closes the customer's: one payable
+    assert stripe_fake.emulator.get(customers.payment.stripe_id)["status"] == "canceled"
+    stripe_fake.pay_intent(strangers.payment.stripe_id)
+    order.refresh_from_db()
+    assert (order.status, order.browser) == (OrderStatus.PAID, "stranger-browser")

@@ -5,6 +5,7 @@ refunds made in Stripe's dashboard all end in the right refunded amount and orde
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 from decimal import Decimal
 from typing import Any
@@ -41,10 +42,14 @@ def refund_page(admin_client: Client, order: Order) -> tuple[str, str]:
     return html, match.group(1)
 
 
-def submit(admin_client: Client, order: Order, token: str, **fields: Any) -> Any:
-    return admin_client.post(
-        f"/admin/payments/order/{order.pk}/refund/", {"token": token, **fields}, follow=True
-    )
+def submit(admin_client: Client, order: Order, token: str, *, confirm: bool = True, **fields: Any) -> Any:
+    """Send the refund form, then (`confirm`) confirm it on the page that shows the amount as read."""
+    fields = {"reason": "requested_by_customer", **fields}
+    url = f"/admin/payments/order/{order.pk}/refund/"
+    review = admin_client.post(url, {"token": token, **fields}, follow=True)
+    if not confirm or 'id="refund-confirm"' not in review.content.decode():
+        return review  # refused (shown on the form), or left unconfirmed
+    return admin_client.post(url, {"token": token, **fields, "confirmed": "True"}, follow=True)
 
 
 def state(order: Order) -> tuple[str, int]:
@@ -69,8 +74,9 @@ def test_staff_refund_a_chosen_amount_and_the_order_follows_stripe(
     [call] = stripe_fake.calls("POST", "/v1/refunds")
     assert call.params["amount"] == "1000" and call.params["payment_intent"] == payment.stripe_id
     refund = Refund.objects.get()
-    assert (refund.amount, refund.reason, refund.requested_by) == (1000, "requested_by_staff", "admin")
-    assert call.idempotency_key == refund.idempotency_key == f"refund:{order.public_id}:{token}"
+    assert (refund.amount, refund.reason, refund.requested_by) == (1000, "requested_by_customer", "admin")
+    assert refund.idempotency_key == f"refund:{order.public_id}:{token}"
+    assert call.idempotency_key == f"{refund.idempotency_key}:1"  # the row's first request
     assert state(order) == (OrderStatus.PAID, 0)  # until Stripe's news arrives
     stripe_fake.deliver_webhooks()
     assert state(order) == (OrderStatus.PARTIALLY_REFUNDED, 1000)
@@ -155,7 +161,8 @@ def test_staff_refund_chosen_lines_with_their_discount_and_tax(client, admin_cli
         ({"amount": "24.51"}, "At most $24.50 is left to refund"),
         ({"amount": "0"}, "Enter an amount above zero."),
         ({"amount": "ten"}, "Enter an amount, e.g. 12.50."),
-        ({"amount": "1.005"}, "Amounts in USD are refunded in steps of $0.01."),
+        ({"amount": "0.005"}, "Amounts in USD are refunded in steps of $0.01."),
+        ({"amount": "1,005"}, "“1,005” could mean 1005 or 1.005 USD"),
         ({}, "Enter an amount, or how many of which lines to refund."),
     ],
 )
@@ -360,7 +367,7 @@ def test_the_shops_own_refund_news_before_its_answer_is_matched_by_its_key(
         refunds.send = original  # type: ignore[assignment]
     stripe_fake.deliver_webhooks()
     row = Refund.objects.get()
-    assert row.reason == "requested_by_staff" and row.status == "succeeded"
+    assert row.reason == "requested_by_customer" and row.status == "succeeded"
     assert state(order) == (OrderStatus.PARTIALLY_REFUNDED, 1200)
 
 
@@ -380,7 +387,9 @@ def test_refunds_not_looked_up_while_stripe_was_down_are_by_reconciliation(
     assert not payment.refunds_to_check and state(order) == (OrderStatus.PARTIALLY_REFUNDED, 100)
 
 
-def test_a_refund_event_of_an_unknown_payment_is_ignored(client, stripe_fake) -> None:
+def test_a_refund_event_of_an_unknown_payment_waits_then_is_ignored_once_stripe_says_so(
+    client, stripe_fake
+) -> None:
     stripe_fake.emulator.enabled_events = SHOP_EVENTS
     sc = stripe_client("usd")
     pi = sc.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
@@ -388,6 +397,8 @@ def test_a_refund_event_of_an_unknown_payment_is_ignored(client, stripe_fake) ->
     sc.v1.refunds.create(params={"payment_intent": pi.id})
     stripe_fake.deliver_webhooks()
     assert not Refund.objects.exists()
-    assert set(StripeEvent.objects.filter(type__startswith="refund.").values_list("status", flat=True)) == {
-        "ignored"
-    }
+    refund_events = StripeEvent.objects.filter(type__startswith="refund.")
+    assert set(refund_events.values_list("status", flat=True)) == {"pending"}
+    call_command("reconcile_payments", "--older-than", "0", stdout=io.StringIO(), stderr=io.StringIO())
+    assert set(refund_events.values_list("status", flat=True)) == {"ignored"}
+    assert not Refund.objects.exists()

@@ -283,15 +283,57 @@ def test_unknown_event_type_is_recorded_and_ignored(post_event: Any) -> None:
             "checkout.session.completed",
             {"id": "cs_unknown", "object": "checkout.session", "status": "complete"},
         ),
-        ("charge.refunded", {"id": "ch_unknown", "object": "charge", "payment_intent": "pi_unknown"}),
         ("charge.refunded", {"id": "ch_unknown", "object": "charge", "payment_intent": None}),
     ],
 )
-def test_event_for_unknown_object_is_recorded_and_ignored(post_event: Any, event_type: str, obj: Any) -> None:
+def test_event_for_an_object_naming_no_order_is_recorded_and_ignored(
+    post_event: Any, event_type: str, obj: Any
+) -> None:
     response = post_event("usd", make_event(event_type, obj))
     assert response.status_code == 200
     assert response.json()["status"] == "ignored"
     assert StripeEvent.objects.get().status == StripeEvent.Status.IGNORED
+
+
+@pytest.mark.parametrize(
+    ("event_type", "obj"),
+    [
+        (
+            "payment_intent.succeeded",
+            {
+                "id": "pi_unknown",
+                "object": "payment_intent",
+                "status": "succeeded",
+                "metadata": {"order_id": "6f1d5c3e-2b7a-4f0e-9a51-3c8e2d4b7a10", "payment_ref": "x"},
+            },
+        ),
+        (
+            "checkout.session.completed",
+            {
+                "id": "cs_unknown",
+                "object": "checkout.session",
+                "status": "complete",
+                "client_reference_id": "6f1d5c3e-2b7a-4f0e-9a51-3c8e2d4b7a10",
+            },
+        ),
+        ("charge.refunded", {"id": "ch_unknown", "object": "charge", "payment_intent": "pi_unknown"}),
+        ("refund.created", {"id": "re_unknown", "object": "refund", "payment_intent": "pi_unknown"}),
+        ("charge.dispute.created", {"id": "du_unknown", "object": "dispute", "payment_intent": "pi_unknown"}),
+    ],
+)
+def test_event_for_an_object_the_shop_does_not_know_yet_is_kept_pending(
+    post_event: Any, event_type: str, obj: Any
+) -> None:
+    # Named order not in the database (yet), or money that moved through a PaymentIntent the shop has not
+    # recorded: Stripe is answered 200 (the event is the shop's to keep), and the event waits to be tried again.
+    response = post_event("usd", make_event(event_type, obj))
+    assert response.status_code == 200
+    assert response.json()["status"] == "pending"
+    row = StripeEvent.objects.get()
+    assert row.status == StripeEvent.Status.PENDING and row.processed_at is None and row.last_error
+    # A redelivery is tried again (not a duplicate), and stays pending while nothing is known.
+    assert post_event("usd", make_event(event_type, obj, row.event_id)).json()["status"] == "pending"
+    assert StripeEvent.objects.get().attempts == 2
 
 
 def test_handler_error_rolls_back_records_failure_and_redelivery_processes(
