@@ -26,6 +26,7 @@ import stripe
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from core import jsonbody
 from core.errors import ServiceUnavailable
 from payments import disputes, lifecycle, refunds, states, sync
 from payments.accounts import StripeAccount
@@ -63,25 +64,6 @@ def _storable(event: dict[str, Any]) -> bool:
 MAX_EVENT_DEPTH = 64
 # `created` is a Unix timestamp that a datetime can hold (up to 9999-12-31T23:59:59Z).
 MAX_TIMESTAMP = 253402300799
-
-
-def _refuse_constant(name: str) -> NoReturn:
-    """json's parse_constant: NaN, Infinity and -Infinity are not JSON, and Stripe never sends them."""
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _depth(value: Any) -> int:
-    """How deeply `value` nests (iteratively: a deep body must not exhaust the stack here either)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        if isinstance(node, dict | list):
-            deepest = max(deepest, level)
-            if deepest > MAX_EVENT_DEPTH:
-                return deepest
-            children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, level + 1) for child in children)
-    return deepest
 
 
 def record_refusal(acct: StripeAccount, payload: bytes, reason: str, event: Any = None) -> None:
@@ -150,16 +132,16 @@ def verify(acct: StripeAccount, payload: bytes, signature: str | None) -> dict[s
     except ValueError as exc:  # not UTF-8: the SDK cannot even compute the signature of it
         raise InvalidEvent("The body is not a Stripe event.") from exc
     # From here on the body is Stripe's (or made with the account's webhook secret): a refusal is recorded.
-    try:
-        event = json.loads(payload, parse_constant=_refuse_constant)
-    except RecursionError:
-        _malformed(acct, payload, "The event nests too deeply.")
-    except ValueError:  # not UTF-8, not JSON, or NaN/Infinity
-        _malformed(acct, payload, "The body is not a Stripe event.")
+    try:  # the one JSON reader: not UTF-8, not JSON, NaN/Infinity or nested too deeply is refused
+        event = jsonbody.parse(payload, max_bytes=len(payload), max_depth=MAX_EVENT_DEPTH)
+    except jsonbody.BadJSON as exc:
+        _malformed(
+            acct,
+            payload,
+            "The event nests too deeply." if exc.kind == "too_deep" else "The body is not a Stripe event.",
+        )
     if not isinstance(event, dict):
         _malformed(acct, payload, "The body is not a Stripe event.")
-    if _depth(event) > MAX_EVENT_DEPTH:
-        _malformed(acct, payload, "The event nests too deeply.", event)
     if b"\\u0000" in payload or not _storable(event):
         # PostgreSQL's JSON stores neither NUL nor unpaired surrogates; no genuine Stripe event carries them.
         _malformed(acct, payload, "The event contains characters that are not valid text.", event)

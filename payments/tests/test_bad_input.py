@@ -227,6 +227,37 @@ def test_oversized_bodies_are_400(shop: dict[str, Any], usd_item: Any) -> None:
         assert_clear_error(browser.post(path, form, HTTP_X_CSRFTOKEN=token, **JSON), 400)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 200_000, b"[" * 5_000, b"{" * 5_000, b'{"item_id": ' + b"[" * 60 + b"1" + b"]" * 60 + b"}"],
+    ids=["200k brackets", "5k brackets", "5k braces", "60 levels"],
+)
+def test_deep_json_bodies_are_400_on_every_endpoint(shop: dict[str, Any], usd_item: Any, body: bytes) -> None:
+    """The json module gives up on a deep nest with a RecursionError: the one JSON reader answers 400."""
+    client, order = shop["client"], shop["order"]
+    for path in (
+        "/order/new/",
+        f"/order/put/{order}",
+        f"/order/remove/{order}",
+        f"/item/{usd_item.pk}/intent",
+        f"/order/intent/{order}",
+        f"/order/{order}/promo",
+    ):
+        response = client.post(path, data=body, content_type="application/json", **JSON)
+        assert_clear_error(response, 400)
+        assert response.json()["error"]["code"] == "invalid_json", path
+
+
+def test_json_bodies_over_the_readers_limit_are_400(shop: dict[str, Any], usd_item: Any) -> None:
+    from core import jsonbody
+
+    client, order = shop["client"], shop["order"]
+    body = json.dumps({"item_id": usd_item.pk, "padding": "x" * jsonbody.FORM_MAX_BYTES}).encode()
+    response = client.post(f"/order/put/{order}", data=body, content_type="application/json", **JSON)
+    assert_clear_error(response, 400)
+    assert "too large" in response.json()["error"]["message"]
+
+
 BAD_WEBHOOK_BODIES = [
     b"",
     b"not json",
