@@ -12,7 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -118,9 +118,21 @@ class RefundForm(forms.Form):
         return data
 
 
+# The largest primary key (a BigAutoField).
+MAX_PK = 2**63 - 1
+
+
+def object_pk(object_id: str) -> int:
+    """A primary key from an admin URL, or 404 for anything that is not one (`abc`, `1058%00`, `10**30`), rather
+    than the database's error on a value its column cannot hold."""
+    if not (object_id.isascii() and object_id.isdigit()) or not 0 < int(object_id) <= MAX_PK:
+        raise Http404("No such order.")
+    return int(object_id)
+
+
 def refund_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
     """The refund page of one order (`/admin/payments/order/<id>/refund/`)."""
-    order = get_object_or_404(orders.with_pricing(), pk=object_id)
+    order = get_object_or_404(orders.with_pricing(), pk=object_pk(object_id))
     change_url = reverse("admin:payments_order_change", args=[order.pk])
     if not request.user.has_perm("payments.change_order"):
         messages.error(request, "You may not refund orders.")
