@@ -186,6 +186,36 @@ def test_wrong_methods_are_405(shop: dict[str, Any], template: str, methods: lis
         assert response.has_header("Allow")
 
 
+@pytest.mark.parametrize(
+    "template",
+    ["/", "/item/{item}", "/orders/", "/order/{order}", "/order/{order}/canceled"],
+)
+def test_head_on_every_page_is_answered_like_get_without_a_body(shop: dict[str, Any], template: str) -> None:
+    """Uptime monitors and link checkers use HEAD: the same status and headers as GET, no body."""
+    client = shop["client"]
+    path = template.format(item=shop["usd"].pk, order=shop["order"])
+    got, head = client.get(path), client.head(path)
+    assert (got.status_code, head.status_code) == (200, 200), path
+    assert head.content == b""
+    assert head["Content-Type"] == got["Content-Type"]
+    assert head.get("ETag") == got.get("ETag")
+
+
+def test_head_on_a_return_page_is_answered_like_get(shop: dict[str, Any]) -> None:
+    client, order = shop["client"], shop["order"]
+    assert client.head(f"/order/{order}/return", {"payment_intent": "pi_unknown"}).status_code == 404
+    assert client.head(f"/order/{order}/success", {"session_id": "cs_unknown"}).status_code == 404
+
+
+def test_head_never_opens_a_checkout_session(shop: dict[str, Any]) -> None:
+    """`/buy` is not a page but the request that opens a Checkout Session: GET only (the shop fixture checks
+    nothing reached Stripe)."""
+    client = shop["client"]
+    for path in (f"/buy/{shop['usd'].pk}", f"/order/buy/{shop['order']}"):
+        response = client.head(path)
+        assert response.status_code == 405 and response.has_header("Allow")
+
+
 def test_missing_csrf_token_is_403(shop: dict[str, Any], usd_item: Any) -> None:
     browser = Client(enforce_csrf_checks=True)
     browser.cookies = shop["client"].cookies  # the same shopper, from a page that forgot the token
