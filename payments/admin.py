@@ -27,6 +27,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from core.money import format_money, minor_unit_exponent
+from core.redact import redact_json
 from payments import orders, promotions, refunds, states
 from payments.admin_display import id_label, link, when, with_note
 from payments.admin_merchant import DisputeInline, refund_view
@@ -805,7 +806,8 @@ class StripeEventAdmin(admin.ModelAdmin):
     @admin.display(description="Payload")
     def payload_display(self, event: StripeEvent) -> SafeString:
         return format_html(
-            '<pre class="shop-payload">{}</pre>', json.dumps(event.payload, indent=2, sort_keys=True)
+            '<pre class="shop-payload">{}</pre>',
+            json.dumps(redact_json(event.payload), indent=2, sort_keys=True),
         )
 
     @admin.display(description="Mode")

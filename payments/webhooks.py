@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from core import jsonbody
 from core.errors import ServiceUnavailable
+from core.redact import redact_json, redact_text
 from payments import disputes, lifecycle, refunds, states, sync
 from payments.accounts import StripeAccount
 from payments.errors import OrderBusy
@@ -91,7 +92,7 @@ def record_refusal(acct: StripeAccount, payload: bytes, reason: str, event: Any 
                 event_id=key,
                 defaults={
                     "type": _text(event_type)[:100] if isinstance(event_type, str) else "",
-                    "payload": {"unparsed": _text(payload.decode("utf-8", "replace"))[:65536]},
+                    "payload": {"unparsed": redact_text(_text(payload.decode("utf-8", "replace")))[:65536]},
                     "status": StripeEvent.Status.INVALID,
                     "last_error": reason[:2000],
                 },
@@ -280,7 +281,7 @@ def record_and_process(acct: StripeAccount, event: dict[str, Any]) -> Receipt:
         "livemode": bool(event.get("livemode", False)),
         "stripe_created": _created(event),
         "object_id": str(event["data"]["object"].get("id", ""))[:255],
-        "payload": event,
+        "payload": redact_json(event),  # stored without its client secrets
     }
     with transaction.atomic():
         states.wait_at_most(WAIT)
