@@ -15,6 +15,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from core.csp import policy as csp_policy
+from core.siteurl import SITE_URL_HINT, site_url_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -55,9 +56,12 @@ CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 CSRF_FAILURE_VIEW = "core.views.csrf_failure"
 
 # Public base URL of the shop (https://shop.example.com), from which the absolute URLs handed to Stripe
-# (success/cancel/return) are built. Required when DEBUG is off: the system check shop.E010 (core/checks.py)
-# stops `migrate` and `check` without it, so that a request's Host header never reaches Stripe.
+# (success/cancel/return) are built. Required when DEBUG is off: without it (or with a value that is not an
+# absolute http(s) base URL) the settings refuse to load, so neither gunicorn nor manage.py starts and a
+# request's Host header never reaches Stripe (the system check shop.E010 says the same of settings changed later).
 SITE_URL: str = env.str("SITE_URL", default="http://127.0.0.1:8000" if DEBUG else "").rstrip("/")
+if not DEBUG and (_site_url_problem := site_url_problem(SITE_URL)):
+    raise ImproperlyConfigured(f"{_site_url_problem} It is required when DEBUG is off. {SITE_URL_HINT}")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

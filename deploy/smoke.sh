@@ -442,13 +442,22 @@ SECURE_SSL_REDIRECT=1 SITE_URL=https://shop.example.com manage check --deploy --
     >"$WORK/check.log" 2>&1 \
     && pass "manage.py check --deploy --fail-level WARNING (SECURE_SSL_REDIRECT=1, an https SITE_URL)" \
     || { cat "$WORK/check.log"; fail "manage.py check --deploy --fail-level WARNING"; }
-# Without SITE_URL, production settings refuse to run: links handed to Stripe would come from the Host header.
+# Without SITE_URL, production settings refuse to load (links handed to Stripe would come from the Host
+# header): manage.py, and gunicorn, which imports the same settings, do not start.
 if SITE_URL= manage check >"$WORK/check-site-url.log" 2>&1; then
-    fail "manage.py check passes without SITE_URL (expected the error shop.E010)"
-elif grep -q "shop.E010" "$WORK/check-site-url.log"; then
-    pass "manage.py check without SITE_URL fails with shop.E010"
+    fail "manage.py check passes without SITE_URL (expected the settings to refuse to load)"
+elif grep -q "ImproperlyConfigured: SITE_URL is not set" "$WORK/check-site-url.log"; then
+    pass "production settings without SITE_URL refuse to load (ImproperlyConfigured)"
 else
-    cat "$WORK/check-site-url.log"; fail "manage.py check without SITE_URL failed, but not with shop.E010"
+    cat "$WORK/check-site-url.log"; fail "manage.py check without SITE_URL failed, but not for SITE_URL"
+fi
+if SITE_URL= timeout 30 "$PYTHON" -m gunicorn -c deploy/gunicorn.conf.py --bind "127.0.0.1:$(( NGINX_PORT + 7 ))" \
+        core.wsgi >"$WORK/gunicorn-site-url.log" 2>&1; then
+    fail "gunicorn ran without SITE_URL"
+elif grep -q "SITE_URL is not set" "$WORK/gunicorn-site-url.log"; then
+    pass "gunicorn does not start without SITE_URL"
+else
+    tail -20 "$WORK/gunicorn-site-url.log"; fail "gunicorn without SITE_URL stopped, but not for SITE_URL"
 fi
 
 note "done"

@@ -669,7 +669,8 @@ def test_dockerfile_layer_order_and_collectstatic() -> None:
     collectstatic = next(i for i, s in enumerate(flat) if "manage.py collectstatic --noinput" in s)
     user = index("USER")
     assert copy_requirements < pip_install < copy_code < collectstatic < user
-    assert "SECRET_KEY=" in flat[collectstatic]  # the settings refuse to load without one
+    # Production settings refuse to load without these two.
+    assert "SECRET_KEY=" in flat[collectstatic] and "SITE_URL=https://" in flat[collectstatic]
 
 
 def test_dockerfile_runs_gunicorn_as_non_root() -> None:
