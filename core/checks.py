@@ -44,13 +44,13 @@ def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
     typo would otherwise fail every limited request."""
     import ipaddress
 
-    from core.ratelimit import parse_rate
+    from core.ratelimit import parse_rates
 
     messages: list[CheckMessage] = []
     for group, spec in settings.RATELIMITS.items():
-        for scope in ("session", "address"):
+        for scope in ("session", "address", "username"):
             try:
-                parse_rate(str(spec.get(scope) or ""))
+                parse_rates(str(spec.get(scope) or ""))
             except ValueError as exc:
                 messages.append(
                     Error(
