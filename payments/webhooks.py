@@ -3,7 +3,8 @@ same transaction.
 
 - A bad or missing signature, or a body that is not an event, raises `InvalidEvent` and stores nothing.
 - A signed body that is not a well-formed event (NaN or Infinity, nesting deeper than any Stripe object, a
-  `created` that is not a timestamp, fields of the wrong type) also raises `InvalidEvent` (400: Stripe would
+  `created` that is not a timestamp, fields of the wrong type, a field the shop reads outside Stripe's limits:
+  `stripe_fields`) also raises `InvalidEvent` (400: Stripe would
   retry a 5xx for days, and the content would never get better), and the refusal is recorded in the log
   (`record_refusal`).
 - A database that cannot be reached raises `ServiceUnavailable` (503: Stripe retries later).
@@ -19,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NoReturn
 
 import stripe
@@ -29,7 +30,7 @@ from django.utils import timezone
 from core import jsonbody
 from core.errors import ServiceUnavailable
 from core.redact import redact_json, redact_text
-from payments import disputes, lifecycle, refunds, states, sync
+from payments import disputes, lifecycle, refunds, states, stripe_fields, sync
 from payments.accounts import StripeAccount
 from payments.errors import OrderBusy
 from payments.models import Payment, PaymentKind, StripeEvent
@@ -63,8 +64,6 @@ def _storable(event: dict[str, Any]) -> bool:
 
 # Stripe's objects nest a dozen levels at most (event > data > object > charges > data > [] > details > ...).
 MAX_EVENT_DEPTH = 64
-# `created` is a Unix timestamp that a datetime can hold (up to 9999-12-31T23:59:59Z).
-MAX_TIMESTAMP = 253402300799
 
 
 def record_refusal(acct: StripeAccount, payload: bytes, reason: str, event: Any = None) -> None:
@@ -163,6 +162,10 @@ def verify(acct: StripeAccount, payload: bytes, signature: str | None) -> dict[s
         _malformed(acct, payload, "The event's livemode is not true or false.", event)
     if "created" in event and _created(event) is None:
         _malformed(acct, payload, "The event's created time is not a Unix timestamp.", event)
+    try:  # every field its handler reads, within Stripe's limits
+        stripe_fields.check_event(event)
+    except stripe_fields.OutOfRange as exc:
+        _malformed(acct, payload, exc.reason, event)
     return event
 
 
@@ -267,10 +270,7 @@ def dispatch(acct: StripeAccount, event: Mapping[str, Any]) -> Payment | None:
 def _created(event: Mapping[str, Any]) -> datetime | None:
     """The event's `created` as a datetime; None when it is missing or not a timestamp a datetime can hold
     (a bool, a float, a string, negative, or past year 9999: `verify` refuses those)."""
-    created = event.get("created")
-    if not isinstance(created, int) or isinstance(created, bool) or not 0 <= created <= MAX_TIMESTAMP:
-        return None
-    return datetime.fromtimestamp(created, tz=UTC)
+    return stripe_fields.timestamp(event.get("created"))
 
 
 def record_and_process(acct: StripeAccount, event: dict[str, Any]) -> Receipt:

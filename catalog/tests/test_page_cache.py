@@ -143,9 +143,7 @@ def test_a_page_rendered_while_the_change_commits_is_dropped_at_commit(
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         usd_item.price = Money(Decimal("30.00"), "USD")  # type: ignore[assignment]
         usd_item.save()
-        pagecache.cache.set(
-            pagecache.key(name, "en"), {"body": "old render", "etag": '"x"'}, 60
-        )
+        pagecache.cache.set(pagecache.key(name, "en"), {"body": "old render", "etag": '"x"'}, 60)
     assert pagecache.cache.get(pagecache.key(name, "en")) is None
     assert "$30.00" in Client().get(f"/item/{usd_item.pk}").content.decode()
 
