@@ -283,6 +283,14 @@ TRUSTED_PROXIES: list[str] = env.list(
     "TRUSTED_PROXIES", default=env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"])
 )
 
+# --- Promotion codes (payments/promotions.py, README "Promotion codes") ----------------------------------
+# How long an order being paid holds a use of a limited code: its Checkout Session expires at Stripe after this
+# (Stripe's shortest is 30 minutes), its PaymentIntent is canceled by the scheduled reconcile after it.
+PROMO_HOLD_MINUTES: int = env.int("PROMO_HOLD_MINUTES", default=30)
+# The uses of one code a browser, and an address, may hold at once (an address never more than half of them).
+PROMO_HOLDS_PER_BROWSER: int = env.int("PROMO_HOLDS_PER_BROWSER", default=1)
+PROMO_HOLDS_PER_ADDRESS: int = env.int("PROMO_HOLDS_PER_ADDRESS", default=2)
+
 # --- Admin login lockout (django-axes) ------------------------------------------------------------------
 # After AXES_FAILURE_LIMIT failed logins for one username from one client address, that username cannot log in
 # from that address for AXES_COOLOFF_MINUTES (429 with the message below; each attempt during the lockout starts

@@ -31,6 +31,7 @@ from core.redact import redact_json
 from payments import orders, promotions, refunds, states
 from payments.admin_display import id_label, link, when, with_note
 from payments.admin_merchant import DisputeInline, refund_view
+from payments.admin_promotions import PromotionRefusalInline
 from payments.errors import ShopError
 from payments.models import (
     Discount,
@@ -51,6 +52,7 @@ from payments.pricing import PricedOrder, price_order
 @admin.register(Discount)
 class DiscountAdmin(admin.ModelAdmin):
     list_display = ("name", "off", "code", "until", "uses", "is_active", "updated")
+    inlines = [PromotionRefusalInline]
     list_filter = ("is_active", "currency")
     search_fields = ("name", "code")
     fieldsets = (

@@ -212,8 +212,10 @@ def freeze(order: Order, *, owner: str = "", expected_total: int | None = None) 
             _("This order changed since the page was loaded. Reload the page to see its total.")
         )
     gateway.check_amount(priced.total, priced.currency)
+    promotions.hold(
+        order, priced
+    )  # a promotion code expired, used up or held elsewhere refuses, before Stripe
     if order.status == OrderStatus.DRAFT:
-        promotions.hold(order, priced)  # a promotion code expired or used up refuses here, before Stripe
         move(order, OrderStatus.AWAITING_PAYMENT)
         order.snapshot = to_snapshot(priced)
         order.version += 1

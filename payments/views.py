@@ -28,6 +28,7 @@ from django.views.decorators.http import require_GET, require_POST, require_safe
 from catalog.models import Item
 from core.browser import browser_id
 from core.errors import browser_navigation, error_json
+from core.ratelimit import address_bucket, client_address
 from payments import checkout, gateway, intents, orders, promotions, states, sync, webhooks
 from payments.accounts import AccountNotConfigured, account_for
 from payments.errors import CurrencyMismatch, PaymentProviderError, ShopError
@@ -451,7 +452,12 @@ def order_promo(request: HttpRequest, order_id: str) -> HttpResponse:
     """`POST /order/<order_id>/promo`: apply the promotion code `code` to this cart."""
     order = get_order(request, order_id)
     code = PromoForm(submitted(request)).checked()["code"]
-    discount = promotions.apply_code(order, code, may_change=orders.can_change(request, order))
+    discount = promotions.apply_code(
+        order,
+        code,
+        may_change=orders.can_change(request, order),
+        address=address_bucket(client_address(request)),
+    )
     if not wants_json(request):
         messages.success(
             request,

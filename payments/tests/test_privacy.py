@@ -152,3 +152,41 @@ def test_a_refused_events_body_is_kept_without_its_secrets(client: Client) -> No
     assert post_raw(client, body).status_code == 400
     row = StripeEvent.objects.get(event_id="evt_bad")
     assert secret not in row.payload["unparsed"] and "[redacted]" in row.payload["unparsed"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_redacts_the_events_stored_before() -> None:
+    """Rows stored while client secrets were still kept are redacted by payments' migration 0007."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = (
+        ("payments", "0006_order_language"),
+        ("payments", "0007_promotion_holds_and_redacted_events"),
+    )
+    secret = "pi_3Kept00000000000000000_secret_Zyx9876543210"
+    executor = MigrationExecutor(connection)
+    executor.migrate([before])
+    try:
+        old = executor.loader.project_state([before]).apps.get_model("payments", "StripeEvent")
+        kept = old.objects.create(
+            account="usd",
+            event_id="evt_kept",
+            type="payment_intent.created",
+            status="ignored",
+            payload={"data": {"object": {"id": "pi_3Kept00000000000000000", "client_secret": secret}}},
+        )
+        plain = old.objects.create(
+            account="usd", event_id="evt_plain", type="customer.created", status="ignored", payload={"a": 1}
+        )
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate([after])
+        new = executor.loader.project_state([after]).apps.get_model("payments", "StripeEvent")
+        stored = new.objects.get(pk=kept.pk).payload
+        assert stored["data"]["object"] == {"id": "pi_3Kept00000000000000000", "client_secret": "[redacted]"}
+        assert new.objects.get(pk=plain.pk).payload == {"a": 1}
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
