@@ -69,11 +69,16 @@ class DiscountAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Discount]:
         paid = Q(orders__status__in=promotions.USED)
-        held = Q(orders__status__in=[OrderStatus.AWAITING_PAYMENT, OrderStatus.PROCESSING])
+        held = Q(orders__status=OrderStatus.PROCESSING) | Q(  # as promotions.holders counts them
+            orders__status=OrderStatus.AWAITING_PAYMENT, orders__payments__status__in=promotions.LIVE
+        )
         return (
             super()
             .get_queryset(request)
-            .annotate(paid_uses=Count("orders", filter=paid), held_uses=Count("orders", filter=held))
+            .annotate(
+                paid_uses=Count("orders", filter=paid, distinct=True),
+                held_uses=Count("orders", filter=held, distinct=True),
+            )
         )
 
     @admin.display(description="Off")

@@ -254,3 +254,22 @@ def test_a_payment_intent_holding_a_use_is_canceled_once_the_hold_is_over(
     else:
         assert cart.status == OrderStatus.AWAITING_PAYMENT and intent["status"] == "requires_payment_method"
         assert promotions.holders(once).count() == 1
+
+
+def test_the_admin_counts_the_uses_held_as_the_hold_does(
+    usd_item: Any, five_uses: Discount, stripe_fake: Any, admin_client: Client
+) -> None:
+    web = shopper("203.0.113.58")
+    cart = cart_with(web, (usd_item, 1))
+    apply(web, cart, "LAUNCH")
+    pay(web, cart)
+    session = web.get(
+        f"/order/buy/{cart.public_id}", **JSON
+    ).json()  # closes the PaymentIntent: one use still
+    stripe_fake.deliver_webhooks()
+    assert Payment.objects.filter(status=PaymentStatus.CANCELED).count() == 1
+    assert "0 of 5 (1 being paid)" in admin_client.get("/admin/payments/discount/").content.decode()
+    stripe_fake.emulator.expire_checkout_session(session["id"])
+    stripe_fake.deliver_webhooks()
+    listing = admin_client.get("/admin/payments/discount/").content.decode()
+    assert "0 of 5" in listing and "being paid" not in listing
