@@ -6,6 +6,7 @@ nothing changes either (`payments.stripe_fields`)."""
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,8 +16,8 @@ from django.test import Client
 
 from payments import lifecycle, stripe_fields
 from payments.models import Dispute, Order, OrderStatus, Payment, PaymentStatus, Refund, StripeEvent
-from payments.tests.stripe_fake import signed_event
 from payments.tests.support import intent_id, make_event, pay_item
+from payments.tests.test_webhook_input import post_raw
 
 pytestmark = pytest.mark.django_db
 
@@ -26,13 +27,7 @@ FAR_FUTURE = 10**12  # the year 33658
 
 
 def post(client: Client, event: dict[str, Any]) -> Any:
-    payload, signature = signed_event("usd", event)
-    return client.post(
-        "/webhooks/stripe/usd/",
-        data=payload,
-        content_type="application/json",
-        HTTP_STRIPE_SIGNATURE=signature,
-    )
+    return post_raw(client, json.dumps(event).encode())
 
 
 def changed(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
