@@ -212,9 +212,8 @@ def freeze(order: Order, *, owner: str = "", expected_total: int | None = None) 
             _("This order changed since the page was loaded. Reload the page to see its total.")
         )
     gateway.check_amount(priced.total, priced.currency)
-    promotions.hold(
-        order, priced
-    )  # a promotion code expired, used up or held elsewhere refuses, before Stripe
+    # A promotion code expired, used up or held by the same client elsewhere refuses here, before Stripe.
+    promotions.hold(order, priced)
     if order.status == OrderStatus.DRAFT:
         move(order, OrderStatus.AWAITING_PAYMENT)
         order.snapshot = to_snapshot(priced)
