@@ -36,10 +36,12 @@ admin: $(VENV)/.runtime
 test: $(VENV)/.dev $(VENV)/.browser
 	$(BIN)/pytest
 
-# The benchmark (bench/README.md): PostgreSQL at 127.0.0.1:5432, and Debian's wrk for the page scenarios.
+# The benchmark (bench/README.md): PostgreSQL at 127.0.0.1:5432, Debian's wrk for the page scenarios and its
+# nginx (deploy/nginx.conf in front, for the promotion code flood).
 $(VENV)/.wrk: | $(BIN)/python
-	@command -v wrk >/dev/null || { echo "Installing Debian's wrk for the benchmark"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
+	@{ command -v wrk && { command -v nginx || test -x /usr/sbin/nginx; }; } >/dev/null || { \
+	  echo "Installing Debian's wrk and nginx for the benchmark"; $(SUDO) apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk nginx; }
 	touch $@
 
 bench: $(VENV)/.dev $(VENV)/.wrk

@@ -10,7 +10,9 @@ Actors (one per thread):
 - `webhooks`: signed Stripe events, one delivery in five a duplicate;
 - `honest`: a person buying: loads the item page, then presses Pay, from an address of its own;
 - `flood`: one address hammering the Pay endpoint (a new session each time) and the admin login (a wrong
-  password each time).
+  password each time);
+- `guess`: one address guessing promotion codes through nginx, each thread a browser with a cart of its own,
+  paced at `pace` guesses a second per thread.
 """
 
 from __future__ import annotations
@@ -195,6 +197,39 @@ class FloodActor(Actor):
         return [press_pay(self.conn, self.spec["item_id"], self.token, self.amount, "flood_pay")]
 
 
+class GuessActor(Actor):
+    """A browser of the guesser (all of them behind one address: nginx's own, 127.0.0.1): a cart of its own,
+    then one promotion code after another on it. `guess` is a guess the shop answered (400, "not valid");
+    `guess_nginx` and `guess_app` the ones refused with 429 by nginx's limit_req or by the app's budgets."""
+
+    def setup(self) -> None:
+        self.conn = Conn(self.spec["edge"])
+        token, _ = self.conn.page(f"/item/{self.spec['item_id']}")
+        status, body = self.conn.request(
+            "POST",
+            "/order/new/",
+            body=f"item_id={self.spec['item_id']}".encode(),
+            headers={**FORM, "X-CSRFToken": token},
+        )
+        if status != 201:
+            raise RuntimeError(f"POST /order/new/ answered {status}: {body[:200]!r}")
+        self.order = json.loads(body)["id"]
+        self.token = token
+        self.next_at = time.monotonic()
+
+    def step(self, index: int) -> list[Sample]:
+        self.next_at += 1 / self.spec["pace"]
+        time.sleep(max(0.0, self.next_at - time.monotonic()))
+        body = f"code=GUESS{self.n:02d}X{index:06d}".encode()
+        headers = {**FORM, "X-CSRFToken": self.token}
+        label, status, seconds, data = timed(
+            self.conn, "guess", "POST", f"/order/{self.order}/promo", body=body, headers=headers
+        )
+        if status == 429:
+            label = "guess_app" if b"rate_limited" in data else "guess_nginx"
+        return [(label, status, seconds, data)]
+
+
 class WebhookActor(Actor):
     def __init__(self, spec: dict[str, Any], n: int, events: list[tuple[str, bytes]]) -> None:
         super().__init__(spec, n)
@@ -253,6 +288,7 @@ def run_client(spec: dict[str, Any]) -> dict[str, Any]:
         "pay": lambda n: PayActor(spec, n),
         "honest": lambda n: HonestActor(spec, n),
         "flood": lambda n: FloodActor(spec, n),
+        "guess": lambda n: GuessActor(spec, n),
         "webhooks": lambda n: WebhookActor(spec, n, events),
     }
     groups: list[tuple[str, int]] = [(spec["kind"], spec["threads"]), *spec.get("beside", [])]

@@ -14,6 +14,10 @@ ITEM_QUERIES = 1  # on a cache hit
 SHOPPERS_VS_BOUND = 0.85  # /buy and Pay throughput / (shoppers / Stripe latency)
 CPU_MS = 6.0  # worker CPU per /buy or Pay request
 NEW_SHOPPER_QUERIES = 8
+GUESSES_PER_MINUTE = 30  # promotion codes answered per minute from one address, through nginx (issue 24)
+P99_GROWTH = 2.0  # honest shoppers' p99 beside the guessing / their calm p99
+
+Row = tuple[str, str, str, str, str]
 
 
 def fmt(value: float, digits: int = 1) -> str:
@@ -28,7 +32,8 @@ def lat(res: dict[str, Any]) -> str:
     return f"{fmt(res.get('p50_ms', float('nan')))} / {fmt(res.get('p99_ms', float('nan')))}"
 
 
-def print_table(r: dict[str, Any], args: argparse.Namespace) -> None:
+def throughput_rows(r: dict[str, Any], args: argparse.Namespace) -> list[Row]:
+    """The rows of the throughput scenarios (pages, new shoppers, abandonment, webhooks, memory, queries)."""
     q = r["queries"]
     workers, threads = r["size"]
     floor, item = r["floor"], r["item"]
@@ -38,7 +43,7 @@ def print_table(r: dict[str, Any], args: argparse.Namespace) -> None:
         if args.latency_ms
         else float("inf")
     )
-    rows: list[tuple[str, str, str, str, str]] = []
+    rows: list[Row] = []
     rows.append(
         (
             f"GET /bench/floor ({floor['bytes']:,} bytes, trivial view)",
@@ -125,6 +130,30 @@ def print_table(r: dict[str, Any], args: argparse.Namespace) -> None:
             + ok(hooks["errors"] == 0 and hooks["paid_orders"] >= hooks["known"]),
         )
     )
+    rows.append(
+        (
+            "Peak RSS of a gunicorn worker",
+            f"{fmt(r['rss_mb'])} MB",
+            "-",
+            f"VmHWM, {r['worker_pids']} pids",
+            "-",
+        )
+    )
+    growth = (
+        f"/order/<id> 1 line: {q['order_small']['queries']}, {EXTRA_ITEMS} lines: {q['order_big']['queries']}; "
+        f"/ with {q['items'][0]} items: {q['index_small']['queries']}, {q['items'][1]}: {q['index_big']['queries']}"
+    )
+    flat = (
+        q["order_small"]["queries"] == q["order_big"]["queries"]
+        and q["index_small"]["queries"] == q["index_big"]["queries"]
+    )
+    rows.append(("Queries vs items/lines", growth, "-", "-", f"no growth: {ok(flat)}"))
+    return rows
+
+
+def flood_rows(r: dict[str, Any]) -> list[Row]:
+    """Honest shoppers alone, beside a flood of Pay and the admin login, beside promotion code guessing."""
+    rows: list[Row] = []
     calm, flood = r["calm"], r["flood"]
     fl = flood["labels"]
     flood_pay = fl.get("flood_pay", {}).get("statuses", {})
@@ -150,32 +179,53 @@ def print_table(r: dict[str, Any], args: argparse.Namespace) -> None:
             f"0 honest errors: {ok(flood['errors'] == 0 and pages.get('errors', 0) == 0)}",
         )
     )
-    rows.append(
-        (
-            "Peak RSS of a gunicorn worker",
-            f"{fmt(r['rss_mb'])} MB",
-            "-",
-            f"VmHWM, {r['worker_pids']} pids",
-            "-",
-        )
-    )
-    growth = (
-        f"/order/<id> 1 line: {q['order_small']['queries']}, {EXTRA_ITEMS} lines: {q['order_big']['queries']}; "
-        f"/ with {q['items'][0]} items: {q['index_small']['queries']}, {q['items'][1]}: {q['index_big']['queries']}"
-    )
-    flat = (
-        q["order_small"]["queries"] == q["order_big"]["queries"]
-        and q["index_small"]["queries"] == q["index_big"]["queries"]
-    )
-    rows.append(("Queries vs items/lines", growth, "-", "-", f"no growth: {ok(flat)}"))
+    guessing = r.get("guessing")
+    if guessing is not None:
+        rows.append(guess_row(calm, guessing))
+    return rows
 
+
+def guess_row(calm: dict[str, Any], guessing: dict[str, Any]) -> Row:
+    """Guesses the shop answered per minute from the one address (through nginx), and the honest shoppers'
+    p99 beside them compared with the calm one."""
+    labels = guessing["labels"]
+    statuses = labels.get("guess", {}).get("statuses", {})
+    answered = statuses.get("400", 0) + statuses.get("200", 0)  # the shop looked the code up
+    other = sum(statuses.values()) - answered
+    by_nginx = labels.get("guess_nginx", {}).get("requests", 0)
+    by_app = labels.get("guess_app", {}).get("requests", 0)
+    minutes = guessing.get("elapsed", 60.0) / 60 or 1.0
+    per_minute = answered / minutes
+    calm_p99, p99 = calm.get("p99_ms", float("nan")), guessing.get("p99_ms", float("nan"))
+    good = (
+        per_minute <= GUESSES_PER_MINUTE
+        and p99 <= P99_GROWTH * calm_p99
+        and guessing["errors"] == 0
+        and other == 0
+    )
+    return (
+        "... while one address guesses promo codes via nginx",
+        f"{fmt(per_minute)} guesses answered/min",
+        lat(guessing),
+        f"of {answered + other + by_nginx + by_app} tries in {fmt(minutes * 60, 0)} s: {answered} answered "
+        f"({_statuses(statuses)}), {by_nginx} refused by nginx, {by_app} by the app (429); honest: "
+        f"{fmt(guessing['rps'])} purchases/s, p99 {fmt(p99)} ms vs {fmt(calm_p99)} calm, {guessing['errors']} errors",
+        f"<={GUESSES_PER_MINUTE}/min, p99 <={P99_GROWTH:g}x calm, 0 honest errors: {ok(good)}",
+    )
+
+
+def print_table(r: dict[str, Any], args: argparse.Namespace) -> None:
+    workers, threads = r["size"]
+    rows = (throughput_rows(r, args) if "queries" in r else []) + flood_rows(r)
     headers = ("Measure", "Figure", "p50 / p99 ms", "Details", "Target")
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     line = "+-" + "-+-".join("-" * w for w in widths) + "-+"
+    tool = r["floor"].get("tool", "python") if "floor" in r else "python"
     print(
         f"\nShop benchmark: gunicorn {workers} workers x {threads} threads (gthread) on {os.cpu_count()} cores, "
         f"PostgreSQL, emulator latency {args.latency_ms} ms/call, load from separate processes "
-        f"({floor.get('tool', 'python')} for pages, Python threads for the rest); ran {r['took_s']:.0f} s"
+        f"({tool} for pages, Python threads for the rest); ran {r['took_s']:.0f} s"
+        + ("; only the floods (--only flood)" if "queries" not in r else "")
     )
     print(line)
     print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
@@ -183,14 +233,16 @@ def print_table(r: dict[str, Any], args: argparse.Namespace) -> None:
     for row in rows:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
     print(line)
-    print(
-        f"bound = min(shoppers {args.concurrency}, workers x threads {workers * threads}) / {args.latency_ms} ms; "
-        "each /buy and Pay request of a new shopper makes one Stripe call (the create)."
-    )
-    for key in ("item_new", "buy_new", "pay_new"):
-        print(f"{key} queries:", *q[key]["sql"], sep="\n  ")
-    for key in ("buy", "pay", "webhooks", "calm", "flood"):
-        if r[key]["errors"]:
+    if "queries" in r:
+        q = r["queries"]
+        print(
+            f"bound = min(shoppers {args.concurrency}, workers x threads {workers * threads}) / "
+            f"{args.latency_ms} ms; each /buy and Pay request of a new shopper makes one Stripe call (the create)."
+        )
+        for key in ("item_new", "buy_new", "pay_new"):
+            print(f"{key} queries:", *q[key]["sql"], sep="\n  ")
+    for key in ("buy", "pay", "webhooks", "calm", "flood", "guessing"):
+        if key in r and r[key]["errors"]:
             print(f"{key} error samples:", *r[key]["error_samples"], sep="\n  ")
 
 

@@ -1,7 +1,8 @@
 """The production-like stack the benchmark measures, on 127.0.0.1: a fresh PostgreSQL database, the Stripe
 emulator with an added latency per API call, and gunicorn with `deploy/gunicorn.conf.py` and production
-settings (`bench.wsgi`: the shop plus the trivial `/bench/floor` view). Everything it starts is stopped, and
-the database dropped, when the `Stack` context ends, whatever happened.
+settings (`bench.wsgi`: the shop plus the trivial `/bench/floor` view); for the flood, Debian's nginx in front
+with `deploy/nginx.conf` (only its ports and paths changed, as deploy/smoke.sh does). Everything it starts is
+stopped, and the database dropped, when the `Stack` context ends, whatever happened.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f} s")
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
+    )
 
 
 def admin_sql(sql: str) -> None:
@@ -175,6 +182,8 @@ class Stack:
         self.env = self._environment()
         self.emulator: subprocess.Popen[bytes] | None = None
         self.gunicorn: subprocess.Popen[bytes] | None = None
+        self.nginx: subprocess.Popen[bytes] | None = None
+        self.edge = ""  # nginx's base URL, once started
         self.workers: Workers | None = None
         self._db_created = False
         self.failed = False
@@ -301,6 +310,59 @@ class Stack:
         wait_http(f"{self.base}/healthz", self.gunicorn, "gunicorn")
         self.workers = Workers(self.gunicorn.pid)
 
+    def start_nginx(self) -> str:
+        """nginx in front of gunicorn, with deploy/nginx.conf (its limits as in production); its base URL."""
+        binary = nginx_binary()
+        if binary is None:
+            raise RuntimeError("nginx is not installed (make bench installs Debian's package)")
+        port = free_port()
+        while port in (self.app_port, self.emu_port):
+            port = free_port()
+        folder = self.work / "nginx"
+        folder.mkdir(exist_ok=True)
+        site = (ROOT / "deploy" / "nginx.conf").read_text()
+        for old, new in (
+            ("server 127.0.0.1:8000", f"server 127.0.0.1:{self.app_port}"),
+            ("listen 80;", f"listen 127.0.0.1:{port};"),
+            ("listen [::]:80;", ""),
+            ("/srv/shop/staticfiles/", str(self.work / "static") + "/"),
+            ("access_log /var/log/nginx/access.log", f"access_log {self.work / 'nginx-access.log'}"),
+        ):
+            if old not in site:
+                raise RuntimeError(f"deploy/nginx.conf no longer has {old!r}, which the benchmark rewrites")
+            site = site.replace(old, new)
+        (folder / "shop.conf").write_text(site)
+        temp = " ".join(
+            f"{kind}_temp_path {folder / kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        (folder / "nginx.conf").write_text(
+            ("user root;\n" if os.geteuid() == 0 else "")
+            + f"worker_processes 1;\ndaemon off;\npid {folder / 'nginx.pid'};\n"
+            f"error_log {self.work / 'nginx-error.log'} warn;\nevents {{ worker_connections 1024; }}\n"
+            f"http {{ include /etc/nginx/mime.types; default_type application/octet-stream; {temp} "
+            f"include {folder / 'shop.conf'}; }}\n"
+        )
+        self.say(f"nginx on :{port} (deploy/nginx.conf)")
+        self.nginx = subprocess.Popen(  # noqa: S603
+            [
+                binary,
+                "-p",
+                str(folder),
+                "-c",
+                str(folder / "nginx.conf"),
+                "-e",
+                str(self.work / "nginx-error.log"),
+            ],
+            cwd=ROOT,
+            stdout=(self.work / "nginx-error.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.edge = f"http://127.0.0.1:{port}"
+        wait_http(f"{self.edge}/healthz", self.nginx, "nginx")
+        return self.edge
+
     def scalar(self, sql: str) -> int:
         import psycopg
 
@@ -329,6 +391,7 @@ class Stack:
     def close(self) -> None:
         if self.workers is not None:
             self.workers.stop()
+        stop(self.nginx, "nginx")
         stop(self.gunicorn, "gunicorn")
         stop(self.emulator, "emulator")
         if self._db_created:
@@ -338,7 +401,7 @@ class Stack:
                 print(f"could not drop {self.db_name}: {exc}", file=sys.stderr)
             self._db_created = False
         if self.failed:
-            for log in ("gunicorn.log", "emulator.log"):
+            for log in ("gunicorn.log", "emulator.log", "nginx-error.log"):
                 path = self.work / log
                 if path.exists():
                     print(f"--- tail of {log} ---", file=sys.stderr)

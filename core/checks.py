@@ -8,25 +8,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-SITE_URL_HINT = (
-    "Set SITE_URL to the shop's public base URL, e.g. SITE_URL=https://shop.example.com: the links handed to "
-    "Stripe (return, success and cancel URLs) are built from it, never from the request's Host header."
-)
-
-
-def _site_url_problem(url: str) -> str:
-    if not url:
-        return "SITE_URL is not set."
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"SITE_URL is not an absolute http(s) URL: {url!r}."
-    if parts.query or parts.fragment or parts.username or parts.password:
-        return f"SITE_URL must be a plain base URL (no query, fragment or credentials): {url!r}."
-    try:
-        parts.port  # noqa: B018  (raises on a port that is not a number)
-    except ValueError:
-        return f"SITE_URL has an invalid port: {url!r}."
-    return ""
+from core.siteurl import SITE_URL_HINT, site_url_problem
 
 
 @register(Tags.security)
@@ -34,7 +16,7 @@ def check_site_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     """With DEBUG off, SITE_URL is required: an absolute http(s) base URL."""
     if settings.DEBUG:
         return []
-    problem = _site_url_problem(settings.SITE_URL)
+    problem = site_url_problem(settings.SITE_URL)
     if problem:
         return [Error(f"{problem} It is required when DEBUG is off.", hint=SITE_URL_HINT, id="shop.E010")]
     return []
@@ -43,7 +25,7 @@ def check_site_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 @register(Tags.security, deploy=True)
 def check_site_url_https(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """`check --deploy`: the links handed to Stripe should be https in production."""
-    if settings.DEBUG or _site_url_problem(settings.SITE_URL):
+    if settings.DEBUG or site_url_problem(settings.SITE_URL):
         return []
     if urlsplit(settings.SITE_URL).scheme != "https":
         return [
@@ -62,13 +44,13 @@ def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
     typo would otherwise fail every limited request."""
     import ipaddress
 
-    from core.ratelimit import parse_rate
+    from core.ratelimit import parse_rates
 
     messages: list[CheckMessage] = []
     for group, spec in settings.RATELIMITS.items():
-        for scope in ("session", "address"):
+        for scope in ("session", "address", "username"):
             try:
-                parse_rate(str(spec.get(scope) or ""))
+                parse_rates(str(spec.get(scope) or ""))
             except ValueError as exc:
                 messages.append(
                     Error(

@@ -4,8 +4,11 @@ to every worker process: the database cache or Redis (settings.CACHES), so one r
 What differs per visitor is kept out of the cached body: the page is rendered without a request (no session,
 no context processors), with a placeholder where the visitor's CSRF token goes, and the token is put in when
 the page is served (Django's CSRF token lives in a cookie, so this reads no database either). A cache hit
-therefore costs one cache read and writes nothing. Responses carry an ETag and Last-Modified, so a returning
-browser's revalidation is answered 304 without a body; they are `private` (each carries its visitor's token).
+therefore costs one cache read and writes nothing. Responses carry an ETag (a digest of the render), so a
+returning browser's revalidation is answered 304 without a body; they are `private` (each carries its visitor's
+token). They carry no Last-Modified: a page shows more than its item (the taxes every order carries, the
+translations, the catalog around it), and no one date covers all of that, whereas the ETag changes with
+anything that changes the render; a client revalidating with If-Modified-Since alone gets the page again.
 
 Keys hold the language (each language has its own render: the shopper's, chosen by LocaleMiddleware from the
 language switch's cookie or Accept-Language, so the switch works with caching) and a fingerprint of what the
@@ -19,7 +22,6 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,6 @@ from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.utils.cache import get_conditional_response, patch_cache_control
-from django.utils.http import http_date
 from django.utils.translation import get_language
 
 TTL = 600
@@ -87,27 +88,22 @@ def render(template: str, context: dict[str, Any]) -> str:
     )
 
 
-def serve(request: HttpRequest, name: str, build: Callable[[], tuple[str, datetime]]) -> HttpResponse:
-    """The cached page `name` for this visitor; `build()` renders it (body, last modified) on a miss and may
-    raise Http404 (nothing is cached then)."""
+def serve(request: HttpRequest, name: str, build: Callable[[], str]) -> HttpResponse:
+    """The cached page `name` for this visitor (GET, and HEAD: the same answer, whose body the server drops);
+    `build()` renders it on a miss and may raise Http404 (nothing is cached then)."""
     entry = cache.get(key(name))
     if entry is None:
-        body, modified = build()
-        entry = {
-            "body": body,
-            "etag": f'"{hashlib.sha256(body.encode()).hexdigest()[:20]}"',
-            "modified": modified.timestamp(),
-        }
+        body = build()
+        entry = {"body": body, "etag": f'"{hashlib.sha256(body.encode()).hexdigest()[:20]}"'}
         cache.set(key(name), entry, TTL)
-    etag, last_modified = entry["etag"], int(entry["modified"])
-    response = get_conditional_response(request, etag=etag, last_modified=last_modified)
+    etag = entry["etag"]
+    response = get_conditional_response(request, etag=etag)
     if response is None:
         body = entry["body"]
         if CSRF_PLACEHOLDER in body:
             body = body.replace(CSRF_PLACEHOLDER, get_token(request))
         response = HttpResponse(body)
     response["ETag"] = etag
-    response["Last-Modified"] = http_date(last_modified)
     patch_cache_control(response, private=True, no_cache=True)
     return response
 

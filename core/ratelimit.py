@@ -1,9 +1,10 @@
 """Rate limits on what creates Stripe objects or orders: per browser session and per client address.
 
 `RateLimitMiddleware` matches a request by its resolved URL name (`request.resolver_match.view_name`, e.g.
-`payments:buy`) against `settings.RATELIMITS`, so no view knows about it. Each group of URL names has a budget
-per session and a budget per client address, counted in fixed windows (e.g. `12/m`: 12 requests in each
-calendar minute) in Django's cache (`settings.RATELIMIT_CACHE`: the database cache by default, Redis with
+`payments:buy`) against `settings.RATELIMITS`, so no view knows about it. Each group of URL names has budgets
+per session and per client address (and, for the admin login, per username posted, from whatever address),
+each one rate or several that all apply (`10/m,60/h`), counted in fixed windows (e.g. `12/m`: 12 requests in
+each calendar minute) in Django's cache (`settings.RATELIMIT_CACHE`: the database cache by default, Redis with
 `REDIS_URL`; see core/cache.py). A request over either budget is refused before the view runs (so it creates
 nothing) with 429, `Retry-After` (seconds to the end of the window) and
 `{"error": {"code": "rate_limited", "message": ...}}`, or a plain page for a browser.
@@ -75,19 +76,36 @@ def parse_rate(text: str) -> Rate | None:
     return Rate(limit, multiple * unit)
 
 
+def parse_rates(text: str) -> tuple[Rate, ...]:
+    """One budget or several, all of which apply: `"10/m,60/h"` (ten a minute and sixty an hour); `""`, `"0"` or
+    `"off"`: none."""
+    return tuple(rate for part in (text or "").split(",") if (rate := parse_rate(part)) is not None)
+
+
 @dataclass(frozen=True)
 class Rule:
     group: str
-    session: Rate | None
-    address: Rate | None
+    session: tuple[Rate, ...]
+    address: tuple[Rate, ...]
+    username: tuple[Rate, ...]  # per username posted (the admin login), whatever the address
     json: bool  # the group's endpoints are called by scripts: always answer JSON
+    methods: frozenset[str]  # the methods counted (empty: all)
 
 
 @functools.lru_cache(maxsize=8)
-def _rules(config: tuple[tuple[str, tuple[str, ...], str, str, bool], ...]) -> dict[str, Rule]:
+def _rules(
+    config: tuple[tuple[str, tuple[str, ...], str, str, str, bool, tuple[str, ...]], ...],
+) -> dict[str, Rule]:
     by_name: dict[str, Rule] = {}
-    for group, names, session, address, json in config:
-        rule = Rule(group, parse_rate(session), parse_rate(address), json)
+    for group, names, session, address, username, json, methods in config:
+        rule = Rule(
+            group,
+            parse_rates(session),
+            parse_rates(address),
+            parse_rates(username),
+            json,
+            frozenset(m.upper() for m in methods),
+        )
         for name in names:
             by_name[name] = rule
     return by_name
@@ -101,7 +119,9 @@ def rules() -> dict[str, Rule]:
             tuple(str(name) for name in spec["urls"]),
             str(spec.get("session") or ""),
             str(spec.get("address") or ""),
+            str(spec.get("username") or ""),
             bool(spec.get("json", False)),
+            tuple(str(method) for method in spec.get("methods", ())),
         )
         for group, spec in settings.RATELIMITS.items()
     )
@@ -177,7 +197,7 @@ def address_bucket(address: str) -> str:
 
 @dataclass(frozen=True)
 class Refusal:
-    scope: str  # "session" or "address"
+    scope: str  # "session", "address" or "username"
     rate: Rate
     retry_after: int
 
@@ -209,19 +229,27 @@ def clock() -> float:
     return time.time()
 
 
+def posted_username(request: HttpRequest) -> str:
+    """The username a login form posted, as the login compares it (case aside), or ""."""
+    if request.method != "POST":
+        return ""
+    return str(request.POST.get("username", "")).strip().casefold()[:150]
+
+
 def check(request: HttpRequest, rule: Rule, now: float | None = None) -> Refusal | None:
     """Count this request against its rule's budgets; the refusal if one of them is spent."""
     now = clock() if now is None else now
-    if rule.address is not None:
-        bucket = address_bucket(client_address(request))
-        count, retry_after = _count(f"{rule.group}:a:{_digest(bucket)}", rule.address, now)
-        if count > rule.address.limit:
-            return Refusal("address", rule.address, retry_after)
-    browser = known_browser(request)  # the id in the signed session cookie, read without the database
-    if rule.session is not None and browser:  # no id yet: a first visit, counted by address only
-        count, retry_after = _count(f"{rule.group}:s:{_digest(browser)}", rule.session, now)
-        if count > rule.session.limit:
-            return Refusal("session", rule.session, retry_after)
+    scopes = [("address", rule.address, address_bucket(client_address(request)) if rule.address else "")]
+    # No browser id yet: a first visit, counted by address only. No username: nothing to count it against.
+    scopes.append(("session", rule.session, known_browser(request) if rule.session else ""))
+    scopes.append(("username", rule.username, posted_username(request) if rule.username else ""))
+    for scope, rates, who in scopes:
+        if not who:
+            continue
+        for rate in rates:
+            count, retry_after = _count(f"{rule.group}:{scope[0]}:{_digest(who)}", rate, now)
+            if count > rate.limit:
+                return Refusal(scope, rate, retry_after)
     return None
 
 
@@ -260,7 +288,7 @@ class RateLimitMiddleware:
         if not settings.RATELIMIT_ENABLED or request.resolver_match is None:
             return None
         rule = rules().get(request.resolver_match.view_name)
-        if rule is None:
+        if rule is None or (rule.methods and request.method not in rule.methods):
             return None
         try:
             refusal = check(request, rule)

@@ -10,6 +10,10 @@ gunicorn's master process uses it too.
   name and loses its value: `payment_intent_client_secret=[redacted]`.
 - A *value* that looks like a Stripe secret wherever it appears (a client secret `pi_..._secret_...`, an API
   key `sk_live_...`, a webhook secret `whsec_...`) is replaced by `[redacted]`.
+
+`redact_json` does the same to a decoded JSON value (a Stripe event, before it is stored): every `client_secret`
+field, and every secret-looking string anywhere in it. A stored event is read for its ids, amounts and states,
+never for a secret; whoever can read the database or the admin's event page must not be able to pay with it.
 """
 
 from __future__ import annotations
@@ -81,6 +85,26 @@ def redact_text(text: str) -> str:
     if "_" in text:
         text = _SECRET_VALUE.sub(REDACTED, text)
     return text
+
+
+# Fields of Stripe objects that hold a secret whatever it looks like (PaymentIntents, SetupIntents and Checkout
+# Sessions carry a `client_secret`).
+SECRET_FIELDS = frozenset({"client_secret"})
+
+
+def redact_json(value: object) -> object:
+    """A copy of a decoded JSON value with its secrets replaced (recursively: a stored event nests a few dozen
+    levels at most, `core.jsonbody` refuses deeper ones)."""
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if key in SECRET_FIELDS and item else redact_json(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_json(item) for item in value]
+    if isinstance(value, str) and "_" in value:
+        return _SECRET_VALUE.sub(REDACTED, value)
+    return value
 
 
 def _redact_arg(value: object) -> object:

@@ -15,6 +15,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from core.csp import policy as csp_policy
+from core.siteurl import SITE_URL_HINT, site_url_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -55,9 +56,12 @@ CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 CSRF_FAILURE_VIEW = "core.views.csrf_failure"
 
 # Public base URL of the shop (https://shop.example.com), from which the absolute URLs handed to Stripe
-# (success/cancel/return) are built. Required when DEBUG is off: the system check shop.E010 (core/checks.py)
-# stops `migrate` and `check` without it, so that a request's Host header never reaches Stripe.
+# (success/cancel/return) are built. Required when DEBUG is off: without it (or with a value that is not an
+# absolute http(s) base URL) the settings refuse to load, so neither gunicorn nor manage.py starts and a
+# request's Host header never reaches Stripe (the system check shop.E010 says the same of settings changed later).
 SITE_URL: str = env.str("SITE_URL", default="http://127.0.0.1:8000" if DEBUG else "").rstrip("/")
+if not DEBUG and (_site_url_problem := site_url_problem(SITE_URL)):
+    raise ImproperlyConfigured(f"{_site_url_problem} It is required when DEBUG is off. {SITE_URL_HINT}")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -228,7 +232,8 @@ else:
 
 # --- Rate limits (core/ratelimit.py) -------------------------------------------------------------------
 # Requests are matched by URL name; each group has a budget per browser session and per client address,
-# as N/period (12/m, 100/h, 5/10s; 0 or off: no limit). Over budget: 429 with Retry-After, nothing created.
+# as N/period (12/m, 100/h, 5/10s; several that all apply: 10/m,60/h; 0 or off: no limit). Over budget: 429
+# with Retry-After, nothing created.
 RATELIMIT_ENABLED: bool = env.bool("RATELIMIT_ENABLED", default=True)
 RATELIMIT_CACHE: str = "default"
 RATELIMITS: dict[str, dict[str, Any]] = {
@@ -256,6 +261,21 @@ RATELIMITS: dict[str, dict[str, Any]] = {
         "session": env.str("RATELIMIT_CART_PER_SESSION", default="60/m"),
         "address": env.str("RATELIMIT_CART_PER_ADDRESS", default="120/m"),
     },
+    # Promotion codes entered: each try is a guess at a code (README, "Promotion codes"). A shopper types one
+    # or two; the budgets keep a guesser far below 30 tries a minute from one address, and a few hundred a day.
+    "promo": {
+        "urls": ["payments:order_promo"],
+        "session": env.str("RATELIMIT_PROMO_PER_SESSION", default="10/m,30/h"),
+        "address": env.str("RATELIMIT_PROMO_PER_ADDRESS", default="20/m,60/h,200/d"),
+    },
+    # The admin login's form (django-axes locks a username at an address after AXES_FAILURE_LIMIT failures):
+    # a username tried from many addresses is slowed to these tries, and one address trying many usernames.
+    "login": {
+        "urls": ["admin:login"],
+        "methods": ["POST"],
+        "username": env.str("RATELIMIT_LOGIN_PER_USERNAME", default="5/m,50/h"),
+        "address": env.str("RATELIMIT_LOGIN_PER_ADDRESS", default="10/m,100/h"),
+    },
 }
 # Peers whose X-Forwarded-For names the client (addresses or CIDRs, `*` for any): the nginx in front. The
 # same variable tells gunicorn whom to trust for X-Forwarded-Proto (deploy/gunicorn.conf.py), same default.
@@ -263,17 +283,27 @@ TRUSTED_PROXIES: list[str] = env.list(
     "TRUSTED_PROXIES", default=env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"])
 )
 
+# --- Promotion codes (payments/promotions.py, README "Promotion codes") ----------------------------------
+# How long an order being paid holds a use of a limited code: its Checkout Session expires at Stripe after this
+# (Stripe's shortest is 30 minutes), its PaymentIntent is canceled by the scheduled reconcile after it.
+PROMO_HOLD_MINUTES: int = env.int("PROMO_HOLD_MINUTES", default=30)
+# The uses of one code a browser, and an address, may hold at once (an address never more than half of them).
+PROMO_HOLDS_PER_BROWSER: int = env.int("PROMO_HOLDS_PER_BROWSER", default=1)
+PROMO_HOLDS_PER_ADDRESS: int = env.int("PROMO_HOLDS_PER_ADDRESS", default=2)
+
 # --- Admin login lockout (django-axes) ------------------------------------------------------------------
-# After AXES_FAILURE_LIMIT failed logins from one client address, that address cannot log in for
-# AXES_COOLOFF_MINUTES (429 with the message below; each attempt during the lockout starts it again).
-# `manage.py axes_reset` (or `axes_reset_ip ADDRESS`) lifts lockouts; failed attempts are listed in the admin.
+# After AXES_FAILURE_LIMIT failed logins for one username from one client address, that username cannot log in
+# from that address for AXES_COOLOFF_MINUTES (429 with the message below; each attempt during the lockout starts
+# it again). The same staff member signs in from any address that has not failed, and a username tried from many
+# addresses is slowed by the "login" rate limit above. `manage.py axes_reset` (or `axes_reset_username NAME`)
+# lifts lockouts; failed attempts are listed in the admin.
 AXES_ENABLED: bool = env.bool("AXES_ENABLED", default=True)
 AXES_FAILURE_LIMIT: int = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
-# Who is locked out: by address (default), or e.g. "username" or "ip_address+username" (both together).
+# Who is locked out: a username at an address (default, "username+ip_address"); or e.g. "ip_address" alone.
 AXES_LOCKOUT_PARAMETERS: list[str | list[str]] = [
     item.split("+") if "+" in item else item
-    for item in env.list("AXES_LOCKOUT_PARAMETERS", default=["ip_address"])
+    for item in env.list("AXES_LOCKOUT_PARAMETERS", default=["username+ip_address"])
 ]
 # Database handler: attempts are rows (visible in the admin, shared by every process); or
 # axes.handlers.cache.AxesCacheHandler to keep them in the cache above (Redis with several app servers).
@@ -283,7 +313,8 @@ AXES_CLIENT_IP_CALLABLE = "core.ratelimit.axes_client_address"
 AXES_LOCKOUT_CALLABLE = "core.ratelimit.admin_lockout_response"
 AXES_COOLOFF_MESSAGE: str = env.str(
     "AXES_COOLOFF_MESSAGE",
-    default=f"Too many failed logins from your address. Try again in {int(AXES_COOLOFF_TIME.total_seconds() // 60)} minutes.",
+    default="Too many failed logins for this account from your address. Try again in "
+    f"{int(AXES_COOLOFF_TIME.total_seconds() // 60)} minutes.",
 )
 
 # A lost database is answered 503 with this Retry-After (seconds).

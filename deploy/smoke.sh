@@ -403,18 +403,19 @@ else
     fail "app rate limit through nginx: statuses$codes, last body $(head -c 200 "$BODY")"
 fi
 
-# The admin login: after 5 wrong passwords from one address, django-axes locks it out (429, Retry-After).
+# The admin login: after 5 wrong passwords for one username from one address, django-axes locks that username out
+# there (429, Retry-After); a 6th try of the username within the minute is the app's per-username rate limit.
 JAR="$WORK/cookies.txt"
 fetch /admin/login/ -c "$JAR"
 TOKEN="$(grep -o 'name="csrfmiddlewaretoken" value="[^"]*"' "$BODY" | head -n 1 | sed 's/.*value="//; s/"$//')"
 codes=""
-for i in 1 2 3 4 5 6; do
+for i in 1 2 3 4 5; do
     fetch /admin/login/ -b "$JAR" -c "$JAR" -X POST -H "Referer: $BASE/admin/login/" -H 'Accept: text/html' \
         --data-urlencode "csrfmiddlewaretoken=$TOKEN" --data-urlencode "username=admin" \
         --data-urlencode "password=wrong-$i" --data-urlencode "next=/admin/"
     codes="$codes $STATUS"
 done
-if [[ "$codes" == " 200 200 200 200 429 429" ]] && grep -q "Too many failed logins" "$BODY" \
+if [[ "$codes" == " 200 200 200 200 429" ]] && grep -q "Too many failed logins" "$BODY" \
     && [[ "$(header Retry-After)" -ge 60 ]]; then
     pass "admin login lockout after 5 failures: 429, Retry-After $(header Retry-After)s, the configured message"
 else
@@ -436,19 +437,36 @@ for i in $(seq 40); do
 done
 [[ "$nginx_429" -ge 10 ]] && pass "nginx limit_req on the payment endpoints: $nginx_429 of 40 flooding requests refused with 429" \
     || fail "nginx limit_req on the payment endpoints: only $nginx_429 of 40 flooding requests refused"
+# Promotion code guesses: at most rate + burst (15) get through nginx from one address in a minute.
+nginx_429=0
+for i in $(seq 30); do
+    fetch /order/00000000-0000-4000-8000-000000000000/promo -X POST -H 'Accept: application/json' -d "code=GUESS$i"
+    [[ "$STATUS" == 429 ]] && grep -q "429 Too Many Requests" "$BODY" && nginx_429=$((nginx_429 + 1))
+done
+[[ "$nginx_429" -ge 15 ]] && pass "nginx limit_req on promotion codes: $nginx_429 of 30 guesses refused with 429" \
+    || fail "nginx limit_req on promotion codes: only $nginx_429 of 30 guesses refused"
 
 # --- Django's deployment checklist, with the production values of SECURE_SSL_REDIRECT and SITE_URL ------------
 SECURE_SSL_REDIRECT=1 SITE_URL=https://shop.example.com manage check --deploy --fail-level WARNING \
     >"$WORK/check.log" 2>&1 \
     && pass "manage.py check --deploy --fail-level WARNING (SECURE_SSL_REDIRECT=1, an https SITE_URL)" \
     || { cat "$WORK/check.log"; fail "manage.py check --deploy --fail-level WARNING"; }
-# Without SITE_URL, production settings refuse to run: links handed to Stripe would come from the Host header.
+# Without SITE_URL, production settings refuse to load (links handed to Stripe would come from the Host
+# header): manage.py, and gunicorn, which imports the same settings, do not start.
 if SITE_URL= manage check >"$WORK/check-site-url.log" 2>&1; then
-    fail "manage.py check passes without SITE_URL (expected the error shop.E010)"
-elif grep -q "shop.E010" "$WORK/check-site-url.log"; then
-    pass "manage.py check without SITE_URL fails with shop.E010"
+    fail "manage.py check passes without SITE_URL (expected the settings to refuse to load)"
+elif grep -q "ImproperlyConfigured: SITE_URL is not set" "$WORK/check-site-url.log"; then
+    pass "production settings without SITE_URL refuse to load (ImproperlyConfigured)"
 else
-    cat "$WORK/check-site-url.log"; fail "manage.py check without SITE_URL failed, but not with shop.E010"
+    cat "$WORK/check-site-url.log"; fail "manage.py check without SITE_URL failed, but not for SITE_URL"
+fi
+if SITE_URL= timeout 30 "$PYTHON" -m gunicorn -c deploy/gunicorn.conf.py --bind "127.0.0.1:$(( NGINX_PORT + 7 ))" \
+        core.wsgi >"$WORK/gunicorn-site-url.log" 2>&1; then
+    fail "gunicorn ran without SITE_URL"
+elif grep -q "SITE_URL is not set" "$WORK/gunicorn-site-url.log"; then
+    pass "gunicorn does not start without SITE_URL"
+else
+    tail -20 "$WORK/gunicorn-site-url.log"; fail "gunicorn without SITE_URL stopped, but not for SITE_URL"
 fi
 
 note "done"

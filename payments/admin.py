@@ -23,7 +23,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -31,9 +31,11 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from core.money import format_money, minor_unit_exponent
+from core.redact import redact_json
 from payments import disputes, orders, promotions, refunds, states
 from payments.admin_display import id_label, link, when, with_note
-from payments.admin_merchant import DisputeInline, refund_view
+from payments.admin_merchant import DisputeInline, object_pk, refund_view
+from payments.admin_promotions import PromotionRefusalInline
 from payments.errors import ShopError
 from payments.models import (
     Discount,
@@ -137,6 +139,7 @@ class TaxForm(forms.ModelForm):
 class DiscountAdmin(admin.ModelAdmin):
     form = DiscountForm
     list_display = ("name", "off", "code", "until", "uses", "is_active", "updated")
+    inlines = [PromotionRefusalInline]
     list_filter = ("is_active", "currency")
     search_fields = ("name", "code")
     fieldsets = (
@@ -153,11 +156,16 @@ class DiscountAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Discount]:
         paid = Q(orders__status__in=promotions.USED)
-        held = Q(orders__status__in=[OrderStatus.AWAITING_PAYMENT, OrderStatus.PROCESSING])
+        held = Q(orders__status=OrderStatus.PROCESSING) | Q(  # as promotions.holders counts them
+            orders__status=OrderStatus.AWAITING_PAYMENT, orders__payments__status__in=promotions.LIVE
+        )
         return (
             super()
             .get_queryset(request)
-            .annotate(paid_uses=Count("orders", filter=paid), held_uses=Count("orders", filter=held))
+            .annotate(
+                paid_uses=Count("orders", filter=paid, distinct=True),
+                held_uses=Count("orders", filter=held, distinct=True),
+            )
         )
 
     @admin.display(description="Off")
@@ -515,10 +523,12 @@ class OrderAdmin(admin.ModelAdmin):
         longer a cart, and nothing is saved."""
         if request.method != "POST":
             return super().get_object(request, object_id, from_field)
-        if not str(object_id).isdigit():
+        try:
+            pk = object_pk(str(object_id))
+        except Http404:
             return None
         with states.busy_as_error():
-            return Order.objects.select_for_update(of=("self",)).filter(pk=object_id).first()
+            return Order.objects.select_for_update(of=("self",)).filter(pk=pk).first()
 
     def changeform_view(
         self,
@@ -530,8 +540,10 @@ class OrderAdmin(admin.ModelAdmin):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except PermissionDenied:
-            pk = str(object_id or "")
-            order = Order.objects.filter(pk=int(pk)).first() if pk.isdigit() else None
+            try:
+                order = Order.objects.filter(pk=object_pk(str(object_id or ""))).first()
+            except Http404:
+                order = None
             if request.method != "POST" or order is None or states.is_editable(order):
                 raise
             self.message_user(
@@ -1031,7 +1043,8 @@ class StripeEventAdmin(ReadOnlyAdmin):
     @admin.display(description="Payload")
     def payload_display(self, event: StripeEvent) -> SafeString:
         return format_html(
-            '<pre class="shop-payload">{}</pre>', json.dumps(event.payload, indent=2, sort_keys=True)
+            '<pre class="shop-payload">{}</pre>',
+            json.dumps(redact_json(event.payload), indent=2, sort_keys=True),
         )
 
     @admin.display(description="Mode")

@@ -191,9 +191,14 @@ class RefundForm(forms.Form):
         return [field.as_hidden() for field in self if field.name not in ("confirmed",)]
 
 
+# The largest primary key (a BigAutoField).
+MAX_PK = 2**63 - 1
+
+
 def object_pk(object_id: str) -> int:
-    """The admin's object id in a URL as a primary key; anything else is a 404."""
-    if not object_id.isdigit() or len(object_id) > 18:
+    """A primary key from an admin URL, or 404 for anything that is not one (`abc`, `1058%00`, `10**30`), rather
+    than the database's error on a value its column cannot hold."""
+    if not (object_id.isascii() and object_id.isdigit()) or not 0 < int(object_id) <= MAX_PK:
         raise Http404("No such order.")
     return int(object_id)
 

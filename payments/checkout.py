@@ -20,7 +20,7 @@ from stripe.params.checkout import (
 )
 
 from core.money import to_minor_units
-from payments import gateway, paying, states, sync
+from payments import gateway, paying, promotions, states, sync
 from payments.accounts import StripeAccount
 from payments.errors import CheckoutUnavailable
 from payments.models import Order, Payment, PaymentKind, PaymentStatus, StripeObject
@@ -164,6 +164,8 @@ def session_params(
         params["discounts"] = [{"coupon": coupon_for(priced.discount, acct)}]
     if order.email:
         params["customer_email"] = order.email  # Checkout asks for it otherwise, and it comes back when paid
+    if promotions.limits_uses(order):
+        params["expires_at"] = promotions.session_expiry()  # the code's use is held for minutes, not a day
     return params
 
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
 
 from core.money import format_money
-from payments import matching, states
+from payments import matching, states, stripe_fields
 from payments.accounts import StripeAccount
 from payments.errors import ShopError
 from payments.models import Dispute, DisputeState, Order, Payment
@@ -61,18 +60,8 @@ class RefundRefused(ShopError):
     code = "refund_refused"
 
 
-def _id(value: Any) -> str:
-    if isinstance(value, Mapping):
-        value = value.get("id")
-    return str(value or "")
-
-
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _time(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(value, tz=UTC) if isinstance(value, int) else None
 
 
 def _funds(dispute: Mapping[str, Any], event_type: str) -> tuple[int, int]:
@@ -130,6 +119,7 @@ def on_dispute_event(acct: StripeAccount, dispute: Mapping[str, Any], event_type
 def apply_dispute(
     payment: Payment, dispute: Mapping[str, Any], event_type: str = "", *, wait: float | None = None
 ) -> Dispute:
+    stripe_fields.check(stripe_fields.DISPUTE, dispute)
     stripe_id = str(dispute.get("id") or "")
     status = str(dispute.get("status") or "")
     if status not in Dispute.Status.values:
@@ -148,7 +138,7 @@ def apply_dispute(
                 stripe_id=stripe_id,
                 status=status,
                 livemode=bool(dispute.get("livemode", False)),
-                stripe_created=_time(dispute.get("created")),
+                stripe_created=stripe_fields.timestamp(dispute.get("created")),
             )
         before = row.status
         if created or _moves_to(row.status, status):
@@ -156,9 +146,9 @@ def apply_dispute(
             # What the dispute says about itself, taken with its status so an old event never undoes it.
             row.reason = str(dispute.get("reason") or "")[:40]
             row.is_charge_refundable = bool(dispute.get("is_charge_refundable", False))
-            if isinstance(due, Mapping) and _time(due.get("due_by")):
-                row.evidence_due_by = _time(due.get("due_by"))
-        row.charge_id = _id(dispute.get("charge")) or row.charge_id
+            if isinstance(due, Mapping) and stripe_fields.timestamp(due.get("due_by")):
+                row.evidence_due_by = stripe_fields.timestamp(due.get("due_by"))
+        row.charge_id = stripe_fields.object_id(dispute.get("charge")) or row.charge_id
         row.amount = _int(dispute.get("amount")) or row.amount or 0
         row.currency = str(dispute.get("currency") or payment.currency).lower()
         row.funds_withdrawn = max(row.funds_withdrawn, withdrawn)

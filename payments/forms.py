@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +14,7 @@ from django.utils.functional import lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from core import jsonbody
 from payments.errors import ShopError
 from payments.models import MAX_QUANTITY
 
@@ -40,12 +40,13 @@ CODES = {
 
 
 def submitted(request: HttpRequest) -> Mapping[str, Any]:
-    """The request's fields: a JSON object body, or the form-encoded body (or query, for a GET)."""
+    """The request's fields: a JSON object body (read by `core.jsonbody`: size and depth limited), or the
+    form-encoded body (or query, for a GET)."""
     if request.content_type == "application/json":
         try:
-            data = json.loads(request.body or b"{}")
-        except ValueError as exc:
-            raise ShopError(gettext("The body is not valid JSON."), code="invalid_json") from exc
+            data = jsonbody.parse(request.body or b"{}")
+        except jsonbody.BadJSON as exc:
+            raise ShopError(exc.message, code="invalid_json") from exc
         if not isinstance(data, dict):
             raise ShopError(gettext("The body must be a JSON object."), code="invalid_json")
         return {k: "" if v is None else v for k, v in data.items()}

@@ -26,7 +26,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from core.money import format_money
-from payments import states
+from payments import states, stripe_fields
 from payments.models import FLAG_FIELDS, Order, OrderStatus, Payment, PaymentKind, PaymentStatus, Refund
 
 logger = logging.getLogger("payments.lifecycle")
@@ -54,6 +54,7 @@ def _money(amount: int, currency: str) -> str:
 
 def apply_payment_intent(payment: Payment, intent: StripeDict, *, wait: float | None = None) -> Payment:
     """Apply a PaymentIntent's state (from an event, a return page, reconciliation or our own call)."""
+    stripe_fields.check(stripe_fields.PAYMENT_INTENT, intent)
     stripe_status = str(intent.get("status") or "")
     status = intent_status(intent)
     error = intent.get("last_payment_error") or {}
@@ -73,6 +74,7 @@ def apply_checkout_session(
     payment: Payment, session: StripeDict, *, async_failed: bool = False, wait: float | None = None
 ) -> Payment:
     """Apply a Checkout Session's state. It is paid only when `payment_status` is `paid`."""
+    stripe_fields.check(stripe_fields.CHECKOUT_SESSION, session)
     stripe_status = str(session.get("status") or "")
     payment_status = str(session.get("payment_status") or "")
     fields: dict[str, Any] = {"stripe_status": f"{stripe_status}/{payment_status}"}
@@ -313,6 +315,7 @@ def _refund_row(order: Order, payment: Payment, refund: StripeDict) -> Refund:
 def record_refund(row: Refund, refund: StripeDict) -> bool:
     """Take Stripe's refund object into our row (its id and status), never moving its status backwards.
     Returns whether anything changed. The caller holds the order's lock."""
+    stripe_fields.check(stripe_fields.REFUND, refund)
     status = REFUND_STATUS.get(str(refund.get("status") or ""), Refund.Status.SENT)
     fields = []
     stripe_id = str(refund.get("id") or "")
@@ -337,6 +340,7 @@ def record_refund(row: Refund, refund: StripeDict) -> bool:
 def apply_stripe_refund(payment: Payment, refund: StripeDict, *, wait: float | None = None) -> Refund:
     """Apply a Stripe refund object (from `refund.*` events, or looked up at Stripe): its row's status, then
     the refunded amounts and the order's state."""
+    stripe_fields.check(stripe_fields.REFUND, refund)
     with states.locked_payment(payment, wait=wait) as held:
         order, payment = held.order, held.payment
         row = _refund_row(order, payment, refund)
@@ -349,6 +353,7 @@ def apply_refund(payment: Payment, charge: StripeDict, *, wait: float | None = N
     """Apply `charge.refunded`: the refunded amount follows the payment's refunds. A charge whose refunded
     amount they do not explain (a refund made in Stripe's dashboard, or news not yet received) is marked for
     its refunds to be looked up at Stripe once this is committed (`refunds.look_up`, run by `sync.tidy_up`)."""
+    stripe_fields.check(stripe_fields.CHARGE, charge)
     with states.locked_payment(payment, wait=wait) as held:
         order, payment = held.order, held.payment
         recount(order, payment)

@@ -168,6 +168,34 @@ class Discount(models.Model):
         return self.percent_off is not None or self.currency.lower() == currency.lower()
 
 
+class PromotionRefusal(models.Model):
+    """How often, and why, shoppers' tries of an existing promotion code were refused, for staff: shoppers all
+    read the same "not valid" whatever the reason, so that a guess never learns a code exists
+    (`payments.promotions`). Codes that do not exist are only logged."""
+
+    class Reason(models.TextChoices):
+        INACTIVE = "inactive", "Switched off"
+        NOT_YET_VALID = "not_yet_valid", "Not valid yet"
+        EXPIRED = "expired", "Expired"
+        OTHER_CURRENCY = "other_currency", "Order in another currency"
+        USED_UP = "used_up", "Used up (or every use held by orders being paid)"
+
+    discount = models.ForeignKey(Discount, on_delete=models.CASCADE, related_name="refusals")
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    count = models.PositiveIntegerField(default=0)
+    first_at = models.DateTimeField(auto_now_add=True)
+    last_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-last_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["discount", "reason"], name="promotionrefusal_one_per_reason")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.discount.code or self.discount.name}: {self.get_reason_display()} x{self.count}"
+
+
 class Tax(models.Model):
     """A tax rate: exclusive taxes are added on top of prices, inclusive ones are already in them."""
 
@@ -296,6 +324,13 @@ class Order(models.Model):
         blank=True,
         db_index=True,
         help_text="Whether a payment of the order is disputed, and how its dispute ended.",
+    )
+    code_address = models.CharField(
+        max_length=32,
+        blank=True,
+        editable=False,
+        help_text="A digest of the client address that entered the order's promotion code (never the address "
+        "itself): the uses of a code one address may hold at once are limited (`payments.promotions`).",
     )
 
     buy_now_key = models.CharField(

@@ -1,51 +1,58 @@
 """Promotion codes: a `Discount` with a `code`, a validity window and a maximum number of paid uses.
 
 - A shopper enters a code on the page of their cart (a draft order they own): `apply_code` checks it and
-  attaches its discount to the order, or refuses with a clear `PromotionCodeRefused` and changes nothing. The
-  discount is then part of the order like one staff attached: priced by `pricing`, frozen into the snapshot,
-  sent to Checkout as a coupon, so both ways to pay charge the same total.
+  attaches its discount to the order, or refuses and changes nothing. The discount is then part of the order
+  like one staff attached: priced by `pricing`, frozen into the snapshot, sent to Checkout as a coupon, so both
+  ways to pay charge the same total.
+- **Guessing learns nothing.** Tries are rate limited per browser and per address (the "promo" group of
+  `settings.RATELIMITS`, and nginx's `limit_req` in front). Every refusal of a code that cannot apply (unknown,
+  switched off, not valid yet, expired, in another currency, used up) answers the same 400 and the same words,
+  so a guess cannot tell a code that exists from one that does not. Staff see the real reason: each refusal of an
+  existing code is counted per code and reason (`PromotionRefusal`, on the discount's admin page); an unknown
+  code is logged.
 - **Where the limit is enforced: when the order is frozen, by holding a use.** `hold` runs inside
   `states.freeze` (under the order's lock, before any Stripe object exists): it locks the discount's row and
-  counts the orders that hold one of its uses (frozen, being paid, paid or refunded); a code used up refuses
-  the freeze, so nothing is created at Stripe and the cart stays a cart. Two carts paying with the last use
-  at once take the discount's lock one after the other: the second sees the first one's hold and is refused
-  before it is charged anything. A frozen order's use is therefore always honored when it is paid, and no
-  shopper is ever charged for a code that is then refused (counting at payment instead would mean charging,
-  then refunding or exceeding the maximum).
-- A use is counted once the order is paid (`paid_uses`); a hold ends when the order thaws back to a cart
-  ("Change order"). `release_stale_holds` thaws orders frozen with a limited code for longer than
-  `HOLD_MINUTES` (their payment objects are closed at Stripe first, as "Change order" does), so abandoned
-  carts do not keep uses forever; `reconcile_payments` runs it.
-- The window is checked when the code is entered and again when the order is frozen; an order frozen in time
+  counts the uses held by other orders; a code used up refuses the freeze, so nothing is created at Stripe. Two
+  carts paying with the last use take the discount's lock one after the other: the second sees the first one's
+  hold and is refused before it is charged anything. A held use is always honored when it is paid, and no
+  shopper is ever charged for a code that is then refused.
+- **Holds are short, and one client cannot take them all.** An order holds a use while it has a payment object
+  Stripe could still take (open or processing), or once it is processing or paid. A Checkout Session of an
+  order with a limited code expires at Stripe after `PROMO_HOLD_MINUTES` (Stripe's shortest, 30, by default),
+  and `release_stale_holds` (run by `reconcile_payments`) closes the PaymentIntents of orders held longer than
+  that and thaws them back to carts. A use is given back at once when its object is canceled or expires (the
+  object's own event, or the shop's own cancel). One browser holds at most `PROMO_HOLDS_PER_BROWSER` uses of a
+  code at a time, and one address (that entered the code) at most `PROMO_HOLDS_PER_ADDRESS`, and never more
+  than half of the code's uses (at least one): five quick carts from one browser hold one use, not five.
+- The window is checked when the code is entered and again when a cart is frozen; an order frozen in time
   keeps its discount even if it is paid after the code expired (its snapshot is what Stripe was asked for).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 from datetime import datetime, timedelta
 
-from django.db.models import QuerySet
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
-from core.money import display_money
 from payments.errors import ShopError
-from payments.models import Discount, Order, OrderStatus
+from payments.models import Discount, Order, OrderStatus, Payment, PaymentStatus, PromotionRefusal
 from payments.pricing import PricedOrder
 
 logger = logging.getLogger("payments.promotions")
 
-# Orders in these states hold one use of their discount; the paid ones have used it.
-HOLDING = (
-    OrderStatus.AWAITING_PAYMENT,
-    OrderStatus.PROCESSING,
-    OrderStatus.PAID,
-    OrderStatus.PARTIALLY_REFUNDED,
-    OrderStatus.REFUNDED,
-)
 USED = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED)
-HOLD_MINUTES = 60
+# Orders in these states hold one use of their discount whatever their payment objects (being paid or paid).
+HOLDING = (OrderStatus.PROCESSING, *USED)
+# Payment objects Stripe could still take: an order waiting for payment holds a use while it has one.
+LIVE = (PaymentStatus.OPEN, PaymentStatus.PROCESSING)
+Reason = PromotionRefusal.Reason
 
 
 class PromotionCodeRefused(ShopError):
@@ -66,13 +73,26 @@ def find(code: str) -> Discount | None:
     return Discount.objects.filter(code__iexact=code).first()
 
 
+def hold_minutes() -> int:
+    return int(settings.PROMO_HOLD_MINUTES)
+
+
 def holders(discount: Discount) -> QuerySet[Order]:
-    """Orders that hold (or used) one of the discount's uses."""
-    return Order.objects.filter(discount=discount, status__in=HOLDING)
+    """Orders that hold (or used) one of the discount's uses: processing or paid, or waiting for payment with an
+    object Stripe could still take."""
+    live = Exists(Payment.objects.filter(order=OuterRef("pk"), status__in=LIVE))
+    return Order.objects.filter(discount=discount).filter(
+        Q(status__in=HOLDING) | Q(live, status=OrderStatus.AWAITING_PAYMENT)
+    )
 
 
 def paid_uses(discount: Discount) -> int:
     return Order.objects.filter(discount=discount, status__in=USED).count()
+
+
+def address_digest(address: str) -> str:
+    """What an order keeps of the address that entered its code: a digest, enough to count its holds."""
+    return hashlib.sha256(f"promo-address:{address}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _when(moment: datetime) -> str:
@@ -81,7 +101,101 @@ def _when(moment: datetime) -> str:
     return f"{formats.date_format(local, 'DATE_FORMAT')}, {formats.time_format(local, 'H:i')}"
 
 
+# ------------------------------------------------------------------------------------------------ entering a code
+
+
+def refusal_reason(discount: Discount, order: Order, now: datetime | None = None) -> str | None:
+    """Why the code of `discount` cannot apply to `order` now (a `PromotionRefusal.Reason`), or None."""
+    now = now or timezone.now()
+    if not discount.is_active:
+        return Reason.INACTIVE
+    if discount.valid_from and now < discount.valid_from:
+        return Reason.NOT_YET_VALID
+    if discount.valid_until and now >= discount.valid_until:
+        return Reason.EXPIRED
+    if not discount.applies_to(order.currency):
+        return Reason.OTHER_CURRENCY
+    if discount.max_uses is not None and holders(discount).exclude(pk=order.pk).count() >= discount.max_uses:
+        return Reason.USED_UP
+    return None
+
+
+def not_valid(code: str) -> PromotionCodeRefused:
+    """The one answer to a code that cannot apply, whether it exists or not."""
+    return PromotionCodeRefused(
+        _("The code %(code)s is not valid.") % {"code": normalize(code)[:40]},
+        code="code_not_valid",
+        status=400,
+    )
+
+
+def record_refusal(discount: Discount, reason: str) -> None:
+    """Count a refused try of an existing code for staff (outside the refused request's transaction)."""
+    with transaction.atomic():
+        counted = PromotionRefusal.objects.filter(discount=discount, reason=reason).update(
+            count=F("count") + 1, last_at=timezone.now()
+        )
+        if not counted:
+            try:
+                with transaction.atomic():
+                    PromotionRefusal.objects.create(discount=discount, reason=reason, count=1)
+            except IntegrityError:  # a concurrent refusal created it first
+                PromotionRefusal.objects.filter(discount=discount, reason=reason).update(
+                    count=F("count") + 1, last_at=timezone.now()
+                )
+
+
+def apply_code(order: Order, code: str, *, may_change: bool, address: str = "") -> Discount:
+    """Attach the discount of promotion code `code` to the cart `order` (its owner's or staff's request, from
+    `address`, the client's address as the rate limits count it)."""
+    from payments import states  # states imports this module
+
+    if not normalize(code):
+        raise PromotionCodeRefused(_("Enter a promotion code."), code="code_missing", status=400)
+    reason: str | None = None
+    with states.locked(order.pk) as order:
+        states.check_editable(order, may_change)
+        current = order.discount if order.discount_id else None
+        if current is not None and not current.code:  # said whatever the code is: nothing learnt from it
+            raise PromotionCodeRefused(
+                _("This order already has the discount %(discount)s; one discount applies per order.")
+                % {"discount": current.name},
+                code="code_not_combinable",
+            )
+        discount = find(code)
+        reason = refusal_reason(discount, order) if discount is not None else "unknown"
+        if reason is None:
+            assert discount is not None
+            order.discount = discount
+            order.code_address = address_digest(address) if address else ""
+            order.save(update_fields=["discount", "code_address", "updated_at"])
+            logger.info("order %s: promotion code %s applied", order.public_id, discount.code)
+            return discount
+    logger.info("order %s: promotion code refused (%s)", order.public_id, reason)
+    if discount is not None:
+        record_refusal(discount, reason)
+    raise not_valid(code)
+
+
+def remove_code(order: Order, *, may_change: bool) -> None:
+    """Take the promotion code off the cart `order` (a discount staff attached stays)."""
+    from payments import states
+
+    with states.locked(order.pk) as order:
+        states.check_editable(order, may_change)
+        if order.discount_id is not None and order.discount is not None and order.discount.code:
+            logger.info("order %s: promotion code %s removed", order.public_id, order.discount.code)
+            order.discount = None
+            order.code_address = ""
+            order.save(update_fields=["discount", "code_address", "updated_at"])
+
+
+# ------------------------------------------------------------------------------------------------ paying
+
+
 def check_window(discount: Discount, now: datetime | None = None) -> None:
+    """Refuse paying with a code that stopped (or has not started) being valid since it was entered: the
+    shopper entered it, so saying why tells them nothing new."""
     now = now or timezone.now()
     code = discount.code or discount.name
     if not discount.is_active:
@@ -101,22 +215,6 @@ def check_window(discount: Discount, now: datetime | None = None) -> None:
         )
 
 
-def check_currency(discount: Discount, currency: str) -> None:
-    if not discount.applies_to(currency):
-        raise PromotionCodeRefused(
-            _(
-                "The code %(code)s takes %(amount)s off orders in %(code_currency)s; this order is in %(currency)s."
-            )
-            % {
-                "code": discount.code,
-                "amount": display_money(discount.amount_off or 0, discount.currency),
-                "code_currency": discount.currency.upper(),
-                "currency": currency.upper(),
-            },
-            code="code_other_currency",
-        )
-
-
 def used_up_error(discount: Discount) -> PromotionCodeRefused:
     return PromotionCodeRefused(
         _("The code %(code)s has been used up. Remove it to pay the full price.")
@@ -125,59 +223,28 @@ def used_up_error(discount: Discount) -> PromotionCodeRefused:
     )
 
 
-def check_usable(discount: Discount, order: Order) -> None:
-    """Everything but the race for the last use (settled by `hold` when the order is frozen)."""
-    check_window(discount)
-    check_currency(discount, order.currency)
-    if discount.max_uses is not None and holders(discount).exclude(pk=order.pk).count() >= discount.max_uses:
-        raise used_up_error(discount)
+def address_cap(discount: Discount) -> int:
+    """The uses of a limited code one address may hold at once: PROMO_HOLDS_PER_ADDRESS, and never more than
+    half of the code's uses (at least one), so that one client never holds them all."""
+    assert discount.max_uses is not None
+    return max(1, min(int(settings.PROMO_HOLDS_PER_ADDRESS), discount.max_uses // 2))
 
 
-def apply_code(order: Order, code: str, *, may_change: bool) -> Discount:
-    """Attach the discount of promotion code `code` to the cart `order` (its owner's or staff's request)."""
-    from payments import states  # states imports this module
-
-    if not normalize(code):
-        raise PromotionCodeRefused(_("Enter a promotion code."), code="code_missing", status=400)
-    with states.locked(order.pk) as order:
-        states.check_editable(order, may_change)
-        discount = find(code)
-        if discount is None:
-            raise PromotionCodeRefused(
-                _("The code %(code)s is not valid.") % {"code": normalize(code)[:40]},
-                code="code_unknown",
-                status=400,
-            )
-        if order.discount_id is not None and order.discount_id != discount.pk:
-            current = order.discount
-            if current is not None and not current.code:
-                raise PromotionCodeRefused(
-                    _("This order already has the discount %(discount)s; one discount applies per order.")
-                    % {"discount": current.name},
-                    code="code_not_combinable",
-                )
-        check_usable(discount, order)
-        order.discount = discount
-        order.save(update_fields=["discount", "updated_at"])
-        logger.info("order %s: promotion code %s applied", order.public_id, discount.code)
-    return discount
-
-
-def remove_code(order: Order, *, may_change: bool) -> None:
-    """Take the promotion code off the cart `order` (a discount staff attached stays)."""
-    from payments import states
-
-    with states.locked(order.pk) as order:
-        states.check_editable(order, may_change)
-        if order.discount_id is not None and order.discount is not None and order.discount.code:
-            logger.info("order %s: promotion code %s removed", order.public_id, order.discount.code)
-            order.discount = None
-            order.save(update_fields=["discount", "updated_at"])
+def _held_by_the_same_client(discount: Discount, order: Order) -> bool:
+    """Whether the browser or the address that is paying `order` already holds as many of the code's uses as it
+    may (uses paid are no longer held)."""
+    held = holders(discount).exclude(pk=order.pk).exclude(status__in=USED)
+    if order.browser and held.filter(browser=order.browser).count() >= int(settings.PROMO_HOLDS_PER_BROWSER):
+        return True
+    return bool(order.code_address) and (
+        held.filter(code_address=order.code_address).count() >= address_cap(discount)
+    )
 
 
 def hold(order: Order, priced: PricedOrder) -> None:
-    """Called by `states.freeze` for a cart about to be frozen (under its lock, before any Stripe object):
-    refuse a code that expired or is used up; a limited code's use is held by the frozen order itself."""
+    """Called by `states.freeze` before a payment object is created for `order` (under its lock): refuse a code
+    that expired or is used up, or whose uses this client already holds; otherwise the use is held by the order
+    through the object about to be created. An order that already holds its use (a live object) keeps it."""
     from payments import states
 
     discount = order.discount if order.discount_id else None
@@ -185,9 +252,12 @@ def hold(order: Order, priced: PricedOrder) -> None:
         return  # no discount applies to what is being paid
     if not (discount.code or discount.valid_from or discount.valid_until or discount.max_uses is not None):
         return  # a plain discount staff attached: no limits
-    check_window(discount)
+    if order.status == OrderStatus.DRAFT:
+        check_window(discount)  # a frozen order keeps the discount of its snapshot
     if discount.max_uses is None:
         return
+    if order.status != OrderStatus.DRAFT and order.payments.filter(status__in=LIVE).exists():
+        return  # it holds its use already
     with states.busy_as_error():
         # The discount's row lock, after the order's (every path that takes both takes them in this order),
         # serializes the carts racing for its last uses until each one's freeze commits or rolls back.
@@ -195,18 +265,49 @@ def hold(order: Order, priced: PricedOrder) -> None:
     if holders(discount).exclude(pk=order.pk).count() >= discount.max_uses:
         logger.info("order %s: promotion code %s used up", order.public_id, discount.code)
         raise used_up_error(discount)
+    if _held_by_the_same_client(discount, order):
+        logger.info(
+            "order %s: promotion code %s already held by the same client", order.public_id, discount.code
+        )
+        raise PromotionCodeRefused(
+            _(
+                "The code %(code)s is already held by another of your orders waiting for payment. Pay or change "
+                "that order first, or remove the code here to pay the full price."
+            )
+            % {"code": discount.code or discount.name},
+            code="code_held_elsewhere",
+        )
+
+
+def limits_uses(order: Order) -> bool:
+    """Whether paying `order` holds a use of a limited code (its payment objects then expire early)."""
+    discount = order.discount if order.discount_id else None
+    return discount is not None and discount.max_uses is not None
+
+
+def session_expiry(now: datetime | None = None) -> int:
+    """When a Checkout Session holding a code's use expires at Stripe (`expires_at`): PROMO_HOLD_MINUTES from
+    now (Stripe takes 30 minutes to 24 hours), rounded up to ten minutes, so that a retried request within them
+    has the same parameters, hence the same idempotency key."""
+    now = now or timezone.now()
+    earliest = now.timestamp() + 60 * max(30, min(hold_minutes(), 24 * 60 - 10))
+    return int(math.ceil(earliest / 600) * 600)
 
 
 def stale_holds(older_than: timedelta | None = None) -> QuerySet[Order]:
-    cutoff = timezone.now() - (older_than or timedelta(minutes=HOLD_MINUTES))
+    """Orders waiting for payment with a limited code whose objects Stripe could take were all opened longer ago
+    than the hold lasts."""
+    cutoff = timezone.now() - (older_than or timedelta(minutes=hold_minutes()))
+    live = Payment.objects.filter(order=OuterRef("pk"), status__in=LIVE)
     return Order.objects.filter(
-        status=OrderStatus.AWAITING_PAYMENT, discount__max_uses__isnull=False, updated_at__lt=cutoff
-    )
+        Exists(live), status=OrderStatus.AWAITING_PAYMENT, discount__max_uses__isnull=False
+    ).exclude(Exists(live.filter(created_at__gte=cutoff)))
 
 
 def release_stale_holds(older_than: timedelta | None = None) -> int:
-    """Thaw orders frozen with a limited code for too long (closing their objects at Stripe first), so that
-    abandoned carts give their uses back. Returns how many were released."""
+    """Close at Stripe the objects of orders that held a code's use for too long and thaw the orders back to
+    carts (as "Change order" does), so that abandoned carts give their uses back. Returns how many were
+    released."""
     from payments import orders
 
     released = 0
@@ -217,5 +318,5 @@ def release_stale_holds(older_than: timedelta | None = None) -> int:
             logger.info("order %s keeps its promotion code hold: %s", order.public_id, exc.message)
             continue
         released += 1
-        logger.info("order %s: promotion code hold released (frozen too long)", order.public_id)
+        logger.info("order %s: promotion code hold released (held too long)", order.public_id)
     return released

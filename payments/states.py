@@ -226,8 +226,9 @@ def freeze(order: Order, *, expected_total: int | None = None) -> PricedOrder:
             _("This order changed since the page was loaded. Reload the page to see its total.")
         )
     gateway.check_amount(priced.total, priced.currency)
+    # A promotion code expired, used up or held by the same client elsewhere refuses here, before Stripe.
+    promotions.hold(order, priced)
     if order.status == OrderStatus.DRAFT:
-        promotions.hold(order, priced)  # a promotion code expired or used up refuses here, before Stripe
         move(order, OrderStatus.AWAITING_PAYMENT)
         order.snapshot = to_snapshot(priced)
         order.version += 1

@@ -1,5 +1,8 @@
 """HTTP endpoints of the payments app. Views stay thin: they read the request, call the plain functions in
-`orders`, `intents`, `checkout`, `sync` and `webhooks`, and turn a `ShopError` into a clear JSON or page answer."""
+`orders`, `intents`, `checkout`, `sync` and `webhooks`, and turn a `ShopError` into a clear JSON or page answer.
+
+Pages answer HEAD like GET (`require_safe`; the server drops the body). `/buy/<id>` and `/order/buy/<id>` are
+not pages but requests that open a Checkout Session: GET only, so that a link checker's HEAD creates nothing."""
 
 from __future__ import annotations
 
@@ -20,11 +23,12 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from catalog.models import Item
 from core.browser import browser_id
 from core.errors import browser_navigation, error_json
+from core.ratelimit import address_bucket, client_address
 from payments import checkout, gateway, intents, orders, promotions, states, sync, webhooks
 from payments.accounts import AccountNotConfigured, account_for
 from payments.errors import CurrencyMismatch, PaymentProviderError, ShopError
@@ -361,7 +365,7 @@ def order_change(request: HttpRequest, order_id: str) -> HttpResponse:
 # ------------------------------------------------------------------------------------------------ pages
 
 
-@require_GET
+@require_safe
 def order_page(request: HttpRequest, order_id: str) -> HttpResponse:
     order = get_order(request, order_id, pricing=True)
     may_change = orders.can_change(request, order)
@@ -378,7 +382,7 @@ def order_page(request: HttpRequest, order_id: str) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 def order_list(request: HttpRequest) -> HttpResponse:
     """`GET /orders/`: this browser's orders, newest first."""
     listed = [(order, price_order(order)) for order in orders.browser_orders(request)]
@@ -418,21 +422,21 @@ def payment_result(request: HttpRequest, order_id: str, kind: str, stripe_id: st
     return result_page(request, order, payment, stripe_error=error)
 
 
-@require_GET
+@require_safe
 def intent_return(request: HttpRequest, order_id: str) -> HttpResponse:
     """Where Stripe.js sends the shopper after `confirmPayment`."""
     stripe_id = request.GET.get("payment_intent", "").replace("\x00", "")  # PostgreSQL refuses NUL
     return payment_result(request, order_id, PaymentKind.PAYMENT_INTENT, stripe_id)
 
 
-@require_GET
+@require_safe
 def checkout_success(request: HttpRequest, order_id: str) -> HttpResponse:
     """Where Checkout sends the shopper after paying."""
     stripe_id = request.GET.get("session_id", "").replace("\x00", "")  # PostgreSQL refuses NUL
     return payment_result(request, order_id, PaymentKind.CHECKOUT_SESSION, stripe_id)
 
 
-@require_GET
+@require_safe
 def checkout_cancel(request: HttpRequest, order_id: str) -> HttpResponse:
     order = get_order(request, order_id)
     return render(request, "payments/canceled.html", {"order": order, "paid": states.is_paid(order)})
@@ -448,7 +452,12 @@ def order_promo(request: HttpRequest, order_id: str) -> HttpResponse:
     """`POST /order/<order_id>/promo`: apply the promotion code `code` to this cart."""
     order = get_order(request, order_id)
     code = PromoForm(submitted(request)).checked()["code"]
-    discount = promotions.apply_code(order, code, may_change=orders.can_change(request, order))
+    discount = promotions.apply_code(
+        order,
+        code,
+        may_change=orders.can_change(request, order),
+        address=address_bucket(client_address(request)),
+    )
     if not wants_json(request):
         messages.success(
             request,

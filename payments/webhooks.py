@@ -3,7 +3,8 @@ same transaction.
 
 - A bad or missing signature, or a body that is not an event, raises `InvalidEvent` and stores nothing.
 - A signed body that is not a well-formed event (NaN or Infinity, nesting deeper than any Stripe object, a
-  `created` that is not a timestamp, fields of the wrong type) also raises `InvalidEvent` (400: Stripe would
+  `created` that is not a timestamp, fields of the wrong type, a field the shop reads outside Stripe's limits:
+  `stripe_fields`) also raises `InvalidEvent` (400: Stripe would
   retry a 5xx for days, and the content would never get better), and the refusal is recorded in the log
   (`record_refusal`).
 - A database that cannot be reached raises `ServiceUnavailable` (503: Stripe retries later).
@@ -19,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NoReturn
 
 import stripe
@@ -27,8 +28,10 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from core import jsonbody
 from core.errors import ServiceUnavailable
-from payments import disputes, lifecycle, matching, refunds, states, sync
+from core.redact import redact_json, redact_text
+from payments import disputes, lifecycle, matching, refunds, states, stripe_fields, sync
 from payments.accounts import StripeAccount, account_for
 from payments.errors import OrderBusy
 from payments.models import Payment, PaymentKind, StripeEvent
@@ -63,27 +66,6 @@ def _storable(event: dict[str, Any]) -> bool:
 
 # Stripe's objects nest a dozen levels at most (event > data > object > charges > data > [] > details > ...).
 MAX_EVENT_DEPTH = 64
-# `created` is a Unix timestamp that a datetime can hold (up to 9999-12-31T23:59:59Z).
-MAX_TIMESTAMP = 253402300799
-
-
-def _refuse_constant(name: str) -> NoReturn:
-    """json's parse_constant: NaN, Infinity and -Infinity are not JSON, and Stripe never sends them."""
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _depth(value: Any) -> int:
-    """How deeply `value` nests (iteratively: a deep body must not exhaust the stack here either)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        if isinstance(node, dict | list):
-            deepest = max(deepest, level)
-            if deepest > MAX_EVENT_DEPTH:
-                return deepest
-            children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, level + 1) for child in children)
-    return deepest
 
 
 def record_refusal(acct: StripeAccount, payload: bytes, reason: str, event: Any = None) -> None:
@@ -111,7 +93,7 @@ def record_refusal(acct: StripeAccount, payload: bytes, reason: str, event: Any 
                 event_id=key,
                 defaults={
                     "type": _text(event_type)[:100] if isinstance(event_type, str) else "",
-                    "payload": {"unparsed": _text(payload.decode("utf-8", "replace"))[:65536]},
+                    "payload": {"unparsed": redact_text(_text(payload.decode("utf-8", "replace")))[:65536]},
                     "status": StripeEvent.Status.INVALID,
                     "last_error": reason[:2000],
                 },
@@ -152,16 +134,16 @@ def verify(acct: StripeAccount, payload: bytes, signature: str | None) -> dict[s
     except ValueError as exc:  # not UTF-8: the SDK cannot even compute the signature of it
         raise InvalidEvent("The body is not a Stripe event.") from exc
     # From here on the body is Stripe's (or made with the account's webhook secret): a refusal is recorded.
-    try:
-        event = json.loads(payload, parse_constant=_refuse_constant)
-    except RecursionError:
-        _malformed(acct, payload, "The event nests too deeply.")
-    except ValueError:  # not UTF-8, not JSON, or NaN/Infinity
-        _malformed(acct, payload, "The body is not a Stripe event.")
+    try:  # the one JSON reader: not UTF-8, not JSON, NaN/Infinity or nested too deeply is refused
+        event = jsonbody.parse(payload, max_bytes=len(payload), max_depth=MAX_EVENT_DEPTH)
+    except jsonbody.BadJSON as exc:
+        _malformed(
+            acct,
+            payload,
+            "The event nests too deeply." if exc.kind == "too_deep" else "The body is not a Stripe event.",
+        )
     if not isinstance(event, dict):
         _malformed(acct, payload, "The body is not a Stripe event.")
-    if _depth(event) > MAX_EVENT_DEPTH:
-        _malformed(acct, payload, "The event nests too deeply.", event)
     if b"\\u0000" in payload or not _storable(event):
         # PostgreSQL's JSON stores neither NUL nor unpaired surrogates; no genuine Stripe event carries them.
         _malformed(acct, payload, "The event contains characters that are not valid text.", event)
@@ -182,6 +164,10 @@ def verify(acct: StripeAccount, payload: bytes, signature: str | None) -> dict[s
         _malformed(acct, payload, "The event's livemode is not true or false.", event)
     if "created" in event and _created(event) is None:
         _malformed(acct, payload, "The event's created time is not a Unix timestamp.", event)
+    try:  # every field its handler reads, within Stripe's limits
+        stripe_fields.check_event(event)
+    except stripe_fields.OutOfRange as exc:
+        _malformed(acct, payload, exc.reason, event)
     return event
 
 
@@ -253,10 +239,7 @@ def dispatch(acct: StripeAccount, event: Mapping[str, Any]) -> Payment | None:
 def _created(event: Mapping[str, Any]) -> datetime | None:
     """The event's `created` as a datetime; None when it is missing or not a timestamp a datetime can hold
     (a bool, a float, a string, negative, or past year 9999: `verify` refuses those)."""
-    created = event.get("created")
-    if not isinstance(created, int) or isinstance(created, bool) or not 0 <= created <= MAX_TIMESTAMP:
-        return None
-    return datetime.fromtimestamp(created, tz=UTC)
+    return stripe_fields.timestamp(event.get("created"))
 
 
 # Events stored with these statuses are processed again when delivered (or replayed) again.
@@ -276,7 +259,7 @@ def record_and_process(acct: StripeAccount, event: dict[str, Any]) -> Receipt:
         "livemode": bool(event.get("livemode", False)),
         "stripe_created": _created(event),
         "object_id": str(event["data"]["object"].get("id", ""))[:255],
-        "payload": event,
+        "payload": redact_json(event),  # stored without its client secrets
     }
     with transaction.atomic():
         states.wait_at_most(WAIT)

@@ -1,5 +1,7 @@
-"""The admin login locks an address out after repeated failures (django-axes): 429 with Retry-After and the
-configured message, and a locked-out attempt never reaches password hashing."""
+"""The admin login locks a username out at an address after repeated failures (django-axes): 429 with
+Retry-After and the configured message, and a locked-out attempt never reaches password hashing. The same
+account signs in from an address that has not failed; a username tried from many addresses, and one address
+trying many usernames, are slowed by the login's rate limits."""
 
 from __future__ import annotations
 
@@ -105,3 +107,65 @@ def test_the_test_settings_leave_client_login_working(staff: Any) -> None:
     client = Client()
     assert client.login(username="boss", password=PASSWORD)
     assert client.get("/admin/").status_code == 200
+
+
+# ------------------------------------------------------------------------------------------------ by username
+
+
+def login_as(client: Client, username: str, password: str) -> Any:
+    return client.post("/admin/login/?next=/admin/", {"username": username, "password": password}, **HTML)
+
+
+def test_the_lockout_is_per_username_at_an_address(lockout: Any, staff: Any) -> None:
+    """A username guessed at from one address is locked there; a colleague at the same address (one office,
+    one NAT) still signs in, and so does the locked-out account from any address that has not failed."""
+    colleague = get_user_model().objects.create_superuser("alice", "alice@example.com", PASSWORD)
+    office = "203.0.113.20"
+    for _ in range(3):
+        login_as(Client(REMOTE_ADDR=office), "boss", "wrong")
+    assert_locked(login_as(Client(REMOTE_ADDR=office), "boss", PASSWORD), lockout)
+    response = login_as(Client(REMOTE_ADDR=office), colleague.username, PASSWORD)
+    assert response.status_code == 302 and response["Location"] == "/admin/"
+    response = login_as(Client(REMOTE_ADDR="198.51.100.20"), "boss", PASSWORD)
+    assert response.status_code == 302 and response["Location"] == "/admin/"
+    assert set(AccessAttempt.objects.values_list("username", "ip_address")) == {("boss", office)}
+
+
+@pytest.fixture
+def login_limits(lockout: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The rate limits on, with their default budgets, at the start of a calendar minute."""
+    from django.core.cache import caches
+
+    from core import ratelimit
+
+    lockout.RATELIMIT_ENABLED = True
+    monkeypatch.setattr(ratelimit, "clock", lambda: 1_900_000_020.5)
+    caches["default"].clear()
+    yield lockout
+    caches["default"].clear()
+
+
+def test_a_username_guessed_from_many_addresses_is_slowed(login_limits: Any, staff: Any) -> None:
+    """Each address stays under the lockout's limit, yet the username's tries from all of them together are
+    limited (RATELIMIT_LOGIN_PER_USERNAME, 5 a minute by default): the guesser gets 429 for that username."""
+    from core.ratelimit import parse_rates
+
+    [per_minute, *_] = parse_rates(login_limits.RATELIMITS["login"]["username"])
+    answers = [
+        login_as(Client(REMOTE_ADDR=f"203.0.113.{100 + n}"), "Boss", "wrong").status_code
+        for n in range(per_minute.limit + 3)
+    ]
+    assert answers == [200] * per_minute.limit + [429] * 3
+    assert not AccessAttempt.objects.filter(failures_since_start__gte=2).exists()  # no address was locked
+    other = login_as(Client(REMOTE_ADDR="203.0.113.99"), "somebody-else", "wrong")
+    assert other.status_code == 200  # other usernames are not slowed
+    assert Client().get("/admin/login/").status_code == 200  # the form itself is never limited
+
+
+def test_one_address_trying_many_usernames_is_limited(login_limits: Any, staff: Any) -> None:
+    from core.ratelimit import parse_rates
+
+    [per_minute, *_] = parse_rates(login_limits.RATELIMITS["login"]["address"])
+    client = Client(REMOTE_ADDR="203.0.113.30")
+    answers = [login_as(client, f"user{n}", "wrong").status_code for n in range(per_minute.limit + 2)]
+    assert answers == [200] * per_minute.limit + [429] * 2

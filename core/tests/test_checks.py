@@ -3,6 +3,11 @@ header of a request (which anyone can set)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.core.checks import Error, Warning
 from django.core.management import call_command
@@ -67,6 +72,48 @@ def test_manage_check_and_check_deploy_fail_without_site_url() -> None:
                 call_command("check", **options)
     with override_settings(DEBUG=False, SITE_URL="https://shop.example.com"):
         call_command("check")
+
+
+def _load_settings(**env: str) -> subprocess.CompletedProcess[str]:
+    """Load the production settings module in a fresh interpreter, as gunicorn's `core.wsgi` does."""
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "ENV_FILE": os.devnull,
+        "DJANGO_SETTINGS_MODULE": "core.settings",
+        "SECRET_KEY": "a-production-secret-key-for-this-test-only",
+        "ALLOWED_HOSTS": "shop.example.com",
+        **env,
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; print(settings.SITE_URL)",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("url", ["", "shop.example.com", "https://shop.example.com/?next=1"])
+def test_production_settings_refuse_to_load_without_a_usable_site_url(url: str) -> None:
+    """gunicorn imports the settings before serving anything: without SITE_URL it does not start at all."""
+    loaded = _load_settings(DEBUG="0", **({"SITE_URL": url} if url else {}))
+    assert loaded.returncode != 0
+    assert "ImproperlyConfigured" in loaded.stderr and "SITE_URL" in loaded.stderr, loaded.stderr[-2000:]
+
+
+def test_production_settings_load_with_site_url_and_debug_needs_none() -> None:
+    loaded = _load_settings(DEBUG="0", SITE_URL="https://shop.example.com/")
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.strip().splitlines()[-1] == "https://shop.example.com"
+    debug = _load_settings(DEBUG="1")
+    assert debug.returncode == 0, debug.stderr[-2000:]
+    assert debug.stdout.strip().splitlines()[-1] == "http://127.0.0.1:8000"
 
 
 def test_the_test_settings_set_it() -> None:

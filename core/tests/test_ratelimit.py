@@ -1,5 +1,6 @@
-"""Rate limits on what creates Stripe objects or orders: per browser session and per client address, refused
-before the view runs (429, Retry-After, nothing created), counted in Django's cache (the database cache by
+"""Rate limits on what creates Stripe objects or orders, promotion codes and the admin login: per browser session
+and per client address (and per username for the login), one budget or several per scope, refused before the
+view runs (429, Retry-After, nothing created), counted in Django's cache (the database cache by
 default, Redis with REDIS_URL)."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.test import Client, RequestFactory
 
 from core import ratelimit
 from core.cache import DatabaseCache
-from core.ratelimit import Rate, address_bucket, client_address, parse_rate
+from core.ratelimit import Rate, address_bucket, client_address, parse_rate, parse_rates
 from payments.models import Order, Payment
 
 JSON = {"HTTP_ACCEPT": "application/json"}
@@ -207,7 +208,8 @@ def test_every_endpoint_that_creates_something_is_limited_by_default(settings: A
     }
     assert {f"payments:{name}" for name in creating} <= names  # the names match the real URLs
     for spec in settings.RATELIMITS.values():  # the defaults parse
-        assert parse_rate(spec["session"]) and parse_rate(spec["address"])
+        assert parse_rates(spec.get("session", "")) or parse_rates(spec.get("username", ""))
+        assert parse_rates(spec["address"])
 
 
 # ------------------------------------------------------------------------------------------- addresses
@@ -294,6 +296,24 @@ def test_ipv6_clients_are_counted_per_64() -> None:
 )
 def test_parse_rate(text: str, rate: Rate | None) -> None:
     assert parse_rate(text) == rate
+
+
+def test_parse_rates_reads_several_budgets_that_all_apply() -> None:
+    assert parse_rates("10/m, 60/h") == (Rate(10, 60), Rate(60, 3600))
+    assert parse_rates("5/10s") == (Rate(5, 10),)
+    assert parse_rates("") == parse_rates("off") == ()
+    with pytest.raises(ValueError):
+        parse_rates("10/m,lots")
+
+
+def test_every_budget_of_a_scope_applies(limits: Any, settings: Any, usd_item: Any) -> None:
+    settings.RATELIMITS = {
+        **settings.RATELIMITS,
+        "cart": {**settings.RATELIMITS["cart"], "session": "10/m,2/h"},
+    }
+    shopper = visit(browser(), usd_item)
+    answers = [shopper.post("/order/new/", {"item_id": usd_item.pk}, **JSON).status_code for _ in range(3)]
+    assert answers == [201, 201, 429]
 
 
 @pytest.mark.parametrize("text", ["12", "12/fortnight", "m/12", "-1/m", "1.5/m"])

@@ -186,6 +186,36 @@ def test_wrong_methods_are_405(shop: dict[str, Any], template: str, methods: lis
         assert response.has_header("Allow")
 
 
+@pytest.mark.parametrize(
+    "template",
+    ["/", "/item/{item}", "/orders/", "/order/{order}", "/order/{order}/canceled"],
+)
+def test_head_on_every_page_is_answered_like_get_without_a_body(shop: dict[str, Any], template: str) -> None:
+    """Uptime monitors and link checkers use HEAD: the same status and headers as GET, no body."""
+    client = shop["client"]
+    path = template.format(item=shop["usd"].pk, order=shop["order"])
+    got, head = client.get(path), client.head(path)
+    assert (got.status_code, head.status_code) == (200, 200), path
+    assert head.content == b""
+    assert head["Content-Type"] == got["Content-Type"]
+    assert head.get("ETag") == got.get("ETag")
+
+
+def test_head_on_a_return_page_is_answered_like_get(shop: dict[str, Any]) -> None:
+    client, order = shop["client"], shop["order"]
+    assert client.head(f"/order/{order}/return", {"payment_intent": "pi_unknown"}).status_code == 404
+    assert client.head(f"/order/{order}/success", {"session_id": "cs_unknown"}).status_code == 404
+
+
+def test_head_never_opens_a_checkout_session(shop: dict[str, Any]) -> None:
+    """`/buy` is not a page but the request that opens a Checkout Session: GET only (the shop fixture checks
+    nothing reached Stripe)."""
+    client = shop["client"]
+    for path in (f"/buy/{shop['usd'].pk}", f"/order/buy/{shop['order']}"):
+        response = client.head(path)
+        assert response.status_code == 405 and response.has_header("Allow")
+
+
 def test_missing_csrf_token_is_403(shop: dict[str, Any], usd_item: Any) -> None:
     browser = Client(enforce_csrf_checks=True)
     browser.cookies = shop["client"].cookies  # the same shopper, from a page that forgot the token
@@ -225,6 +255,37 @@ def test_oversized_bodies_are_400(shop: dict[str, Any], usd_item: Any) -> None:
     token = html.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
     for path in [f"/item/{usd_item.pk}/intent", f"/order/intent/{order}"]:
         assert_clear_error(browser.post(path, form, HTTP_X_CSRFTOKEN=token, **JSON), 400)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 200_000, b"[" * 5_000, b"{" * 5_000, b'{"item_id": ' + b"[" * 60 + b"1" + b"]" * 60 + b"}"],
+    ids=["200k brackets", "5k brackets", "5k braces", "60 levels"],
+)
+def test_deep_json_bodies_are_400_on_every_endpoint(shop: dict[str, Any], usd_item: Any, body: bytes) -> None:
+    """The json module gives up on a deep nest with a RecursionError: the one JSON reader answers 400."""
+    client, order = shop["client"], shop["order"]
+    for path in (
+        "/order/new/",
+        f"/order/put/{order}",
+        f"/order/remove/{order}",
+        f"/item/{usd_item.pk}/intent",
+        f"/order/intent/{order}",
+        f"/order/{order}/promo",
+    ):
+        response = client.post(path, data=body, content_type="application/json", **JSON)
+        assert_clear_error(response, 400)
+        assert response.json()["error"]["code"] == "invalid_json", path
+
+
+def test_json_bodies_over_the_readers_limit_are_400(shop: dict[str, Any], usd_item: Any) -> None:
+    from core import jsonbody
+
+    client, order = shop["client"], shop["order"]
+    body = json.dumps({"item_id": usd_item.pk, "padding": "x" * jsonbody.FORM_MAX_BYTES}).encode()
+    response = client.post(f"/order/put/{order}", data=body, content_type="application/json", **JSON)
+    assert_clear_error(response, 400)
+    assert "too large" in response.json()["error"]["message"]
 
 
 BAD_WEBHOOK_BODIES = [

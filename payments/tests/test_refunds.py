@@ -190,6 +190,13 @@ def test_only_paid_orders_have_a_refund_form(client, admin_client, usd_item, str
     assert "Only paid orders can be refunded." in html and 'id="refund-form"' not in html
 
 
+@pytest.mark.parametrize("object_id", ["abc", "1058%00", "1%2e0", "-1", "0", str(2**63), "1e3", "%EF%BC%91"])
+def test_the_refund_page_of_an_id_that_is_not_one_is_404(admin_client, object_id: str) -> None:
+    response = admin_client.get(f"/admin/payments/order/{object_id}/refund/")
+    assert response.status_code == 404
+    assert admin_client.post(f"/admin/payments/order/{object_id}/refund/", {"token": "x"}).status_code == 404
+
+
 @pytest.mark.parametrize(
     ("text", "currency", "minor"),
     [

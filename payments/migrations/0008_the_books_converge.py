@@ -18,7 +18,7 @@ def give_buy_now_keys(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("payments", "0006_order_language"),
+        ("payments", "0007_promotion_holds_and_redacted_events"),
     ]
 
     operations = [
