@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
@@ -45,8 +45,8 @@ def link(url: str, full: str, *, external: bool = False, shown: str | None = Non
 
 
 def when(moment: datetime | None) -> SafeString | str:
-    """`25 Nov 2026 22:17` in the shop's time zone (the time on a line of its own in tables), with the exact
-    moment as the tooltip."""
+    """`25 Nov 2026 22:17` in the shop's time zone (the date as everywhere else, core/formats; the time on a
+    line of its own in tables), with the exact moment as the tooltip."""
     if moment is None:
         return ""
     local = timezone.localtime(moment)
@@ -54,8 +54,8 @@ def when(moment: datetime | None) -> SafeString | str:
         '<time datetime="{}" title="{}">{} <span class="shop-time">{}</span></time>',
         local.isoformat(),
         f"{local:%Y-%m-%d %H:%M:%S %Z}",
-        f"{local:%d %b %Y}",
-        f"{local:%H:%M}",
+        formats.date_format(local, "DATE_FORMAT"),
+        formats.time_format(local, "H:i"),
     )
 
 

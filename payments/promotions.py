@@ -76,9 +76,8 @@ def paid_uses(discount: Discount) -> int:
 
 
 def _when(moment: datetime) -> str:
-    """A date and time in the shopper's language and its date format (`March 14, 2026, 09:30` in English)."""
-    local = timezone.localtime(moment)
-    return f"{formats.date_format(local, 'DATE_FORMAT')}, {formats.time_format(local, 'H:i')}"
+    """A date and time in the shopper's language (`14 Mar 2026, 09:30`, `14.03.2026, 09:30`: core/formats)."""
+    return formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT")
 
 
 def check_window(discount: Discount, now: datetime | None = None) -> None:
@@ -117,10 +116,14 @@ def check_currency(discount: Discount, currency: str) -> None:
         )
 
 
-def used_up_error(discount: Discount) -> PromotionCodeRefused:
+def used_up_error(discount: Discount, *, applied: bool) -> PromotionCodeRefused:
+    """The code's uses are all taken: entering it changes nothing; one already on the order must come off
+    before the order can be paid."""
+    code = discount.code or discount.name
     return PromotionCodeRefused(
-        _("The code %(code)s has been used up. Remove it to pay the full price.")
-        % {"code": discount.code or discount.name},
+        _("The code %(code)s has been used up. Remove it to pay the full price.") % {"code": code}
+        if applied
+        else _("The code %(code)s has been used up.") % {"code": code},
         code="code_used_up",
     )
 
@@ -130,7 +133,7 @@ def check_usable(discount: Discount, order: Order) -> None:
     check_window(discount)
     check_currency(discount, order.currency)
     if discount.max_uses is not None and holders(discount).exclude(pk=order.pk).count() >= discount.max_uses:
-        raise used_up_error(discount)
+        raise used_up_error(discount, applied=order.discount_id == discount.pk)
 
 
 def apply_code(order: Order, code: str, *, may_change: bool) -> Discount:
@@ -194,7 +197,7 @@ def hold(order: Order, priced: PricedOrder) -> None:
         Discount.objects.select_for_update().filter(pk=discount.pk).exists()
     if holders(discount).exclude(pk=order.pk).count() >= discount.max_uses:
         logger.info("order %s: promotion code %s used up", order.public_id, discount.code)
-        raise used_up_error(discount)
+        raise used_up_error(discount, applied=True)
 
 
 def stale_holds(older_than: timedelta | None = None) -> QuerySet[Order]:

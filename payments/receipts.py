@@ -1,5 +1,7 @@
-"""The shop's order confirmation: one email per paid order, sent with Django's email (the console in demo mode
-and with DEBUG; SMTP from `EMAIL_URL` in production, see README).
+"""The shop's emails to shoppers: the order confirmation (one per paid order) and the refund notice (one per
+refund Stripe made, the shop's and those made in Stripe's dashboard), in the language the shopper paid in,
+sent with Django's email (the console in demo mode and with DEBUG; SMTP from `EMAIL_URL` in production, see
+README).
 
 Stripe sends its own receipt to the address the shopper gave (`receipt_email` on the PaymentIntent; Checkout
 collects the address itself); the shop's confirmation goes to the same address, stored on the order.
@@ -9,7 +11,8 @@ stamps `confirmation_sent_at` only if no one did, and the stamp commits before t
 any transaction. Repeated or concurrent events (the same event delivered twice, a webhook racing the return
 page, two app processes) all call it after their own work committed; only the one whose stamp went in sends.
 If sending fails, the stamp is taken back so that the next event or `reconcile_payments` tries again; a crash
-between the stamp and the send loses that email rather than sending it twice.
+between the stamp and the send loses that email rather than sending it twice. `send_refund_notice` works the
+same way with the refund's `notice_sent_at`, under the lock of the refund's order.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from django.utils.translation import gettext
 
 from core.money import display_money
 from payments import states
-from payments.models import Order
+from payments.models import Order, Refund
 from payments.pricing import price_order
 
 logger = logging.getLogger("payments.receipts")
@@ -70,3 +73,66 @@ def send_confirmation(order_id: int) -> bool:
         return False
     logger.info("order %s: confirmation sent", order.public_id)
     return True
+
+
+# ------------------------------------------------------------------------------------------------ refunds
+
+
+def refund_notice_owed(refund: Refund) -> bool:
+    """Stripe made the refund (it succeeded), the shopper left an address, and nobody told them yet."""
+    return (
+        refund.status == Refund.Status.SUCCEEDED and bool(refund.order.email) and refund.notice_sent_at is None
+    )
+
+
+def refund_message(refund: Refund) -> EmailMessage:
+    """The refund notice, in the language the shopper paid in (the shop's default for older orders)."""
+    order = refund.order
+    short = str(order.public_id)[:8]
+    context = {
+        "refund": refund,
+        "order": order,
+        "short_id": short,
+        "refunded_on": refund.stripe_created or refund.updated_at,
+        "order_url": f"{settings.SITE_URL}{order.get_absolute_url()}" if settings.SITE_URL else "",
+    }
+    with translation.override(order.language or settings.LANGUAGE_CODE):
+        subject = gettext("Refund for your order %(order)s: %(amount)s") % {
+            "order": short,
+            "amount": display_money(refund.amount, refund.currency, minor=True),
+        }
+        body = render_to_string("payments/email/refund_notice.txt", context)
+    return EmailMessage(subject=subject, body=body, to=[order.email])
+
+
+def send_refund_notice(refund_id: int) -> bool:
+    """Tell the shopper of a refund Stripe made, once: True when this call sent it. Safe to call any number of
+    times, from anywhere (the news of the refund committed first): only the call whose stamp went in sends."""
+    refund = Refund.objects.filter(pk=refund_id).only("order_id").first()
+    if refund is None:
+        return False
+    stamp = timezone.now()
+    with states.locked(refund.order_id) as order:
+        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        refund.order = order
+        if not refund_notice_owed(refund):
+            return False
+        refund.notice_sent_at = stamp
+        refund.save(update_fields=["notice_sent_at"])
+    try:
+        refund_message(refund).send()
+    except Exception:  # SMTP down, refused, timed out: try again later
+        logger.exception("refund %s of order %s: notice to %s not sent", refund.pk, order.public_id, order.email)
+        Refund.objects.filter(pk=refund_id, notice_sent_at=stamp).update(notice_sent_at=None)
+        return False
+    logger.info("refund %s of order %s: notice sent", refund.pk, order.public_id)
+    return True
+
+
+def send_refund_notices(order: Order) -> None:
+    """Every refund notice the order owes (what follows a refund's news: `sync.tidy_up`)."""
+    if not order.email:
+        return
+    owed = order.refunds.filter(status=Refund.Status.SUCCEEDED, notice_sent_at__isnull=True)
+    for refund_id in owed.order_by("id").values_list("pk", flat=True):
+        send_refund_notice(refund_id)

@@ -8,7 +8,7 @@
    been delivered (an event already processed is a duplicate and changes nothing).
 3. Then what follows (`sync.tidy_up`): orders paid or processing that still have an open object get it closed
    at Stripe, refunds not yet sent are sent, refunds Stripe reported that the shop could not explain are looked
-   up, order confirmations not sent yet are sent; and promotion code uses held by orders frozen too long ago
+   up, order confirmations and refund notices not sent yet are sent; and promotion code uses held by orders frozen too long ago
    are given back (`promotions.release_stale_holds`).
 
 Safe to run at any time and repeatedly (cron, systemd timer): everything goes through the same lifecycle
@@ -69,6 +69,15 @@ class Command(BaseCommand):
             )
             .exclude(email="")
             .values_list("pk", flat=True)
+        )
+        orders.update(  # refund notices not sent yet (receipts.send_refund_notice)
+            Refund.objects.filter(
+                status=Refund.Status.SUCCEEDED,
+                notice_sent_at__isnull=True,
+                updated_at__gt=timezone.now() - timedelta(days=CONFIRMATION_DAYS),
+            )
+            .exclude(order__email="")
+            .values_list("order_id", flat=True)
         )
         for order_id in sorted(orders):
             sync.tidy_up(order_id)
