@@ -1,11 +1,16 @@
 """How the admin shows what its tables hold: Stripe ids shortened (the full id in a tooltip and on the record's
-page), moments in one compact format, a line of small print under a value. Used by `payments/admin.py`,
-`payments/admin_merchant.py` and `catalog/admin.py`; the look is `static/shop_admin/admin.css`."""
+page), moments in one compact format, a line of small print under a value, currencies as people write them
+(USD, in every filter too). Used by `payments/admin.py`, `payments/admin_merchant.py` and `catalog/admin.py`;
+the look is `static/shop_admin/admin.css`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
+from django.contrib import admin
+from django.db import models
 from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
@@ -60,6 +65,35 @@ def when(moment: datetime | None) -> SafeString | str:
 
 
 def with_note(value: object, *notes: str) -> SafeString:
-    """A value with small print under it (empty notes are left out)."""
-    small = mark_safe("".join(format_html('<span class="shop-note">{}</span>', n) for n in notes if n))  # noqa: S308
+    """A value with small print under it (empty notes, and notes that only repeat the value, are left out)."""
+    small = mark_safe(  # noqa: S308
+        "".join(format_html('<span class="shop-note">{}</span>', n) for n in notes if n and n != str(value))
+    )
     return format_html("{}{}", value, small)
+
+
+# ------------------------------------------------------------------------------------------------ currencies
+
+
+def currency_code(value: str) -> str:
+    """`usd` (as stored and sent to Stripe) -> `USD` (as staff read it)."""
+    return (value or "").upper()
+
+
+class CurrencyFilter(admin.AllValuesFieldListFilter):
+    """A list filter of currencies (or of Stripe accounts, each named by its currency): USD, not usd."""
+
+    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
+        values = {str(value) for value in self.lookup_choices}
+        for choice in super().choices(changelist):
+            if str(choice["display"]) in values:
+                choice["display"] = currency_code(str(choice["display"]))
+            yield choice
+
+
+def _is_currency(field: models.Field[Any, Any]) -> bool:
+    return isinstance(field, models.CharField) and field.name in {"currency", "account"} and field.max_length == 3
+
+
+# Every admin list filtered by a currency or an account (`list_filter = ("currency",)`) uses it.
+admin.FieldListFilter.register(_is_currency, CurrencyFilter, take_priority=True)

@@ -107,7 +107,7 @@ class RefundForm(forms.Form):
         data["lines"] = quantities
         if text:
             data["minor"] = parse_amount(text, self.order.currency)
-            data["description"] = f"{format_money(data['minor'], self.order.currency, minor=True)}"
+            data["description"] = ""  # the amount says it all (shown beside it, it would say it twice)
         else:
             try:  # shown now; priced again under the order's lock when the refund is made
                 data["minor"] = refunds.amount_for_lines(self.priced, quantities, self.already)
