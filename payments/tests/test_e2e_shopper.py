@@ -126,6 +126,11 @@ def test_a_russian_shopper_on_checkout(shop: Shop, russian: Any, grinder: Item) 
     assert page.inner_text("#emulator-checkout-locale") == "ru"  # Checkout was told the shopper's language
     session = shop.emulator.get(Order.objects.get().payments.get().stripe_id)
     assert session["locale"] == "ru"
+    # ... and speaks it, as Stripe's page does.
+    assert page.get_attribute("html", "lang") == "ru"
+    assert page.inner_text("#emulator-checkout-pay").startswith("Оплатить")
+    assert "Итого к оплате" in page.inner_text("table") and page.inner_text("label[for=card_number]") == "Номер карты"
+    shot(page, "ru-1280-checkout")
     page.fill("#card_number", "4242424242424242")
     page.click("#emulator-checkout-pay")
     page.wait_for_url("**/success?session_id=cs_*")
