@@ -166,7 +166,9 @@ def main() -> int:
     parser.add_argument("--no-seed", action="store_true", help="Do not load the demo catalog.")
     args = parser.parse_args()
 
-    if os.environ.get("MAKELEVEL"):  # `make run` (the recipe execs this): when make is killed, SIGTERM (below)
+    if os.environ.get(
+        "MAKELEVEL"
+    ):  # `make run` (the recipe execs this): when make is killed, SIGTERM (below)
         die_with_parent()
     env = dict(os.environ)
     file_env = read_env_file(Path(env.get("ENV_FILE", BASE_DIR / ".env")))

@@ -602,7 +602,19 @@ class PaymentAdmin(admin.ModelAdmin):
     search_fields = ("stripe_id", "payment_intent_id", "order__public_id")
     list_select_related = ("order",)
     fieldsets = (
-        (None, {"fields": ["dashboard_link", "kind", "order_page", "account_shown", "livemode", "status_display"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "dashboard_link",
+                    "kind",
+                    "order_page",
+                    "account_shown",
+                    "livemode",
+                    "status_display",
+                ]
+            },
+        ),
         ("Amounts", {"fields": ["amount_display", "stripe_total", "received", "refunded"]}),
         (
             "At Stripe",

@@ -83,7 +83,7 @@ def currency_code(value: str) -> str:
 class CurrencyFilter(admin.AllValuesFieldListFilter):
     """A list filter of currencies (or of Stripe accounts, each named by its currency): USD, not usd."""
 
-    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
+    def choices(self, changelist: Any) -> Iterator[Any]:
         values = {str(value) for value in self.lookup_choices}
         for choice in super().choices(changelist):
             if str(choice["display"]) in values:
@@ -92,7 +92,11 @@ class CurrencyFilter(admin.AllValuesFieldListFilter):
 
 
 def _is_currency(field: models.Field[Any, Any]) -> bool:
-    return isinstance(field, models.CharField) and field.name in {"currency", "account"} and field.max_length == 3
+    return (
+        isinstance(field, models.CharField)
+        and field.name in {"currency", "account"}
+        and field.max_length == 3
+    )
 
 
 # Every admin list filtered by a currency or an account (`list_filter = ("currency",)`) uses it.

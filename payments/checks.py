@@ -31,6 +31,8 @@ PLACEHOLDER_WORDS = frozenset({"paste", "replace", "your", "here", "example", "c
 
 def is_placeholder(key: str) -> bool:
     return "..." in key or "<" in key or bool(PLACEHOLDER_WORDS & set(re.split(r"[_\-\s]+", key.lower())))
+
+
 # Where each key of an account comes from: its variable's suffix, Stripe's prefix and where to find it.
 KEYS = (
     ("secret_key", "SECRET_KEY", "sk_test_", "its secret key (Dashboard > Developers > API keys)"),
@@ -58,8 +60,8 @@ def placeholders(account: Any) -> list[CheckMessage]:
             f"{names} still hold{'s' if len(found) == 1 else ''} a placeholder, not a key of your {cur} Stripe "
             "account.",
             hint=f"Paste into .env, from the Stripe account that takes {cur}: {where}. Or delete the Stripe "
-            "lines from .env to run the demo with the local emulator (README, \"From the demo to your Stripe "
-            "test account\").",
+            'lines from .env to run the demo with the local emulator (README, "From the demo to your Stripe '
+            'test account").',
             id="payments.E006",
         )
     ]

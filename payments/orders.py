@@ -55,7 +55,8 @@ def can_edit(request: HttpRequest, order: Order) -> bool:
     order waiting for payment that no payment is known to be in flight for (after a declined card or an
     abandoned Checkout: the cart endpoints `reopen` it first)."""
     return can_change(request, order) and (
-        states.is_editable(order) or (order.status == OrderStatus.AWAITING_PAYMENT and not order.needs_attention)
+        states.is_editable(order)
+        or (order.status == OrderStatus.AWAITING_PAYMENT and not order.needs_attention)
     )
 
 

@@ -81,7 +81,9 @@ def send_confirmation(order_id: int) -> bool:
 def refund_notice_owed(refund: Refund) -> bool:
     """Stripe made the refund (it succeeded), the shopper left an address, and nobody told them yet."""
     return (
-        refund.status == Refund.Status.SUCCEEDED and bool(refund.order.email) and refund.notice_sent_at is None
+        refund.status == Refund.Status.SUCCEEDED
+        and bool(refund.order.email)
+        and refund.notice_sent_at is None
     )
 
 
@@ -122,7 +124,9 @@ def send_refund_notice(refund_id: int) -> bool:
     try:
         refund_message(refund).send()
     except Exception:  # SMTP down, refused, timed out: try again later
-        logger.exception("refund %s of order %s: notice to %s not sent", refund.pk, order.public_id, order.email)
+        logger.exception(
+            "refund %s of order %s: notice to %s not sent", refund.pk, order.public_id, order.email
+        )
         Refund.objects.filter(pk=refund_id, notice_sent_at=stamp).update(notice_sent_at=None)
         return False
     logger.info("refund %s of order %s: notice sent", refund.pk, order.public_id)

@@ -135,7 +135,9 @@ def render_checkout_page(data: dict[str, Any], error: str | None = None) -> str:
     if session["status"] != "open":
         message = words["expired"] if session["status"] == "expired" else words["complete"]
         return _page(
-            words["title"], header + f"<p class='notice' id='emulator-checkout-status'>{message}</p>", language
+            words["title"],
+            header + f"<p class='notice' id='emulator-checkout-status'>{message}</p>",
+            language,
         )
     action = f"/checkout/{esc(session['id'], quote=True)}"
     if data.get("awaiting_authentication"):

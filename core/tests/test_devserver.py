@@ -205,7 +205,11 @@ def test_env_example_with_one_test_account_runs_the_shop_for_its_currency(tmp_pa
     env_file = tmp_path / ".env"
     env_file.write_text(
         env_example_with(
-            {"STRIPE_USD_SECRET_KEY": sk, "STRIPE_USD_PUBLISHABLE_KEY": pk, "STRIPE_USD_WEBHOOK_SECRET": whsec}
+            {
+                "STRIPE_USD_SECRET_KEY": sk,
+                "STRIPE_USD_PUBLISHABLE_KEY": pk,
+                "STRIPE_USD_WEBHOOK_SECRET": whsec,
+            }
         )
     )
     # Stripe itself is unreachable here: the account is the emulator's, reached through STRIPE_API_BASE.
@@ -290,7 +294,9 @@ def shot(page: Any, name: str) -> None:
 
 
 @pytest.mark.browser
-def test_debug_off_serves_the_shops_own_not_found_page_in_russian(production_demo: Demo, browser: Any) -> None:
+def test_debug_off_serves_the_shops_own_not_found_page_in_russian(
+    production_demo: Demo, browser: Any
+) -> None:
     context = browser.new_context(locale="ru-RU", viewport={"width": 390, "height": 844})
     page = context.new_page()
     try:

@@ -226,19 +226,29 @@ def test_compose_config_validates_with_docker_compose(tmp_path: Path) -> None:
     # TLS (deploy/tests/test_tls.py): the https include, and the certificates in a volume of their own...
     mounts = {v["target"]: v for v in services["nginx"]["volumes"]}
     assert mounts["/etc/nginx/shop-tls/tls.conf"]["source"] == str(tmp_path / "deploy" / "nginx-tls.conf")
-    assert (mounts["/etc/nginx/certs"]["type"], mounts["/etc/nginx/certs"]["source"]) == ("volume", "tls-certs")
+    assert (mounts["/etc/nginx/certs"]["type"], mounts["/etc/nginx/certs"]["source"]) == (
+        "volume",
+        "tls-certs",
+    )
     assert "tls-certs" in config["volumes"]
 
 
 @needs_compose
 def test_compose_nginx_takes_your_certificates_folder(tmp_path: Path) -> None:
     """...or, with TLS_CERTS_DIR, a folder of yours holding fullchain.pem and privkey.pem."""
-    env = {"POSTGRES_PASSWORD": "pw", "TLS_CERTS_DIR": "/etc/shop-certs", "SITE_URL": "https://shop.example.com"}
+    env = {
+        "POSTGRES_PASSWORD": "pw",
+        "TLS_CERTS_DIR": "/etc/shop-certs",
+        "SITE_URL": "https://shop.example.com",
+    }
     result = _compose_config(tmp_path, env, "--profile", "nginx", "config", "--format", "json")
     assert result.returncode == 0, result.stderr
     nginx = json.loads(result.stdout)["services"]["nginx"]
     mounts = {v["target"]: v for v in nginx["volumes"]}
-    assert (mounts["/etc/nginx/certs"]["type"], mounts["/etc/nginx/certs"]["source"]) == ("bind", "/etc/shop-certs")
+    assert (mounts["/etc/nginx/certs"]["type"], mounts["/etc/nginx/certs"]["source"]) == (
+        "bind",
+        "/etc/shop-certs",
+    )
     assert nginx["environment"]["SITE_URL"] == "https://shop.example.com"
 
 

@@ -109,7 +109,9 @@ def test_the_nginx_image_runs_the_certificate_script_first() -> None:
     _base, steps = dockerfile_stages()["nginx"]
     flat = [f"{keyword} {rest}" for keyword, rest in steps]
     assert "RUN apk add --no-cache openssl" in flat
-    assert "COPY --chmod=755 deploy/nginx-selfsigned.sh /docker-entrypoint.d/15-shop-selfsigned-cert.sh" in flat
+    assert (
+        "COPY --chmod=755 deploy/nginx-selfsigned.sh /docker-entrypoint.d/15-shop-selfsigned-cert.sh" in flat
+    )
     assert not dockerignored("deploy/nginx-selfsigned.sh")  # in the build context
     assert os.access(SCRIPT, os.X_OK)
 
@@ -169,7 +171,9 @@ def https_get(port: int, path: str, certificate: Path, host: str = "localhost") 
     """A GET over https that trusts only `certificate` and checks it names `host`."""
     context = ssl.create_default_context(cafile=str(certificate))
     conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
-    conn.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=host)
+    conn.sock = context.wrap_socket(
+        socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=host
+    )
     conn.request("GET", path, headers={"Host": host, "Accept": "text/html"})
     response = conn.getresponse()
     response.read()
@@ -214,7 +218,10 @@ def shop(static_root: Path, tmp_path: Path, usd_item: Any) -> Iterator[live.Proc
 
 @needs_nginx
 @pytest.mark.django_db(transaction=True)
-def test_compose_nginx_serves_the_shop_over_https_and_redirects_http(tmp_path: Path, shop: live.Process) -> None:
+def test_compose_nginx_serves_the_shop_over_https_and_redirects_http(
+    tmp_path: Path, shop: live.Process
+) -> None:
+    assert NGINX is not None
     certs = tmp_path / "certs"
     make_certificate(certs)  # the first start: no certificate yet
     http_port, https_port = live.free_port(), live.free_port()

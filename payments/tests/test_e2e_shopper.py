@@ -129,7 +129,10 @@ def test_a_russian_shopper_on_checkout(shop: Shop, russian: Any, grinder: Item) 
     # ... and speaks it, as Stripe's page does.
     assert page.get_attribute("html", "lang") == "ru"
     assert page.inner_text("#emulator-checkout-pay").startswith("Оплатить")
-    assert "Итого к оплате" in page.inner_text("table") and page.inner_text("label[for=card_number]") == "Номер карты"
+    assert (
+        "Итого к оплате" in page.inner_text("table")
+        and page.inner_text("label[for=card_number]") == "Номер карты"
+    )
     shot(page, "ru-1280-checkout")
     page.fill("#card_number", "4242424242424242")
     page.click("#emulator-checkout-pay")
@@ -392,7 +395,12 @@ ROW_BOXES = """row => {
 
 
 def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
-    return a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]
+    return (
+        a["x"] < b["x"] + b["w"]
+        and b["x"] < a["x"] + a["w"]
+        and a["y"] < b["y"] + b["h"]
+        and b["y"] < a["y"] + a["h"]
+    )
 
 
 @pytest.mark.parametrize("language", ["en", "ru"])

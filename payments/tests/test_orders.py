@@ -751,7 +751,9 @@ def test_a_frozen_cart_is_changed_once_its_payment_intent_is_canceled_and_gets_a
     # Bad input changes nothing, not even the open PaymentIntent.
     assert put(client, discounted_taxed_cart, usd_item, 100).status_code == 400
     assert state(discounted_taxed_cart) == before
-    assert not [c for c in stripe_fake.requests if c.path.startswith(f"/v1/payment_intents/{payment.stripe_id}")]
+    assert not [
+        c for c in stripe_fake.requests if c.path.startswith(f"/v1/payment_intents/{payment.stripe_id}")
+    ]
 
     # A cart endpoint on the frozen cart cancels its PaymentIntent at Stripe first, then makes the change.
     assert put(client, discounted_taxed_cart, usd_item, 1).status_code == 200
