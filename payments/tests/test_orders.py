@@ -893,3 +893,26 @@ def test_a_refused_form_goes_back_only_to_a_page_of_the_shop(client, usd_item, e
         "/order/new/", {"item_id": usd_item.pk, "quantity": "0"}, HTTP_REFERER="https://evil.example/"
     )
     assert bad.status_code == 400 and "evil.example" not in bad.content.decode()
+
+
+# ------------------------------------------------------------------------------------------ what the pages say
+
+
+def test_your_orders_counts_the_units_an_order_holds(client, usd_item, usd_item_2) -> None:
+    order = new_cart(client)
+    put(client, order, usd_item, 3)
+    put(client, order, usd_item_2, 2)
+    html = client.get("/orders/").content.decode()
+    row = html.split(str(order.public_id)[:8], 1)[1].split("</tr>", 1)[0]
+    assert re.findall(r'<td class="num">(\d+)</td>', row) == ["5"]  # 5 items, on 2 lines
+
+
+def test_taxes_rounded_per_line_are_explained(client, usd_item, usd_item_2, sales_tax) -> None:
+    order = new_cart(client)
+    put(client, order, usd_item)
+    assert 'id="tax-note"' not in client.get(f"/order/{order.public_id}").content.decode()  # no tax yet
+    order.taxes.add(sales_tax)
+    assert 'id="tax-note"' not in client.get(f"/order/{order.public_id}").content.decode()  # one line
+    put(client, order, usd_item_2)
+    page = client.get(f"/order/{order.public_id}").content.decode()
+    assert "Each tax is worked out on every line and rounded there" in page
