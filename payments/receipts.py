@@ -18,6 +18,8 @@ same way with the refund's `notice_sent_at`, under the lock of the refund's orde
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -37,23 +39,47 @@ def owed(order: Order) -> bool:
     return states.is_paid(order) and bool(order.email) and order.confirmation_sent_at is None
 
 
-def message(order: Order) -> EmailMessage:
-    """The confirmation, in the language the shopper paid in (the shop's default for older orders)."""
-    priced = price_order(order)
+def shopper_email(order: Order, template: str, subject: Callable[[str], str], **context: Any) -> EmailMessage:
+    """An email to the order's shopper in the language they paid in (the shop's default for older orders):
+    `template` rendered with the order, its short id and its page's address; `subject(short_id)`."""
     short = str(order.public_id)[:8]
     context = {
         "order": order,
-        "priced": priced,
         "short_id": short,
         "order_url": f"{settings.SITE_URL}{order.get_absolute_url()}" if settings.SITE_URL else "",
+        **context,
     }
     with translation.override(order.language or settings.LANGUAGE_CODE):
-        subject = gettext("Your order %(order)s is confirmed: %(total)s") % {
-            "order": short,
-            "total": display_money(priced.total, priced.currency, minor=True),
-        }
-        body = render_to_string("payments/email/order_confirmation.txt", context)
-    return EmailMessage(subject=subject, body=body, to=[order.email])
+        return EmailMessage(
+            subject=subject(short), body=render_to_string(template, context), to=[order.email]
+        )
+
+
+def send_stamped(email: EmailMessage, stamp_taken_back: Callable[[], object], what: str) -> bool:
+    """Send an email whose stamp is already committed; if sending fails, take the stamp back so that a later
+    call sends it. True when sent."""
+    try:
+        email.send()
+    except Exception:  # SMTP down, refused, timed out: try again later
+        logger.exception("%s not sent", what)
+        stamp_taken_back()
+        return False
+    logger.info("%s sent", what)
+    return True
+
+
+def message(order: Order) -> EmailMessage:
+    """The order confirmation."""
+    priced = price_order(order)
+    return shopper_email(
+        order,
+        "payments/email/order_confirmation.txt",
+        lambda short: (
+            gettext("Your order %(order)s is confirmed: %(total)s")
+            % {"order": short, "total": display_money(priced.total, priced.currency, minor=True)}
+        ),
+        priced=priced,
+    )
 
 
 def send_confirmation(order_id: int) -> bool:
@@ -65,14 +91,13 @@ def send_confirmation(order_id: int) -> bool:
             return False
         order.confirmation_sent_at = stamp
         order.save(update_fields=["confirmation_sent_at"])
-    try:
-        message(order).send()
-    except Exception:  # SMTP down, refused, timed out: try again later
-        logger.exception("order %s: confirmation to %s not sent", order.public_id, order.email)
-        Order.objects.filter(pk=order_id, confirmation_sent_at=stamp).update(confirmation_sent_at=None)
-        return False
-    logger.info("order %s: confirmation sent", order.public_id)
-    return True
+    return send_stamped(
+        message(order),
+        lambda: Order.objects.filter(pk=order_id, confirmation_sent_at=stamp).update(
+            confirmation_sent_at=None
+        ),
+        f"order {order.public_id}: confirmation to {order.email}",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ refunds
@@ -88,23 +113,17 @@ def refund_notice_owed(refund: Refund) -> bool:
 
 
 def refund_message(refund: Refund) -> EmailMessage:
-    """The refund notice, in the language the shopper paid in (the shop's default for older orders)."""
-    order = refund.order
-    short = str(order.public_id)[:8]
-    context = {
-        "refund": refund,
-        "order": order,
-        "short_id": short,
-        "refunded_on": refund.stripe_created or refund.updated_at,
-        "order_url": f"{settings.SITE_URL}{order.get_absolute_url()}" if settings.SITE_URL else "",
-    }
-    with translation.override(order.language or settings.LANGUAGE_CODE):
-        subject = gettext("Refund for your order %(order)s: %(amount)s") % {
-            "order": short,
-            "amount": display_money(refund.amount, refund.currency, minor=True),
-        }
-        body = render_to_string("payments/email/refund_notice.txt", context)
-    return EmailMessage(subject=subject, body=body, to=[order.email])
+    """The refund notice."""
+    return shopper_email(
+        refund.order,
+        "payments/email/refund_notice.txt",
+        lambda short: (
+            gettext("Refund for your order %(order)s: %(amount)s")
+            % {"order": short, "amount": display_money(refund.amount, refund.currency, minor=True)}
+        ),
+        refund=refund,
+        refunded_on=refund.stripe_created or refund.updated_at,
+    )
 
 
 def send_refund_notice(refund_id: int) -> bool:
@@ -121,16 +140,11 @@ def send_refund_notice(refund_id: int) -> bool:
             return False
         refund.notice_sent_at = stamp
         refund.save(update_fields=["notice_sent_at"])
-    try:
-        refund_message(refund).send()
-    except Exception:  # SMTP down, refused, timed out: try again later
-        logger.exception(
-            "refund %s of order %s: notice to %s not sent", refund.pk, order.public_id, order.email
-        )
-        Refund.objects.filter(pk=refund_id, notice_sent_at=stamp).update(notice_sent_at=None)
-        return False
-    logger.info("refund %s of order %s: notice sent", refund.pk, order.public_id)
-    return True
+    return send_stamped(
+        refund_message(refund),
+        lambda: Refund.objects.filter(pk=refund_id, notice_sent_at=stamp).update(notice_sent_at=None),
+        f"refund {refund.pk} of order {order.public_id}: notice to {order.email}",
+    )
 
 
 def send_refund_notices(order: Order) -> None:

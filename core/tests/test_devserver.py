@@ -128,29 +128,11 @@ def test_a_signal_stops_the_shop_and_the_emulator(env: dict[str, str], how: sign
             process.kill()
 
 
-def test_kill_9_of_the_launcher_frees_both_ports(env: dict[str, str]) -> None:
-    """SIGKILL cannot be caught: the children (each in its own process group) are stopped by the kernel's
-    parent-death signal, not by the launcher."""
-    port, emulator_port = free_port(), free_port()
-    process = start(env, port, emulator_port)
-    try:
-        wait_up(f"http://127.0.0.1:{port}/healthz", process)
-        wait_up(f"http://127.0.0.1:{emulator_port}/healthz", process)
-        process.kill()
-        process.wait(timeout=5)
-        assert wait_freed(port, emulator_port) == []
-    finally:
-        stop_process(process)
-
-
-@pytest.mark.skipif(
-    shutil.which("make") is None or not (ROOT / ".venv" / "bin" / "python").is_file(),
-    reason="needs make and the project's .venv (make .venv/.dev)",
-)
-def test_kill_9_of_make_run_frees_both_ports(env: dict[str, str]) -> None:
-    """`make run` execs the launcher as make's child; make killed, the launcher stops what it started."""
-    port, emulator_port = free_port(), free_port()
-    process = subprocess.Popen(
+def make_run(env: dict[str, str], port: int, emulator_port: int) -> subprocess.Popen[str]:
+    """`make run` as typed (the project's .venv already made)."""
+    if shutil.which("make") is None or not (ROOT / ".venv" / "bin" / "python").is_file():
+        pytest.skip("needs make and the project's .venv (make .venv/.dev)")
+    return subprocess.Popen(
         ["make", "--no-print-directory", "-o", ".venv/.runtime", "run"],
         cwd=ROOT,
         env={**env, "PORT": str(port), "EMULATOR_PORT": str(emulator_port)},
@@ -158,8 +140,19 @@ def test_kill_9_of_make_run_frees_both_ports(env: dict[str, str]) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+@pytest.mark.parametrize("killed", ["the launcher", "make run"])
+def test_kill_9_frees_both_ports(env: dict[str, str], killed: str) -> None:
+    """SIGKILL cannot be caught. The launcher's children (each in its own process group) get the kernel's
+    parent-death signal; `make run` execs the launcher as make's child, which stops them when make dies."""
+    port, emulator_port = free_port(), free_port()
+    process = (
+        start(env, port, emulator_port) if killed == "the launcher" else make_run(env, port, emulator_port)
+    )
     try:
         wait_up(f"http://127.0.0.1:{port}/healthz", process)
+        wait_up(f"http://127.0.0.1:{emulator_port}/healthz", process)
         process.kill()
         process.wait(timeout=5)
         assert wait_freed(port, emulator_port) == []

@@ -18,7 +18,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,12 +206,8 @@ def shop(static_root: Path, tmp_path: Path, usd_item: Any) -> Iterator[live.Proc
         ALLOWED_HOSTS="localhost,127.0.0.1",
         SITE_URL="https://localhost",
     )
-    port = live.free_port()
-    env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_GRACEFUL_TIMEOUT": "2"}
-    base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "core.wsgi"]
     # Ready when /healthz answers: the one path production settings do not redirect to https.
-    with live.running(command, env, tmp_path / "gunicorn.log", base, f"{base}/healthz") as app:
+    with live.gunicorn(env, tmp_path / "gunicorn.log", ready="/healthz") as app:
         yield app
 
 
