@@ -25,13 +25,14 @@ $(VENV)/.browser: | $(BIN)/python
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 	touch $@
 
+# exec: the launcher is make's own child, so that it stops the shop and the emulator when make is killed.
 run: $(VENV)/.runtime
-	$(BIN)/python -m core.devserver
+	exec $(BIN)/python -m core.devserver
 
 # A staff account for /admin/ on the local database (`make run`'s): DEBUG on, as make run runs the shop.
 admin: $(VENV)/.runtime
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput
-	DEBUG=1 $(BIN)/python manage.py createsuperuser $(ARGS)
+	DEBUG=1 $(BIN)/python manage.py createsuperuser --skip-checks $(ARGS)
 
 test: $(VENV)/.dev $(VENV)/.browser
 	$(BIN)/pytest

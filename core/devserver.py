@@ -2,9 +2,17 @@
 
 It migrates the database, loads the demo catalog and starts Django's development server. When no Stripe keys are
 configured (neither in the environment nor in `.env`), it runs in demo mode: it starts the local Stripe
-emulator (`python -m stripe_emulator`, in-memory, not a payment processor) with demo keys for USD and EUR,
+emulator (`python -m stripe_emulator`, in-memory, not a payment processor) with demo keys for USD, EUR and JPY,
 points `STRIPE_API_BASE` and `STRIPE_JS_URL` at it, and every page shows a banner saying so. With real keys,
 nothing of the emulator is used.
+
+The development server speaks plain http on 127.0.0.1, so whatever `.env` says for production, the links handed
+to Stripe come back to the address served (`SITE_URL`, unless set), and nothing redirects to https or sends
+cookies over https only. `DEBUG` is on unless the environment or `.env` says otherwise; `DEBUG=0 make run`
+serves the shop as production does (its own error pages, collected static files).
+
+Its children (the emulator, the server) die with it, however it ends: even `kill -9` of the launcher (Linux's
+parent-death signal); started by `make run`, the launcher itself stops them when make is killed.
 
 This launcher imports only the standard library; Django reads the environment it prepares.
 """
@@ -12,6 +20,7 @@ This launcher imports only the standard library; Django reads the environment it
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import socket
@@ -34,7 +43,15 @@ DEMO_ACCOUNTS = {
         "pk_test_demo_eur_51DemoShopEUR",
         "whsec_demo_eur_51DemoShopEUR",
     ),
+    "jpy": (
+        "sk_test_demo_jpy_51DemoShopJPY",
+        "pk_test_demo_jpy_51DemoShopJPY",
+        "whsec_demo_jpy_51DemoShopJPY",
+    ),
 }
+# DEBUG off on the development server: a key of its own when none is set (it serves 127.0.0.1 only).
+LOCAL_SECRET_KEY = "django-insecure-make-run-serves-127.0.0.1-only"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -81,6 +98,53 @@ def interrupted(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt
 
 
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask the kernel to send this process `sig` when its parent dies, even by SIGKILL (Linux's
+    PR_SET_PDEATHSIG; elsewhere nothing happens). If the parent died already, act as if the signal came."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent is gone before the request took effect
+        os.kill(os.getpid(), sig)
+
+
+def child(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A child in its own process group (Ctrl+C reaches only the launcher, which stops it with its group), that
+    the kernel stops when the launcher dies."""
+    return subprocess.Popen(  # noqa: S603 - our own commands
+        command, cwd=BASE_DIR, env=env, start_new_session=True, preexec_fn=die_with_parent
+    )
+
+
+def local_environment(env: dict[str, str], merged: dict[str, str], port: int) -> None:
+    """What the development server needs whatever `.env` says for production: it serves plain http on
+    127.0.0.1, so the links handed to Stripe come back to it (unless SITE_URL is set), nothing redirects to
+    https, cookies are not https-only, and the host answers. DEBUG stays on unless set; with DEBUG off the
+    shop runs as in production (its own error pages), with a local key when none is set and emails printed."""
+    debug = merged.get("DEBUG", merged.get("debug", "1"))
+    env.pop("debug", None)
+    env["DEBUG"] = debug
+    served = f"http://127.0.0.1:{port}"
+    if not merged.get("SITE_URL"):  # the links handed to Stripe (return, success, cancel) come back here
+        env["SITE_URL"] = served
+    hosts = [h.strip() for h in merged.get("ALLOWED_HOSTS", merged.get("allowed_hosts", "")).split(",")]
+    env["ALLOWED_HOSTS"] = ",".join(dict.fromkeys([h for h in hosts if h] + ["127.0.0.1", "localhost"]))
+    env.pop("allowed_hosts", None)
+    for name in ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS"):
+        env[name] = "0"
+    if not merged.get("SECRET_KEY") and not merged.get("secret_key"):
+        env["SECRET_KEY"] = LOCAL_SECRET_KEY
+    env.setdefault("EMAIL_URL", merged.get("EMAIL_URL") or "consolemail://")
+
+
+def debug_is_on(env: dict[str, str]) -> bool:
+    return env.get("DEBUG", "").strip().lower() in {"1", "true", "yes", "on", "y", "t"}
+
+
 def stop(process: subprocess.Popen[bytes] | None) -> None:
     """Stop a child and everything it started (its own process group)."""
     if process is None or process.poll() is not None:
@@ -102,15 +166,14 @@ def main() -> int:
     parser.add_argument("--no-seed", action="store_true", help="Do not load the demo catalog.")
     args = parser.parse_args()
 
+    if os.environ.get(
+        "MAKELEVEL"
+    ):  # `make run` (the recipe execs this): when make is killed, SIGTERM (below)
+        die_with_parent()
     env = dict(os.environ)
     file_env = read_env_file(Path(env.get("ENV_FILE", BASE_DIR / ".env")))
     merged = {**file_env, **env}
-    # Django's development server always runs with DEBUG on (even if .env, written for production, says
-    # otherwise: no https redirect, no secure-only cookies on http://127.0.0.1); production runs gunicorn.
-    env["DEBUG"] = "1"
-    env.pop("debug", None)
-    if not merged.get("SITE_URL"):  # the links handed to Stripe (return, success, cancel) come back here
-        env["SITE_URL"] = f"http://127.0.0.1:{args.port}"
+    local_environment(env, merged, args.port)
     demo = not has_stripe_keys(merged)
     busy = [
         port for port in ([args.port, args.emulator_port] if demo else [args.port]) if not port_is_free(port)
@@ -144,18 +207,25 @@ def main() -> int:
     manage = [sys.executable, str(BASE_DIR / "manage.py")]
     try:
         if demo:
-            emulator = subprocess.Popen(command, cwd=BASE_DIR, env=env, start_new_session=True)  # noqa: S603
+            emulator = child(command, env)
             wait_for(f"{base}/healthz")
             print(
                 f"Demo mode: no Stripe keys found, payments go to the local emulator at {base}.", flush=True
             )
+        if not debug_is_on(env):  # production's static files (hashed names, served by WhiteNoise), first
+            subprocess.run([*manage, "collectstatic", "--noinput", "-v0"], env=env, check=True)  # noqa: S603
         subprocess.run([*manage, "migrate", "--noinput"], env=env, check=True)  # noqa: S603
         if not args.no_seed:
             subprocess.run([*manage, "seed_demo"], env=env, check=True)  # noqa: S603
-        print(f"The shop runs at http://127.0.0.1:{args.port}/ (Ctrl+C stops it).", flush=True)
-        server = subprocess.Popen(  # noqa: S603
-            [*manage, "runserver", f"127.0.0.1:{args.port}", "--noreload"], env=env, start_new_session=True
+        print(
+            f"The shop runs at http://127.0.0.1:{args.port}/ (DEBUG {'on' if debug_is_on(env) else 'off'}; "
+            "Ctrl+C stops it).",
+            flush=True,
         )
+        site_url = env.get("SITE_URL") or merged.get("SITE_URL", "")
+        if site_url.rstrip("/") != f"http://127.0.0.1:{args.port}":
+            print(f"Links handed to Stripe come back to SITE_URL={site_url}, not to this server.", flush=True)
+        server = child([*manage, "runserver", f"127.0.0.1:{args.port}", "--noreload"], env)
         return server.wait()
     except KeyboardInterrupt:
         return 0

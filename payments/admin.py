@@ -33,7 +33,7 @@ from django.utils.safestring import SafeString, mark_safe
 from core.money import format_money, minor_unit_exponent
 from core.redact import redact_json
 from payments import disputes, orders, promotions, refunds, states
-from payments.admin_display import id_label, link, when, with_note
+from payments.admin_display import currency_code, id_label, link, when, with_note
 from payments.admin_merchant import DisputeInline, object_pk, refund_view
 from payments.admin_promotions import PromotionRefusalInline
 from payments.errors import ShopError
@@ -453,6 +453,7 @@ class OrderAdmin(admin.ModelAdmin):
         "paid_at",
         "attention_note",
         "sweep_problem",
+        "currency_shown",
     )
     filter_horizontal = ("taxes",)
     inlines = (OrderLineInline, PaymentInline, RefundInline, DisputeInline, StaffActionInline)
@@ -466,7 +467,7 @@ class OrderAdmin(admin.ModelAdmin):
         pricing = ("Discount and taxes", {"fields": ["discount", "taxes"]})
         if obj is None or not obj.pk:
             return [(None, {"fields": ["currency", "email"]}), pricing]
-        top = ["customer_link", "public_id", "status", "currency", "amounts"]
+        top = ["customer_link", "public_id", "status", "currency_shown", "amounts"]
         if obj.needs_attention:
             top.insert(0, "attention_banner")
         if obj.sweep_failed_at:
@@ -632,6 +633,17 @@ class OrderAdmin(admin.ModelAdmin):
             FLAG,
             order.attention_note or "No note.",
         )
+
+    @admin.display(description="Currency")
+    def currency_shown(self, order: Order) -> str:
+        return currency_code(order.currency)
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        """A new order's currency: one the shop has a Stripe account for, written as staff read it (USD)."""
+        if db_field.name == "currency":
+            choices = [(code.lower(), code) for code in settings.CURRENCIES]
+            return forms.ChoiceField(choices=choices, label="Currency", help_text="Every line is in it.")
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     @admin.display(description="Customer link")
     def customer_link(self, order: Order) -> SafeString | str:
@@ -842,7 +854,19 @@ class PaymentAdmin(ReadOnlyAdmin):
     search_fields = ("stripe_id", "payment_intent_id", "order__public_id")
     list_select_related = ("order",)
     fieldsets = (
-        (None, {"fields": ["dashboard_link", "kind", "order_page", "account", "livemode", "status_display"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "dashboard_link",
+                    "kind",
+                    "order_page",
+                    "account_shown",
+                    "livemode",
+                    "status_display",
+                ]
+            },
+        ),
         ("Amounts", {"fields": ["amount_display", "stripe_total", "received", "refunded"]}),
         (
             "At Stripe",
@@ -869,7 +893,12 @@ class PaymentAdmin(ReadOnlyAdmin):
         "refunded",
         "mode",
         "to_check",
+        "account_shown",
     ]
+
+    @admin.display(description="Account")
+    def account_shown(self, payment: Payment) -> str:
+        return currency_code(payment.account)
 
     def _money(self, payment: Payment, amount: int | None) -> str:
         return "-" if amount is None else format_money(amount, payment.currency, minor=True)
@@ -1056,9 +1085,13 @@ class StripeEventAdmin(ReadOnlyAdmin):
 class StripeObjectAdmin(ReadOnlyAdmin):
     """The coupons and tax rates the shop created at Stripe (made by Checkout, never by hand)."""
 
-    list_display = ("kind", "local_id", "account", "stripe_id", "created")
+    list_display = ("kind", "local_id", "account_shown", "stripe_id", "created")
     list_filter = ("kind", "account")
     readonly_fields = [f.name for f in StripeObject._meta.fields]
+
+    @admin.display(description="Account", ordering="account")
+    def account_shown(self, obj: StripeObject) -> str:
+        return currency_code(obj.account)
 
     @admin.display(description="Created", ordering="created_at")
     def created(self, obj: StripeObject) -> SafeString | str:

@@ -1,12 +1,17 @@
 """How the admin shows what its tables hold: Stripe ids shortened (the full id in a tooltip and on the record's
-page), moments in one compact format, a line of small print under a value. Used by `payments/admin.py`,
-`payments/admin_merchant.py` and `catalog/admin.py`; the look is `static/shop_admin/admin.css`."""
+page), moments in one compact format, a line of small print under a value, currencies as people write them
+(USD, in every filter too). Used by `payments/admin.py`, `payments/admin_merchant.py` and `catalog/admin.py`;
+the look is `static/shop_admin/admin.css`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
-from django.utils import timezone
+from django.contrib import admin
+from django.db import models
+from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
@@ -45,8 +50,8 @@ def link(url: str, full: str, *, external: bool = False, shown: str | None = Non
 
 
 def when(moment: datetime | None) -> SafeString | str:
-    """`25 Nov 2026 22:17` in the shop's time zone (the time on a line of its own in tables), with the exact
-    moment as the tooltip."""
+    """`25 Nov 2026 22:17` in the shop's time zone (the date as everywhere else, core/formats; the time on a
+    line of its own in tables), with the exact moment as the tooltip."""
     if moment is None:
         return ""
     local = timezone.localtime(moment)
@@ -54,12 +59,45 @@ def when(moment: datetime | None) -> SafeString | str:
         '<time datetime="{}" title="{}">{} <span class="shop-time">{}</span></time>',
         local.isoformat(),
         f"{local:%Y-%m-%d %H:%M:%S %Z}",
-        f"{local:%d %b %Y}",
-        f"{local:%H:%M}",
+        formats.date_format(local, "DATE_FORMAT"),
+        formats.time_format(local, "H:i"),
     )
 
 
 def with_note(value: object, *notes: str) -> SafeString:
-    """A value with small print under it (empty notes are left out)."""
-    small = mark_safe("".join(format_html('<span class="shop-note">{}</span>', n) for n in notes if n))  # noqa: S308
+    """A value with small print under it (empty notes, and notes that only repeat the value, are left out)."""
+    small = mark_safe(  # noqa: S308
+        "".join(format_html('<span class="shop-note">{}</span>', n) for n in notes if n and n != str(value))
+    )
     return format_html("{}{}", value, small)
+
+
+# ------------------------------------------------------------------------------------------------ currencies
+
+
+def currency_code(value: str) -> str:
+    """`usd` (as stored and sent to Stripe) -> `USD` (as staff read it)."""
+    return (value or "").upper()
+
+
+class CurrencyFilter(admin.AllValuesFieldListFilter):
+    """A list filter of currencies (or of Stripe accounts, each named by its currency): USD, not usd."""
+
+    def choices(self, changelist: Any) -> Iterator[Any]:
+        values = {str(value) for value in self.lookup_choices}
+        for choice in super().choices(changelist):
+            if str(choice["display"]) in values:
+                choice["display"] = currency_code(str(choice["display"]))
+            yield choice
+
+
+def _is_currency(field: models.Field[Any, Any]) -> bool:
+    return (
+        isinstance(field, models.CharField)
+        and field.name in {"currency", "account"}
+        and field.max_length == 3
+    )
+
+
+# Every admin list filtered by a currency or an account (`list_filter = ("currency",)`) uses it.
+admin.FieldListFilter.register(_is_currency, CurrencyFilter, take_priority=True)

@@ -176,7 +176,7 @@ class RefundForm(forms.Form):
             except forms.ValidationError as exc:
                 self.add_error("amount", exc)
                 return data
-            data["description"] = f"{format_money(data['minor'], self.order.currency, minor=True)}"
+            data["description"] = ""  # the amount says it all (shown beside it, it would say it twice)
         else:
             try:  # shown now; priced again under the order's lock when the refund is made
                 data["minor"] = refunds.amount_for_lines(self.priced, quantities, self.already)

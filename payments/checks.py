@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -23,11 +24,57 @@ def _mode(key: str) -> str | None:
     return None
 
 
+# A placeholder rather than a key: .env.example's (`sk_test_paste_your_usd_secret_key_here`), `sk_test_...`,
+# `<your key>`. Stripe's keys are one run of letters and digits after their prefix, so whole words are looked
+# for, never letters inside a key.
+PLACEHOLDER_WORDS = frozenset({"paste", "replace", "your", "here", "example", "changeme", "placeholder"})
+
+
+def is_placeholder(key: str) -> bool:
+    return "..." in key or "<" in key or bool(PLACEHOLDER_WORDS & set(re.split(r"[_\-\s]+", key.lower())))
+
+
+# Where each key of an account comes from: its variable's suffix, Stripe's prefix and where to find it.
+KEYS = (
+    ("secret_key", "SECRET_KEY", "sk_test_", "its secret key (Dashboard > Developers > API keys)"),
+    ("publishable_key", "PUBLISHABLE_KEY", "pk_test_", "its publishable key (the same page)"),
+    (
+        "webhook_secret",
+        "WEBHOOK_SECRET",
+        "whsec_",
+        "the signing secret that `stripe listen --api-key <its secret key>` prints, or its webhook endpoint's "
+        "(Dashboard > Developers > Webhooks)",
+    ),
+)
+
+
+def placeholders(account: Any) -> list[CheckMessage]:
+    """A key still holding a placeholder (.env.example's, copied as it is): say what to paste where."""
+    cur = account.currency.upper()
+    found = [spec for spec in KEYS if is_placeholder(getattr(account, spec[0]) or "")]
+    if not found:
+        return []
+    names = ", ".join(f"STRIPE_{cur}_{suffix}" for _, suffix, _, _ in found)
+    where = "; ".join(f"STRIPE_{cur}_{suffix}: {what} ({prefix}...)" for _, suffix, prefix, what in found)
+    return [
+        Error(
+            f"{names} still hold{'s' if len(found) == 1 else ''} a placeholder, not a key of your {cur} Stripe "
+            "account.",
+            hint=f"Paste into .env, from the Stripe account that takes {cur}: {where}. Or delete the Stripe "
+            'lines from .env to run the demo with the local emulator (README, "From the demo to your Stripe '
+            'test account").',
+            id="payments.E006",
+        )
+    ]
+
+
 @register(Tags.compatibility, "stripe")
 def check_stripe_accounts(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
     accounts = AccountRegistry.from_settings().all()
-    if not accounts:
+    # In development (DEBUG) no keys means the demo: `make run` brings its own, and commands run by hand
+    # beside it need none.
+    if not accounts and not settings.DEBUG:
         messages.append(
             Warning(
                 "No Stripe account is configured: items can be browsed but not paid.",
@@ -40,6 +87,7 @@ def check_stripe_accounts(app_configs: Any = None, **kwargs: Any) -> list[CheckM
     owners: dict[str, list[str]] = defaultdict(list)
     for account in accounts:
         cur = account.currency.upper()
+        messages += placeholders(account)
         missing = [
             name
             for name, value in (

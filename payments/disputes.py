@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from django.utils import timezone
+from django.utils import formats, timezone
 
 from core.money import format_money
 from payments import matching, states, stripe_fields
@@ -179,7 +179,7 @@ def check_refundable(payment: Payment) -> None:
             )
         if dispute.status in OPEN and not dispute.is_charge_refundable:
             due = (
-                f" Evidence is due by {timezone.localtime(dispute.evidence_due_by):%d %B %Y}."
+                f" Evidence is due by {formats.date_format(timezone.localtime(dispute.evidence_due_by))}."
                 if dispute.evidence_due_by
                 else ""
             )

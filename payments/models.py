@@ -249,7 +249,8 @@ class OrderStatus(models.TextChoices):
     """An order's states; `payments.states` owns the moves between them."""
 
     DRAFT = "draft", _("Cart")
-    AWAITING_PAYMENT = "awaiting_payment", _("Awaiting payment")
+    # Frozen for paying; to a shopper, after a declined card or a Checkout left, it is simply not paid yet.
+    AWAITING_PAYMENT = "awaiting_payment", _("Not paid yet")
     PROCESSING = "processing", _("Payment processing")
     PAID = "paid", _("Paid")
     PARTIALLY_REFUNDED = "partially_refunded", _("Partially refunded")
@@ -602,6 +603,10 @@ class Refund(LedgerModel):
         default=0,
         help_text="Requests sent to Stripe. Each has its own idempotency key; before another is sent, Stripe "
         "is asked whether an earlier one (whose answer was lost) made the refund.",
+    )
+    # The shopper's refund notice, sent once: stamped under the order's lock before it is sent (`receipts`).
+    notice_sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the shopper was told of this refund by email."
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

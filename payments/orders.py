@@ -50,6 +50,26 @@ def can_change(request: HttpRequest, order: Order) -> bool:
     return bool(order.browser) and order.browser == known_browser(request)
 
 
+def can_edit(request: HttpRequest, order: Order) -> bool:
+    """Whether the order's page offers its quantities and promotion code: its owner's (or staff's) cart, or an
+    order waiting for payment that no payment is known to be in flight for (after a declined card or an
+    abandoned Checkout: the cart endpoints `reopen` it first)."""
+    return can_change(request, order) and (
+        states.is_editable(order)
+        or (order.status == OrderStatus.AWAITING_PAYMENT and not order.needs_attention)
+    )
+
+
+def reopen(request: HttpRequest, order: Order) -> Order:
+    """Before a cart endpoint changes an order waiting for payment (a card was declined, Checkout was left):
+    "Change order" on the shopper's behalf, which closes its open payment objects at Stripe first and refuses
+    (409, with what Stripe said) when one of them is processing or went through. Anything else is left to the
+    endpoint's own checks."""
+    if order.status == OrderStatus.AWAITING_PAYMENT and can_edit(request, order):
+        return change_order(order, may_change=True)
+    return order
+
+
 def can_view(request: HttpRequest, order: Order) -> bool:
     """An order is seen by the browser that owns it and by staff. An order staff made for a customer has no
     owner until it is paid: anyone with its (unguessable) link may see and pay it, and the payer owns it."""

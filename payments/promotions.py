@@ -96,9 +96,8 @@ def address_digest(address: str) -> str:
 
 
 def _when(moment: datetime) -> str:
-    """A date and time in the shopper's language and its date format (`March 14, 2026, 09:30` in English)."""
-    local = timezone.localtime(moment)
-    return f"{formats.date_format(local, 'DATE_FORMAT')}, {formats.time_format(local, 'H:i')}"
+    """A date and time in the shopper's language (`14 Mar 2026, 09:30`, `14.03.2026, 09:30`: core/formats)."""
+    return formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT")
 
 
 # ------------------------------------------------------------------------------------------------ entering a code
@@ -216,6 +215,8 @@ def check_window(discount: Discount, now: datetime | None = None) -> None:
 
 
 def used_up_error(discount: Discount) -> PromotionCodeRefused:
+    """The uses of a code already on the order are all taken: it must come off before the order can be paid
+    (entering a code that cannot apply is refused with one message whatever the reason: `apply_code`)."""
     return PromotionCodeRefused(
         _("The code %(code)s has been used up. Remove it to pay the full price.")
         % {"code": discount.code or discount.name},

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db.models import Sum
 from django.db.models.functions import Coalesce, TruncDate
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -161,7 +161,7 @@ def chart_svg(revenue: CurrencyRevenue) -> SafeString:
         x = LEFT + i * slot + (slot - bar_w) / 2
         y0, y1 = sorted((y(d.net), zero))
         tip = (
-            f"{d.day:%d %b %Y}: net {revenue.money(d.net)} (payments {revenue.money(d.payments)}, refunds "
+            f"{formats.date_format(d.day)}: net {revenue.money(d.net)} (payments {revenue.money(d.payments)}, refunds "
             f"{revenue.money(d.refunds)}, disputes lost {revenue.money(d.disputes_lost)})"
         )
         bars.append(
@@ -204,12 +204,15 @@ def chart_svg(revenue: CurrencyRevenue) -> SafeString:
         '<text x="{}" y="{}" text-anchor="end" font-size="11" fill="#697386">{}</text>',
         LEFT,
         HEIGHT - 8,
-        f"{first:%d %b %Y}",
+        formats.date_format(first),
         WIDTH - RIGHT,
         HEIGHT - 8,
-        f"{last:%d %b %Y}",
+        formats.date_format(last),
     )
-    title = f"Net sales per day in {revenue.currency.upper()}, {first:%d %b %Y} to {last:%d %b %Y}"
+    title = (
+        f"Net sales per day in {revenue.currency.upper()}, {formats.date_format(first)} to "
+        f"{formats.date_format(last)}"
+    )
     return format_html(
         '<svg class="revenue-chart" role="img" aria-label="{}" viewBox="0 0 {} {}" width="{}" height="{}" '
         'xmlns="http://www.w3.org/2000/svg">{}{}<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="#1a1f36"/>{}</svg>',

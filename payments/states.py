@@ -185,10 +185,7 @@ def check_editable(order: Order, may_change: bool) -> None:
         raise NotOrderOwner(_("This order belongs to another shopper."))
     if order.status == OrderStatus.AWAITING_PAYMENT:
         raise OrderNotEditable(
-            _(
-                "This order is waiting for payment, so its contents are frozen. "
-                "Use “Change order” on the order page to edit it."
-            )
+            _("This order is being paid, so its contents are fixed. Reload its page and try again.")
         )
     if not is_editable(order):
         raise OrderNotEditable(

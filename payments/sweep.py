@@ -363,7 +363,7 @@ def _process(acct: StripeAccount, event: dict[str, Any], report: Report) -> webh
 
 def owed_orders() -> set[int]:
     """Orders owed some follow-up: open objects of orders past paying, refunds not sent, refunds to look up,
-    confirmations not sent, and orders whose last sweep failed."""
+    confirmations and refund notices not sent, and orders whose last sweep failed."""
     owed: set[int] = set()
     owed.update(
         Order.objects.exclude(status__in=[*states.PAYABLE])
@@ -385,6 +385,15 @@ def owed_orders() -> set[int]:
         )
         .exclude(email="")
         .values_list("pk", flat=True)
+    )
+    owed.update(  # refund notices not sent yet (receipts.send_refund_notice)
+        Refund.objects.filter(
+            status=Refund.Status.SUCCEEDED,
+            notice_sent_at__isnull=True,
+            updated_at__gt=timezone.now() - timedelta(days=CONFIRMATION_DAYS),
+        )
+        .exclude(order__email="")
+        .values_list("order_id", flat=True)
     )
     owed.update(Order.objects.filter(sweep_failed_at__isnull=False).values_list("pk", flat=True))
     return owed

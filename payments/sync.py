@@ -9,8 +9,8 @@
 - `tidy_up(order_id)` runs once a payment's news is committed (a webhook, a return page, reconciliation): when
   an order is processing or paid, its other open objects are closed at once (and, whatever its state, an open
   object found at Stripe that the shop never handed out, see `matching`), refunds it owes are sent, refunds
-  Stripe reported but the shop cannot explain are looked up, and a paid order's confirmation email is sent
-  (once: `receipts`).
+  Stripe reported but the shop cannot explain are looked up, a paid order's confirmation email is sent and each
+  refund Stripe made is told to the shopper (once each: `receipts`).
 """
 
 from __future__ import annotations
@@ -97,3 +97,4 @@ def tidy_up(order_id: int | None) -> None:
     refunds.send_owed(order)
     refunds.look_up_unexplained(order)
     receipts.send_confirmation(order.pk)
+    receipts.send_refund_notices(order)

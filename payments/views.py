@@ -31,9 +31,9 @@ from core.errors import browser_navigation, error_json
 from core.ratelimit import address_bucket, client_address
 from payments import checkout, gateway, intents, orders, promotions, states, sync, webhooks
 from payments.accounts import AccountNotConfigured, account_for
-from payments.errors import CurrencyMismatch, PaymentProviderError, ShopError
+from payments.errors import CurrencyMismatch, OrderNotEditable, PaymentProviderError, ShopError
 from payments.forms import ItemForm, ItemQuantityForm, NewOrderForm, PayForm, PromoForm, PutForm, submitted
-from payments.models import Order, OrderStatus, Payment, PaymentKind
+from payments.models import Order, Payment, PaymentKind
 from payments.pricing import price_order
 
 logger = logging.getLogger("payments.views")
@@ -128,6 +128,12 @@ def absolute(path: str) -> str:
 
 def get_item(item_id: int) -> Item:
     return get_object_or_404(Item.objects.active(), pk=item_id)
+
+
+def cart_order(request: HttpRequest, order_id: str) -> Order:
+    """The order a cart endpoint changes; one waiting for payment is made a cart again first (`orders.reopen`:
+    its payment objects closed at Stripe, 409 when Stripe says a payment is processing or went through)."""
+    return orders.reopen(request, get_order(request, order_id))
 
 
 def get_order(request: HttpRequest, order_id: str, *, pricing: bool = False) -> Order:
@@ -293,12 +299,18 @@ def order_new(request: HttpRequest) -> HttpResponse:
 @shop_errors
 def cart_add(request: HttpRequest) -> HttpResponse:
     """`POST /cart/add`: "Add to order" from an item page, into this browser's cart. A cart that was paid
-    (or is being paid) is done with: a new cart starts. A cart waiting for payment is frozen: 409 with a
-    link to change it. An item in another currency than the cart's: 409 offering a new cart in that currency."""
+    (or is being paid) is done with: a new cart starts. A cart waiting for payment is made a cart again (its
+    payment objects closed at Stripe), or, if Stripe says it is being paid after all, a new cart starts. An
+    item in another currency than the cart's: 409 offering a new cart in that currency."""
     data = ItemQuantityForm(submitted(request)).checked()
     item = get_item(data["item_id"])
     gateway.account(item.currency)
     cart = orders.current_cart(request)
+    if cart is not None and states.is_payable(cart):
+        try:
+            cart = orders.reopen(request, cart)
+        except OrderNotEditable:  # Stripe says a payment for it is processing or went through
+            cart = None
     if cart is not None and not states.is_payable(cart):  # paid, processing or held: a new cart
         cart = None
     if cart is not None and cart.currency != item.currency and cart.lines.exists():
@@ -334,9 +346,9 @@ def other_currency(cart: Order, item: Item, quantity: int) -> CurrencyMismatch:
 @shop_errors
 def order_put(request: HttpRequest, order_id: str) -> HttpResponse:
     """`POST /order/put/<order_id>`: add an item (`mode=add`, the default) or set its quantity (`mode=set`)."""
-    order = get_order(request, order_id)
     data = PutForm(submitted(request)).checked()
     item = get_item(data["item_id"])
+    order = cart_order(request, order_id)
     orders.put_item(request, order, item, data["quantity"], add=data["mode"] != "set")
     return cart_answer(request, order)
 
@@ -345,8 +357,9 @@ def order_put(request: HttpRequest, order_id: str) -> HttpResponse:
 @shop_errors
 def order_remove(request: HttpRequest, order_id: str) -> HttpResponse:
     """`POST /order/remove/<order_id>`: take an item's line out of the order."""
-    order = get_order(request, order_id)
-    orders.remove_item(request, order, ItemForm(submitted(request)).checked()["item_id"])
+    item_id = ItemForm(submitted(request)).checked()["item_id"]
+    order = cart_order(request, order_id)
+    orders.remove_item(request, order, item_id)
     return cart_answer(request, order)
 
 
@@ -368,15 +381,13 @@ def order_change(request: HttpRequest, order_id: str) -> HttpResponse:
 @require_safe
 def order_page(request: HttpRequest, order_id: str) -> HttpResponse:
     order = get_order(request, order_id, pricing=True)
-    may_change = orders.can_change(request, order)
     return render(
         request,
         "payments/order.html",
         {
             "order": order,
             "priced": price_order(order),
-            "can_edit": states.is_editable(order) and may_change,
-            "can_change_order": order.status == OrderStatus.AWAITING_PAYMENT and may_change,
+            "can_edit": orders.can_edit(request, order),
             "payable": states.is_payable(order),
         },
     )
@@ -449,21 +460,16 @@ def checkout_cancel(request: HttpRequest, order_id: str) -> HttpResponse:
 @require_POST
 @shop_errors
 def order_promo(request: HttpRequest, order_id: str) -> HttpResponse:
-    """`POST /order/<order_id>/promo`: apply the promotion code `code` to this cart."""
-    order = get_order(request, order_id)
+    """`POST /order/<order_id>/promo`: apply the promotion code `code` to this cart (the page then says so
+    beside the code, once)."""
     code = PromoForm(submitted(request)).checked()["code"]
-    discount = promotions.apply_code(
+    order = cart_order(request, order_id)
+    promotions.apply_code(
         order,
         code,
         may_change=orders.can_change(request, order),
         address=address_bucket(client_address(request)),
     )
-    if not wants_json(request):
-        messages.success(
-            request,
-            gettext("Code %(code)s applied: %(discount)s.")
-            % {"code": discount.code, "discount": discount.describe()},
-        )
     return cart_answer(request, order)
 
 
@@ -471,7 +477,7 @@ def order_promo(request: HttpRequest, order_id: str) -> HttpResponse:
 @shop_errors
 def order_promo_remove(request: HttpRequest, order_id: str) -> HttpResponse:
     """`POST /order/<order_id>/promo/remove`: take the promotion code off this cart."""
-    order = get_order(request, order_id)
+    order = cart_order(request, order_id)
     promotions.remove_code(order, may_change=orders.can_change(request, order))
     return cart_answer(request, order)
 

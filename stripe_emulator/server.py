@@ -51,9 +51,59 @@ button.secondary{background:#fff;color:#635bff;border:1px solid #635bff}
 """
 
 
-def _page(title: str, body: str) -> str:
+# The hosted Checkout page's own words in the languages the shop asks for (`locale` of the session), as Stripe's
+# page shows its words in the shopper's language; any other locale gets English. Amounts keep one format.
+_WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Checkout",
+        "expired": "This checkout session has expired.",
+        "complete": "This checkout session is already complete.",
+        "3ds_title": "3D Secure test payment",
+        "3ds_text": "Stripe emulator: your bank asks you to confirm the payment of {amount}. Complete or fail the "
+        "authentication.",
+        "3ds_complete": "Complete authentication",
+        "3ds_fail": "Fail authentication",
+        "qty": "Qty",
+        "subtotal": "Subtotal",
+        "discount": "Discount",
+        "included": "included",
+        "total": "Total due",
+        "cancel": "Cancel and return",
+        "email": "Email",
+        "card": "Card number",
+        "pay": "Pay {amount}",
+    },
+    "ru": {
+        "title": "Оплата",
+        "expired": "Срок этой сессии оплаты истёк.",
+        "complete": "Эта сессия оплаты уже завершена.",
+        "3ds_title": "Тестовая проверка 3D Secure",
+        "3ds_text": "Эмулятор Stripe: банк просит подтвердить платёж на {amount}. Подтвердите или отклоните "
+        "проверку.",
+        "3ds_complete": "Подтвердить",
+        "3ds_fail": "Отклонить",
+        "qty": "Кол-во",
+        "subtotal": "Промежуточный итог",
+        "discount": "Скидка",
+        "included": "включён",
+        "total": "Итого к оплате",
+        "cancel": "Отменить и вернуться",
+        "email": "Электронная почта",
+        "card": "Номер карты",
+        "pay": "Оплатить {amount}",
+    },
+}
+
+
+def _language(locale: str) -> str:
+    """`ru`, `ru-RU` -> `ru`; `auto` and languages without words here -> `en`."""
+    language = locale.split("-")[0].lower()
+    return language if language in _WORDS else "en"
+
+
+def _page(title: str, body: str, language: str = "en") -> str:
     return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<!doctype html><html lang='{language}'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body><main>{body}</main></body></html>"
     )
@@ -75,60 +125,61 @@ def render_checkout_page(data: dict[str, Any], error: str | None = None) -> str:
     fmt = money.format_amount
     esc = html.escape
     locale = str(session.get("locale") or "auto")
+    language = _language(locale)
+    words = _WORDS[language]
     header = (
-        "<h1>Checkout</h1><p class='emu'>Stripe emulator hosted checkout "
+        f"<h1>{words['title']}</h1><p class='emu' lang='en'>Stripe emulator hosted checkout "
         "(in-memory test double, not a payment processor). "
         f"Locale asked for: <span id='emulator-checkout-locale'>{esc(locale)}</span></p>"
     )
     if session["status"] != "open":
-        message = (
-            "This checkout session has expired."
-            if session["status"] == "expired"
-            else "This checkout session is already complete."
+        message = words["expired"] if session["status"] == "expired" else words["complete"]
+        return _page(
+            words["title"],
+            header + f"<p class='notice' id='emulator-checkout-status'>{message}</p>",
+            language,
         )
-        return _page("Checkout", header + f"<p class='notice' id='emulator-checkout-status'>{message}</p>")
     action = f"/checkout/{esc(session['id'], quote=True)}"
     if data.get("awaiting_authentication"):
         step = (
             "<section id='emulator-checkout-3ds' role='dialog' aria-label='3D Secure test authentication'>"
-            "<h2>3D Secure test payment</h2>"
-            f"<p>Stripe emulator: your bank asks you to confirm the payment of "
-            f"{fmt(session['amount_total'], cur)}. Complete or fail the authentication.</p>"
+            f"<h2>{words['3ds_title']}</h2>"
+            f"<p>{words['3ds_text'].format(amount=fmt(session['amount_total'], cur))}</p>"
             f"<form method='post' action='{action}/authenticate'>"
             "<button type='submit' name='success' value='true' id='emulator-3ds-complete'>"
-            "Complete authentication</button>"
+            f"{words['3ds_complete']}</button>"
             "<button type='submit' name='success' value='false' id='emulator-3ds-fail' class='secondary'>"
-            "Fail authentication</button></form></section>"
+            f"{words['3ds_fail']}</button></form></section>"
         )
-        return _page("Checkout", header + step)
+        return _page(words["title"], header + step, language)
     rows = []
     for item, (name, desc) in zip(data["lines"], data["products"], strict=True):
         desc_html = f"<br><small>{esc(desc)}</small>" if desc else ""
         rows.append(
-            f"<tr class='line'><td>{esc(str(name))}{desc_html}<br><small>Qty {item['quantity']} &times; "
+            f"<tr class='line'><td>{esc(str(name))}{desc_html}<br><small>{words['qty']} {item['quantity']} &times; "
             f"{fmt(item['price']['unit_amount'], cur)}</small></td>"
             f"<td class='amt'>{fmt(item['amount_subtotal'], cur)}</td></tr>"
         )
     rows.append(
-        f"<tr><td>Subtotal</td><td class='amt' id='emulator-checkout-subtotal'>"
+        f"<tr><td>{words['subtotal']}</td><td class='amt' id='emulator-checkout-subtotal'>"
         f"{fmt(session['amount_subtotal'], cur)}</td></tr>"
     )
     coupon = data.get("coupon") or {}
     for discount in data["breakdown"]["discounts"]:
         label = coupon.get("name") or discount["discount"]["source"]["coupon"]
         rows.append(
-            f"<tr class='discount'><td>Discount ({esc(str(label))})</td>"
+            f"<tr class='discount'><td>{words['discount']} ({esc(str(label))})</td>"
             f"<td class='amt' id='emulator-checkout-discount'>-{fmt(discount['amount'], cur)}</td></tr>"
         )
     for tax in data["breakdown"]["taxes"]:
         rate = tax["rate"]
-        kind = " (included)" if rate["inclusive"] else ""
+        kind = f" ({words['included']})" if rate["inclusive"] else ""
         rows.append(
             f"<tr class='tax'><td>{esc(str(rate['display_name']))} {_percent(rate['percentage'])}{kind}</td>"
             f"<td class='amt'>{fmt(tax['amount'], cur)}</td></tr>"
         )
     rows.append(
-        f"<tr class='total'><td>Total due</td><td class='amt' id='emulator-checkout-total'>"
+        f"<tr class='total'><td>{words['total']}</td><td class='amt' id='emulator-checkout-total'>"
         f"{fmt(session['amount_total'], cur)}</td></tr>"
     )
     error_html = (
@@ -137,29 +188,31 @@ def render_checkout_page(data: dict[str, Any], error: str | None = None) -> str:
     cancel = session.get("cancel_url")
     cancel_html = (
         f"<a class='cancel' id='emulator-checkout-cancel' href='{esc(cancel, quote=True)}'>"
-        "Cancel and return</a>"
+        f"{words['cancel']}</a>"
         if cancel
         else ""
     )
     given = session.get("customer_email")
     email_html = (
-        f"<p class='email'>Email <strong id='emulator-checkout-email'>{esc(str(given))}</strong></p>"
+        f"<p class='email'>{words['email']} <strong id='emulator-checkout-email'>{esc(str(given))}</strong></p>"
         if given
-        else "<label for='email'>Email</label>"
+        else f"<label for='email'>{words['email']}</label>"
         "<input id='email' name='email' type='email' value='' autocomplete='email' placeholder='you@example.com'>"
     )
     form = (
         f"<form method='post' action='{action}/pay'>"
         f"{email_html}"
-        "<label for='card_number'>Card number</label>"
+        f"<label for='card_number'>{words['card']}</label>"
         "<input id='card_number' name='card_number' value='' inputmode='numeric' autocomplete='cc-number' "
         "placeholder='4242 4242 4242 4242'>"
-        "<small>Stripe emulator test card form: 4242&hellip; succeeds, 4000 0000 0000 0002 declines, "
+        "<small lang='en'>Stripe emulator test card form: 4242&hellip; succeeds, 4000 0000 0000 0002 declines, "
         "4000 0025 0000 3155 asks for authentication.</small>"
-        f"<button type='submit' id='emulator-checkout-pay'>Pay {fmt(session['amount_total'], cur)}</button>"
+        f"<button type='submit' id='emulator-checkout-pay'>"
+        f"{words['pay'].format(amount=fmt(session['amount_total'], cur))}</button>"
         "</form>"
     )
-    return _page("Checkout", header + f"<table>{''.join(rows)}</table>" + error_html + form + cancel_html)
+    body = header + f"<table>{''.join(rows)}</table>" + error_html + form + cancel_html
+    return _page(words["title"], body, language)
 
 
 class EmulatorServer(ThreadingHTTPServer):

@@ -1,20 +1,37 @@
 """`make run` (python -m core.devserver): the shop and, in demo mode, the emulator; SIGTERM or Ctrl+C stops
-everything it started; a busy port is a clear error and a non-zero exit."""
+everything it started; `kill -9` of the launcher (or of make) does too; a busy port is a clear error and a
+non-zero exit. `.env.example` copied as `.env` works: with test keys of one account the shop runs for that
+account's currency and hands Stripe links back to the address served; left as it is, its placeholders are
+refused with what to paste where. `DEBUG=0 make run` serves the shop's own error pages; the demo sells JPY."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from stripe import StripeClient
+
+from payments.tests.test_e2e import SHOTS, browser
+from stripe_emulator import Emulator, EmulatorAccount
+from stripe_emulator.server import start_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
+SHOTS_RUN = SHOTS / "make_run"
+__all__ = ["browser"]  # the browser tests' Chromium
 
 
 def free_port() -> int:
@@ -23,10 +40,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a fresh shell: nothing of Stripe, Django's settings or make from the test run."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STRIPE_", "DJANGO_SETTINGS", "MAKE", "MFLAGS", "DEBUG", "SITE_URL"))
+    }
+    return {
+        **clean,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "ENV_FILE": os.devnull,
+        "STATIC_ROOT": str(tmp_path / "static"),
+        **extra,
+    }
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "DJANGO_SETTINGS"))}
-    return {**clean, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "ENV_FILE": os.devnull}
+    return clean_env(tmp_path)
 
 
 def start(env: dict[str, str], port: int, emulator_port: int) -> subprocess.Popen[str]:
@@ -40,7 +72,7 @@ def start(env: dict[str, str], port: int, emulator_port: int) -> subprocess.Pope
     )
 
 
-def wait_up(url: str, process: subprocess.Popen[str], timeout: float = 60) -> None:
+def wait_up(url: str, process: subprocess.Popen[str], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stdout.read() if process.stdout else ""
@@ -51,6 +83,31 @@ def wait_up(url: str, process: subprocess.Popen[str], timeout: float = 60) -> No
         except OSError:
             time.sleep(0.3)
     raise AssertionError(f"{url} did not answer")
+
+
+def refuses_connections(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def wait_freed(*ports: int, timeout: float = 15) -> list[int]:
+    """The ports still answering after `timeout` seconds (none, once what held them is gone)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = [port for port in ports if not refuses_connections(port)]
+        if not busy or time.monotonic() > deadline:
+            return busy
+        time.sleep(0.2)
+
+
+def stop_process(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl+C"])
@@ -71,6 +128,38 @@ def test_a_signal_stops_the_shop_and_the_emulator(env: dict[str, str], how: sign
             process.kill()
 
 
+def make_run(env: dict[str, str], port: int, emulator_port: int) -> subprocess.Popen[str]:
+    """`make run` as typed (the project's .venv already made)."""
+    if shutil.which("make") is None or not (ROOT / ".venv" / "bin" / "python").is_file():
+        pytest.skip("needs make and the project's .venv (make .venv/.dev)")
+    return subprocess.Popen(
+        ["make", "--no-print-directory", "-o", ".venv/.runtime", "run"],
+        cwd=ROOT,
+        env={**env, "PORT": str(port), "EMULATOR_PORT": str(emulator_port)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("killed", ["the launcher", "make run"])
+def test_kill_9_frees_both_ports(env: dict[str, str], killed: str) -> None:
+    """SIGKILL cannot be caught. The launcher's children (each in its own process group) get the kernel's
+    parent-death signal; `make run` execs the launcher as make's child, which stops them when make dies."""
+    port, emulator_port = free_port(), free_port()
+    process = (
+        start(env, port, emulator_port) if killed == "the launcher" else make_run(env, port, emulator_port)
+    )
+    try:
+        wait_up(f"http://127.0.0.1:{port}/healthz", process)
+        wait_up(f"http://127.0.0.1:{emulator_port}/healthz", process)
+        process.kill()
+        process.wait(timeout=5)
+        assert wait_freed(port, emulator_port) == []
+    finally:
+        stop_process(process)
+
+
 def test_a_busy_port_is_a_clear_error_and_a_non_zero_exit(env: dict[str, str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -81,3 +170,166 @@ def test_a_busy_port_is_a_clear_error_and_a_non_zero_exit(env: dict[str, str]) -
     assert process.returncode == 1
     assert f"Port {port} on 127.0.0.1 is already in use" in output
     assert "Traceback" not in output
+
+
+# ------------------------------------------------------------------------------------------------ .env.example
+
+
+def test_keys(currency: str) -> tuple[str, str, str]:
+    """Keys shaped like a Stripe test account's (letters and digits after the prefix)."""
+    tail = secrets.token_hex(12)
+    return f"sk_test_51{tail}", f"pk_test_51{tail}", f"whsec_{secrets.token_hex(16)}"
+
+
+test_keys.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+def env_example_with(keys: dict[str, str]) -> str:
+    """.env.example as a user leaves it after pasting `keys` (variable -> value) over the placeholders."""
+    text = (ROOT / ".env.example").read_text()
+    for name, value in keys.items():
+        text, count = re.subn(rf"^{name}=.*$", f"{name}={value}", text, flags=re.MULTILINE)
+        assert count == 1, f"{name} is not set in .env.example"
+    return text
+
+
+def test_env_example_with_one_test_account_runs_the_shop_for_its_currency(tmp_path: Path) -> None:
+    sk, pk, whsec = test_keys("usd")
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        env_example_with(
+            {
+                "STRIPE_USD_SECRET_KEY": sk,
+                "STRIPE_USD_PUBLISHABLE_KEY": pk,
+                "STRIPE_USD_WEBHOOK_SECRET": whsec,
+            }
+        )
+    )
+    # Stripe itself is unreachable here: the account is the emulator's, reached through STRIPE_API_BASE.
+    emulator = Emulator([EmulatorAccount("usd", sk, pk, whsec)])
+    server = start_in_thread(emulator)
+    port, emulator_port = free_port(), free_port()
+    env = clean_env(tmp_path, ENV_FILE=str(env_file), STRIPE_API_BASE=emulator.base_url)
+    process = start(env, port, emulator_port)
+    served = f"http://127.0.0.1:{port}"
+    try:
+        wait_up(f"{served}/healthz", process)
+        assert refuses_connections(emulator_port)  # real keys: no demo emulator of its own
+        with urllib.request.urlopen(f"{served}/", timeout=10) as response:
+            catalog = response.read().decode()
+        assert "Demo mode" not in catalog
+        assert "Espresso beans" in catalog and "Hand grinder" not in catalog  # USD items only
+        item_id = re.search(r'href="/item/(\d+)"', catalog)
+        assert item_id is not None
+        request = urllib.request.Request(
+            f"{served}/buy/{item_id.group(1)}", headers={"Accept": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=20) as response:
+            answer = json.loads(response.read())
+        client = StripeClient(sk, base_addresses={"api": emulator.base_url})
+        session = client.v1.checkout.sessions.retrieve(answer["id"])
+        assert session.success_url.startswith(f"{served}/order/")
+        assert session.cancel_url.startswith(f"{served}/order/")
+        assert session.currency == "usd"
+    finally:
+        stop_process(process)
+        server.shutdown()
+        server.server_close()
+        emulator.close()
+    output = process.stdout.read() if process.stdout else ""
+    assert "shop.example.com" not in output
+
+
+def test_env_example_left_as_it_is_says_what_to_paste_where(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    shutil.copy(ROOT / ".env.example", env_file)
+    env = clean_env(tmp_path, ENV_FILE=str(env_file))
+    # By hand, as the file says of development commands (DEBUG=1; with DEBUG off SITE_URL is required first).
+    check = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={**env, "DEBUG": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode != 0
+    assert "payments.E006" in check.stderr
+    assert "STRIPE_USD_SECRET_KEY" in check.stderr and "sk_test_" in check.stderr
+    assert "stripe listen" in check.stderr and "whsec_" in check.stderr
+    process = start(env, free_port(), free_port())  # `make run` stops at once, with the same words
+    output, _ = process.communicate(timeout=90)
+    assert process.returncode != 0
+    assert "payments.E006" in output and "Paste into .env" in output
+    assert "Traceback" not in output
+
+
+# ------------------------------------------------------------------------------------------------ in a browser
+
+
+@dataclass
+class Demo:
+    url: str
+    process: subprocess.Popen[str]
+
+
+@pytest.fixture(scope="module")
+def production_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """`DEBUG=0 make run` with no keys: the demo, served as production serves the shop."""
+    tmp_path = tmp_path_factory.mktemp("debug_off")
+    port, emulator_port = free_port(), free_port()
+    process = start(clean_env(tmp_path, DEBUG="0"), port, emulator_port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_up(f"{url}/healthz", process)
+        yield Demo(url, process)
+    finally:
+        stop_process(process)
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS_RUN.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS_RUN / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_debug_off_serves_the_shops_own_not_found_page_in_russian(
+    production_demo: Demo, browser: Any
+) -> None:
+    context = browser.new_context(locale="ru-RU", viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        response = page.goto(f"{production_demo.url}/no-such-page/")
+        assert response is not None and response.status == 404
+        assert page.inner_text("h1") == "Страница не найдена"
+        assert page.locator("link[rel=stylesheet][href*='/static/css/shop.']").count() == 1
+        assert "URLconf" not in page.content()  # not Django's debug page
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(246, 249, 252)"
+        shot(page, "ru-debug-off-404")
+    finally:
+        context.close()
+
+
+@pytest.mark.browser
+def test_the_demo_sells_in_yen(production_demo: Demo, browser: Any) -> None:
+    """A zero-decimal currency in the demo: the third demo account is JPY's; ¥1,500 is charged as 1500."""
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        page.goto(f"{production_demo.url}/")
+        assert "JPY" in page.inner_text("main")
+        page.click("text=Drip bags, 10")
+        assert page.inner_text("#item-price") == "¥1,500"
+        shot(page, "en-jpy-item")
+        page.wait_for_selector("#emulator-card-number")
+        page.fill("#emulator-card-number", "4242424242424242")
+        page.click("#pay-button")
+        page.wait_for_url("**/return?**")
+        assert page.inner_text("#result-title") in {"Payment received", "Payment processing"}
+        page.reload()
+        assert page.inner_text("#payment-amount") == "¥1,500"
+        assert page.inner_text("#payment-currency") == "JPY"
+        shot(page, "en-jpy-paid")
+    finally:
+        context.close()

@@ -272,3 +272,66 @@ def test_the_switch_on_an_answer_to_a_form_goes_back_to_the_catalog() -> None:
     client = Client(enforce_csrf_checks=True)
     html = client.post("/cart/add", {"item_id": 1}, HTTP_ACCEPT="text/html").content.decode()  # no CSRF token
     assert 'name="next" value="/"' in html and 'action="/i18n/setlang/"' in html
+
+
+# ------------------------------------------------------------------------------------------------ punctuation
+
+# Two marks where one belongs ("2026 year..", ",,", "!."), or a space before a mark. An ellipsis is one.
+DOUBLED = re.compile(r"(?<!\.)\.\.(?!\.)|[,;:!?]\s*[.,;:!?]|\.\s*[,;:!?]|\s[.,;:!?](?![\w.])")
+
+
+def translations() -> list[tuple[str, str]]:
+    catalog = read_po(PO.open("rb"))
+    pairs = []
+    for message in catalog:
+        if not message.id:
+            continue
+        ids = message.id if isinstance(message.id, tuple) else (message.id,)
+        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        pairs += [(str(ids[0]), str(s)) for s in strings]
+    return pairs
+
+
+def test_no_russian_string_doubles_its_punctuation() -> None:
+    found = [(msgid, msgstr) for msgid, msgstr in translations() if DOUBLED.search(msgstr)]
+    assert found == []
+    assert DOUBLED.search("Оплачен 2 декабря 2026 г.. Спасибо!")  # noqa: RUF001  (what it catches)
+    assert not DOUBLED.search("Загрузка… Готово. Да, нет; 24,50 $.")
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_a_date_never_ends_in_a_full_stop_that_a_sentence_would_double(language: str) -> None:
+    """Sentences end with a date ("Paid on 2 Dec 2026.", "Оплачен 02.12.2026."): no format may end in "."
+    (Django's own long Russian one does). One format per language, whatever a page asks for."""
+    from datetime import datetime
+
+    from django.utils import formats
+
+    moment = datetime(2026, 12, 2, 17, 51)
+    with translation.override(language):
+        written = {name: formats.date_format(moment, name) for name in ("DATE_FORMAT", "SHORT_DATE_FORMAT")}
+        stamped = {n: formats.date_format(moment, n) for n in ("DATETIME_FORMAT", "SHORT_DATETIME_FORMAT")}
+    assert set(written.values()) == {"2 Dec 2026" if language == "en" else "02.12.2026"}
+    assert set(stamped.values()) == {"2 Dec 2026, 17:51" if language == "en" else "02.12.2026, 17:51"}
+    assert not any(value.endswith(".") for value in [*written.values(), *stamped.values()])
+
+
+@pytest.mark.django_db
+def test_a_paid_order_its_email_and_its_list_write_one_date_in_russian(usd_item, stripe_fake) -> None:
+    from django.core import mail
+
+    from payments.models import Order
+    from payments.tests.support import JSON, pay_item
+
+    client = Client(**RU)
+    order, _ = pay_item(client, stripe_fake, usd_item, email="ada@example.com")
+    order = Order.objects.get(pk=order.pk)
+    day = order.paid_at.astimezone().strftime("%d.%m.%Y") if settings.USE_TZ else ""
+    page = client.get(f"/order/{order.public_id}").content.decode()
+    listing = client.get("/orders/", **JSON).content.decode()
+    [email] = mail.outbox
+    assert f"Оплачен {day}. Спасибо!" in page
+    assert f"оплачен {day}." in email.body
+    assert day in listing
+    for text in (page, email.body, listing):
+        assert not DOUBLED.search(re.sub(r"<[^>]+>", " ", text).replace("...", "…")), text

@@ -133,13 +133,14 @@ def running(
 
 
 @contextmanager
-def gunicorn(env: Mapping[str, str], log: Path) -> Iterator[Process]:
-    """The shop as production runs it: `gunicorn -c deploy/gunicorn.conf.py core.wsgi`."""
+def gunicorn(env: Mapping[str, str], log: Path, ready: str = "/favicon.ico") -> Iterator[Process]:
+    """The shop as production runs it: `gunicorn -c deploy/gunicorn.conf.py core.wsgi`, started once the path
+    `ready` answers (/healthz when every other path is redirected to https)."""
     port = free_port()
     env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_GRACEFUL_TIMEOUT": "2"}
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "core.wsgi"]
-    with running(command, env, log, base, f"{base}/favicon.ico") as process:
+    with running(command, env, log, base, f"{base}{ready}") as process:
         yield process
 
 

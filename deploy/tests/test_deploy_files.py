@@ -184,11 +184,11 @@ def _compose_config(
 ) -> subprocess.CompletedProcess[str]:
     """`docker-compose config` on a copy of deploy/ beside a throw-away .env (the real one may not exist)."""
     (tmp_path / "deploy").mkdir()
-    for name in ("compose.yml", "nginx.conf", "Dockerfile"):
+    for name in ("compose.yml", "nginx.conf", "nginx-tls.conf", "Dockerfile"):
         shutil.copy(DEPLOY / name, tmp_path / "deploy" / name)
     if compose_text is not None:
         (tmp_path / "deploy" / "compose.yml").write_text(compose_text)
-    (tmp_path / ".env").write_text("SECRET_KEY=from-dot-env\nALLOWED_HOSTS=shop.example.com\n")
+    (tmp_path / ".env").write_text("SECRET_KEY=from-dot-env\nALLOWED_HOSTS=shop.example.com\nDEBUG=1\n")
     assert COMPOSE_BIN is not None
     return subprocess.run(
         [COMPOSE_BIN, "-f", "deploy/compose.yml", *args],
@@ -213,6 +213,9 @@ def test_compose_config_validates_with_docker_compose(tmp_path: Path) -> None:
     # env_file was found at the repository root and merged; `environment` wins over it.
     assert web["environment"]["SECRET_KEY"] == "from-dot-env"
     assert web["environment"]["DATABASE_URL"] == "postgres://shop:pw@db:5432/shop"
+    # .env.example is written for `make run` (DEBUG=1): compose runs production whatever it says.
+    for name in ("web", "migrate", "reconcile"):
+        assert services[name]["environment"]["DEBUG"] == "0", name
     assert web["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert web["depends_on"]["db"]["condition"] == "service_healthy"
     assert web["build"]["context"] == str(tmp_path)
@@ -220,6 +223,33 @@ def test_compose_config_validates_with_docker_compose(tmp_path: Path) -> None:
     assert "pgdata" in config["volumes"]
     assert services["db"]["volumes"][0]["source"] == "pgdata"
     assert services["nginx"]["volumes"][0]["source"] == str(tmp_path / "deploy" / "nginx.conf")
+    # TLS (deploy/tests/test_tls.py): the https include, and the certificates in a volume of their own...
+    mounts = {v["target"]: v for v in services["nginx"]["volumes"]}
+    assert mounts["/etc/nginx/shop-tls/tls.conf"]["source"] == str(tmp_path / "deploy" / "nginx-tls.conf")
+    assert (mounts["/etc/nginx/certs"]["type"], mounts["/etc/nginx/certs"]["source"]) == (
+        "volume",
+        "tls-certs",
+    )
+    assert "tls-certs" in config["volumes"]
+
+
+@needs_compose
+def test_compose_nginx_takes_your_certificates_folder(tmp_path: Path) -> None:
+    """...or, with TLS_CERTS_DIR, a folder of yours holding fullchain.pem and privkey.pem."""
+    env = {
+        "POSTGRES_PASSWORD": "pw",
+        "TLS_CERTS_DIR": "/etc/shop-certs",
+        "SITE_URL": "https://shop.example.com",
+    }
+    result = _compose_config(tmp_path, env, "--profile", "nginx", "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    nginx = json.loads(result.stdout)["services"]["nginx"]
+    mounts = {v["target"]: v for v in nginx["volumes"]}
+    assert (mounts["/etc/nginx/certs"]["type"], mounts["/etc/nginx/certs"]["source"]) == (
+        "bind",
+        "/etc/shop-certs",
+    )
+    assert nginx["environment"]["SITE_URL"] == "https://shop.example.com"
 
 
 @needs_compose

@@ -21,7 +21,7 @@ from core.money import display_money, display_percent, format_money
 from payments.accounts import publishable_key_for
 from payments.checkout import stripe_locale_for
 from payments.models import Refund
-from payments.pricing import price_buy_now
+from payments.pricing import PricedOrder, price_buy_now
 
 register = template.Library()
 
@@ -89,6 +89,12 @@ def pay_text() -> dict[str, str]:
         ),
         "checkout_unavailable": gettext("Stripe Checkout is not available right now. Please try again."),
     }
+
+
+@register.filter
+def units(priced: PricedOrder) -> int:
+    """How many things an order holds: its lines' quantities added up ("Your orders")."""
+    return sum(line.quantity for line in priced.lines)
 
 
 @register.filter

@@ -32,6 +32,39 @@ class TestSystemCheck:
     def test_no_account_is_a_warning(self) -> None:
         assert check_ids({}) == ["payments.W001"]
 
+    def test_no_account_in_development_is_the_demo_and_no_warning(self) -> None:
+        """`make admin` and commands run by hand beside `make run`'s demo (DEBUG on) print nothing about it."""
+        assert check_ids({}, DEBUG=True) == []
+
+    @pytest.mark.parametrize(
+        "placeholder",
+        [
+            "sk_test_paste_your_usd_secret_key_here",  # .env.example's
+            "sk_test_replace_with_usd_account_secret",
+            "sk_test_...",
+            "<your secret key>",
+        ],
+    )
+    def test_a_placeholder_says_what_to_paste_where(self, placeholder: str) -> None:
+        accounts = {"usd": keys(placeholder, "pk_test_paste_your_usd_publishable_key_here", "whsec_a")}
+        with override_settings(STRIPE_ACCOUNTS=accounts):
+            [message] = [m for m in check_stripe_accounts() if m.id == "payments.E006"]
+        assert "STRIPE_USD_SECRET_KEY, STRIPE_USD_PUBLISHABLE_KEY still hold a placeholder" in message.msg
+        assert "STRIPE_USD_SECRET_KEY: its secret key (Dashboard > Developers > API keys) (sk_test_...)" in (
+            message.hint or ""
+        )
+
+    @pytest.mark.parametrize(
+        "key",
+        [
+            "sk_test_51Nx8gHLkdIwHu7ixYourAbcPasteHere0123",  # letters of words inside a key are not words
+            "sk_test_usd_0000000000000000",
+            "sk_test_demo_usd_51DemoShopUSD",
+        ],
+    )
+    def test_a_real_key_is_never_taken_for_a_placeholder(self, key: str) -> None:
+        assert "payments.E006" not in check_ids({"usd": keys(key, "pk_test_b", "whsec_b")})
+
     def test_incomplete_keypair(self) -> None:
         assert "payments.E001" in check_ids({"usd": keys("sk_test_a", "")})
 

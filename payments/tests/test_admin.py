@@ -347,3 +347,34 @@ def test_staff_edit_a_cart_and_its_lines(admin_client, usd_item, usd_item_2) -> 
     assert cart.email == "ada@example.com"
     page = admin_client.get(f"/admin/payments/order/{cart.pk}/change/").content.decode()
     assert "<td>$91.50</td>" in page  # the amounts: 3 x 24.50 + 18.00
+
+
+def test_a_refund_of_an_amount_says_its_amount_once(admin_client, four_currencies) -> None:
+    """Its "what" was the amount again ("$10.00 / $10.00"); refunds of lines keep theirs as small print."""
+    html = admin_client.get("/admin/payments/refund/").content.decode()
+    assert html.count("$10.00") == 1
+
+
+def test_currencies_are_written_as_staff_read_them(admin_client, four_currencies) -> None:
+    """USD, not usd: in every list's filter, on an order's and a payment's page, and in a new order's form."""
+    for url in ("/admin/payments/order/", "/admin/payments/payment/", "/admin/payments/refund/"):
+        html = admin_client.get(url).content.decode()
+        assert ">USD</a>" in html and ">usd</a>" not in html, url
+    order = four_currencies["jpy"]
+    page = admin_client.get(f"/admin/payments/order/{order.pk}/change/").content.decode()
+    assert '<div class="readonly">JPY</div>' in page
+    payment = order.payments.get()
+    page = admin_client.get(f"/admin/payments/payment/{payment.pk}/change/").content.decode()
+    assert '<div class="readonly">JPY</div>' in page
+    add = admin_client.get("/admin/payments/order/add/").content.decode()
+    assert '<option value="usd">USD</option>' in add and '<option value="eur">EUR</option>' in add
+
+
+def test_every_admin_page_links_the_shops_icon(admin_client) -> None:
+    """Without a link, browsers ask every admin page for /favicon.ico, which is a 404."""
+    from django.test import Client
+
+    pages = [admin_client.get(url) for url in ("/admin/", "/admin/payments/order/")]
+    pages.append(Client().get("/admin/login/"))
+    for page in pages:
+        assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page.content.decode()

@@ -185,8 +185,11 @@ def test_canceling_checkout(shop: Shop, page: Any, beans: Item) -> None:
 def test_order_with_discount_and_taxes_same_total_everywhere(shop: Shop, page: Any, beans: Item) -> None:
     dripper = make_item("Ceramic dripper", "18.00")
     page.goto(f"{shop.url}/item/{beans.pk}")
-    page.fill("input[name=quantity]", "2")
     page.click("#add-to-order")
+    page.wait_for_url("**/order/*")
+    page.fill("input[name=quantity]", "2")
+    page.click("text=Update")
+    page.wait_for_selector("#order-total")
     page.goto(f"{shop.url}/item/{dripper.pk}")
     page.click("#add-to-order")
     page.wait_for_url("**/order/*")
@@ -282,7 +285,9 @@ def test_two_tabs_on_one_cart_pay_it_once(shop: Shop, page: Any, beans: Item) ->
     assert charged(shop) == [(str(order.public_id), 2450)]
 
 
-def test_change_order_after_a_declined_card(shop: Shop, page: Any, beans: Item) -> None:
+def test_a_declined_card_then_a_good_one_in_the_same_cart(shop: Shop, page: Any, beans: Item) -> None:
+    """A declined card reads as "not paid yet": the cart stays a cart (quantities, the promotion code), and the
+    next change or payment needs no "Change order" step."""
     page.goto(f"{shop.url}/item/{beans.pk}")
     page.click("#add-to-order")
     page.wait_for_url("**/order/*")
@@ -290,19 +295,23 @@ def test_change_order_after_a_declined_card(shop: Shop, page: Any, beans: Item) 
     page.wait_for_selector("#payment-message:not([hidden])")
     assert page.inner_text("#payment-message") == "Your card was declined."
 
-    page.reload()  # frozen while its PaymentIntent is open: no quantity field, a Change order button
-    assert page.locator("input[name=quantity]").count() == 0
-    page.click("#change-order")
-    page.wait_for_selector("input[name=quantity]")
-    order = Order.objects.get()
-    assert order.status == "draft"
-    [declined] = order.payments.all()
-    assert declined.status == "canceled" and shop.emulator.get(declined.stripe_id)["status"] == "canceled"
+    page.reload()
+    assert page.inner_text("#order-status") == "Not paid yet"
+    assert page.locator("#change-order").count() == 0
+    assert page.locator("input[name=quantity]").count() == 1 and page.locator("#promo-code").count() == 1
+    page.wait_for_selector("#emulator-card-number")
+    page.screenshot(path=str(SHOTS / "declined-cart-still-a-cart.png"), full_page=True)
+    page.goto(f"{shop.url}/orders/")
+    assert "Not paid yet" in page.inner_text("#order-list")
+    page.go_back()
 
-    page.fill("input[name=quantity]", "2")
+    page.fill("input[name=quantity]", "2")  # the declined PaymentIntent is canceled at Stripe first
     page.click("text=Update")
     page.wait_for_selector("#order-total")
     assert page.inner_text("#order-total") == "$49.00"
+    order = Order.objects.get()
+    [declined] = order.payments.all()
+    assert shop.emulator.get(declined.stripe_id)["status"] == "canceled"
     pay_on_page(page, "4242424242424242")
     page.wait_for_url("**/return?**")
     assert page.inner_text("#result-title") == "Payment received"

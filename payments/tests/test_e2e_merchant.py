@@ -56,9 +56,11 @@ def test_a_shopper_applies_a_promotion_code_and_pays(shop: Shop, page: Any, bean
         name="Sales tax", percentage=Decimal("8.875"), applies_to_every_order=True, currency="usd"
     )
     page.goto(f"{shop.url}/item/{beans.pk}")
-    page.fill("input[name=quantity]", "2")
     page.click("#add-to-order")
     page.wait_for_url("**/order/*")
+    page.fill("input[name=quantity]", "2")
+    page.click("text=Update")
+    page.wait_for_selector("#order-total")
     assert page.inner_text("#order-total") == "$53.35"  # 49.00 + sales tax
     page.fill("#promo-code", "welcome10")
     page.click("#promo-apply")

@@ -126,6 +126,14 @@ def test_a_russian_shopper_on_checkout(shop: Shop, russian: Any, grinder: Item) 
     assert page.inner_text("#emulator-checkout-locale") == "ru"  # Checkout was told the shopper's language
     session = shop.emulator.get(Order.objects.get().payments.get().stripe_id)
     assert session["locale"] == "ru"
+    # ... and speaks it, as Stripe's page does.
+    assert page.get_attribute("html", "lang") == "ru"
+    assert page.inner_text("#emulator-checkout-pay").startswith("Оплатить")
+    assert (
+        "Итого к оплате" in page.inner_text("table")
+        and page.inner_text("label[for=card_number]") == "Номер карты"
+    )
+    shot(page, "ru-1280-checkout")
     page.fill("#card_number", "4242424242424242")
     page.click("#emulator-checkout-pay")
     page.wait_for_url("**/success?session_id=cs_*")
@@ -259,8 +267,10 @@ def test_checkout_without_javascript(shop: Shop, no_js: Any, beans: Item) -> Non
 def test_an_order_paid_on_checkout_without_javascript(shop: Shop, no_js: Any, beans: Item) -> None:
     page = no_js
     page.goto(f"{shop.url}/item/{beans.pk}")
-    page.fill("#add-quantity", "2")
     page.click("#add-to-order")
+    page.wait_for_url("**/order/*")
+    page.fill("input[name=quantity]", "2")
+    page.click("text=Update")
     page.wait_for_url("**/order/*")
     assert page.inner_text("#order-total") == "$49.00"
     page.click("#checkout-button")
@@ -297,9 +307,11 @@ def shopper_pages(shop: Shop, page: Any, beans: Item, grinder: Item) -> dict[str
     page.wait_for_url("**/return?**")
     result = page.url
     page.goto(f"{shop.url}/item/{beans.pk}")
-    page.fill("#add-quantity", "2")
     page.click("#add-to-order")
     page.wait_for_url("**/order/*")
+    page.fill("input[name=quantity]", "2")
+    page.click("text=Update")
+    page.wait_for_selector("#order-total")
     order = page.url
     page.wait_for_selector("#emulator-card-number")
     return {
@@ -319,7 +331,10 @@ def shopper_pages(shop: Shop, page: Any, beans: Item, grinder: Item) -> dict[str
 def visit(page: Any, name: str, url: str) -> None:
     page.goto(url)
     if name == "refusal":  # a quantity the shop refuses, sent from the (cached) item page's form
-        page.eval_on_selector("#add-quantity", "e => { e.removeAttribute('max'); e.value = '100'; }")
+        page.eval_on_selector(
+            ".add-form",
+            "f => f.insertAdjacentHTML('beforeend', '<input type=hidden name=quantity value=100>')",
+        )
         page.click("#add-to-order")
         page.wait_for_selector("#refused")
     elif name == "other-currency":  # an EUR item for the USD cart: the offer of a new order
@@ -360,6 +375,68 @@ def test_every_shopper_page_passes_axe_at_both_widths_in_both_languages(
                     found[label] = problems
         context.close()
     assert found == {}, json.dumps(found, indent=1, ensure_ascii=False)
+
+
+# What a cart row shows: the item's name, each control of the Quantity column, and the line's amount. Every box
+# is measured around what is drawn (a text's own rectangle, not its cell), so a control drawn over the amount
+# shows as an overlap even though table cells never overlap.
+ROW_BOXES = """row => {
+  const box = el => { const r = el.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width, h: r.height}; };
+  const text = el => { const range = document.createRange(); range.selectNodeContents(el); return box(range); };
+  return {
+    name: text(row.querySelector('th.item-name').firstChild),
+    quantity: box(row.querySelector('input[name=quantity]')),
+    update: box(row.querySelector('.qty-form button')),
+    remove: box(row.querySelector('.remove-form button')),
+    amount: text(row.querySelector('td.amount')),
+    cell: box(row.querySelector('td.qty')),
+  };
+}"""
+
+
+def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (
+        a["x"] < b["x"] + b["w"]
+        and b["x"] < a["x"] + a["w"]
+        and a["y"] < b["y"] + b["h"]
+        and b["y"] < a["y"] + a["h"]
+    )
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_the_carts_controls_never_cover_its_names_or_amounts(
+    shop: Shop, browser: Any, beans: Item, language: str
+) -> None:
+    """The cart at 390, 600, 900, 1280 and 1440 px: no two of a row's boxes overlap, and the controls stay in
+    the Quantity column. (Once "Remove" was drawn over the amount from 600 px up: "Remov$49.00".)"""
+    kettle = make_item("Pour-over kettle", "59.00", description="1 litre.")
+    context = browser.new_context(locale="ru-RU" if language == "ru" else "en-US")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    for item in (beans, kettle):
+        page.goto(f"{shop.url}/item/{item.pk}")
+        page.click("#add-to-order")
+        page.wait_for_url("**/order/*")
+    problems = []
+    for width in (390, 600, 900, 1280, 1440):
+        page.set_viewport_size({"width": width, "height": 900})
+        for i, row in enumerate(page.locator("#order-lines tbody tr").all()):
+            boxes = row.evaluate(ROW_BOXES)
+            cell = boxes.pop("cell")
+            names = list(boxes)
+            for j, first in enumerate(names):
+                for second in names[j + 1 :]:
+                    if overlap(boxes[first], boxes[second]):
+                        problems.append(f"{width}px row {i}: {first} overlaps {second}")
+            for control in ("quantity", "update", "remove"):
+                box = boxes[control]
+                if box["x"] < cell["x"] - 0.5 or box["x"] + box["w"] > cell["x"] + cell["w"] + 0.5:
+                    problems.append(f"{width}px row {i}: {control} leaves the Quantity column")
+        if page.evaluate("document.documentElement.scrollWidth") > width:
+            problems.append(f"{width}px: the page scrolls sideways")
+        shot(page, f"{language}-{width}-cart")
+    context.close()
+    assert problems == []
 
 
 def test_the_order_totals_sit_under_the_amount_heading_on_a_phone(

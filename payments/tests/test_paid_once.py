@@ -1,8 +1,8 @@
 """Every order is paid once, for exactly what it holds.
 
 The seven ways a shopper or an attacker with two tabs could be charged the wrong amount or twice, each replayed
-against the emulator: the order's snapshot is frozen while a payment object is open, at most one object is
-payable, a processing order is not payable, a new amount never meets an old idempotency key, a paid order is
+against the emulator: the order's snapshot is frozen while a payment object is open (a cart edit closes it at
+Stripe first, and is refused when Stripe says it is processing or paid), at most one object is payable, a processing order is not payable, a new amount never meets an old idempotency key, a paid order is
 read-only for staff too, the shopper is never stuck, and every path locks the order before its payments.
 """
 
@@ -54,40 +54,76 @@ def cart_of(shopper: Shopper, item: Item, quantity: int = 1) -> Order:
 
 
 @pytest.mark.parametrize("way", ["intent", "checkout"])
-def test_a_cart_cannot_change_under_an_open_payment_object(
+def test_a_cart_changes_under_an_open_payment_object_only_once_it_is_closed_at_stripe(
     tab: Shopper, one_dollar_item: Item, kettle: Item, stripe_fake: Any, way: str
 ) -> None:
+    """A declined card or a Checkout left: the cart is edited as a cart. The open object is closed at Stripe
+    first, so the old snapshot can no longer be paid."""
     cart = cart_of(tab, one_dollar_item)
     opened = (tab.intent(cart) if way == "intent" else tab.checkout(cart)).json()
     stripe_id = intent_id(opened) if way == "intent" else opened["id"]
 
     other_tab = Shopper(tab.web)  # same browser, another tab
-    refused = other_tab.put(cart, kettle, 99)
-    assert refused.status_code == 409
-    assert "Change order" in refused.json()["error"]["message"]
-    assert other_tab.remove(cart, one_dollar_item).status_code == 409
-    assert list(cart.lines.values_list("item_id", "quantity")) == [(one_dollar_item.pk, 1)]
-
-    if way == "intent":
-        stripe_fake.pay_intent(stripe_id, CARD_OK)
-    else:
-        stripe_fake.pay_session(stripe_id, CARD_OK)
+    assert other_tab.put(cart, kettle, 99).status_code == 200
+    assert stripe_fake.emulator.get(stripe_id)["status"] == ("canceled" if way == "intent" else "expired")
+    with pytest.raises(Exception, match=r"canceled|expired"):
+        if way == "intent":
+            stripe_fake.emulator.confirm_payment_intent(stripe_id, CARD_OK)
+        else:
+            stripe_fake.emulator.pay_checkout_session(stripe_id, card=CARD_OK)
     cart.refresh_from_db()
-    assert cart.status == OrderStatus.PAID and not cart.needs_attention
-    assert cart.total == 100
-    assert charges_at_stripe(stripe_fake, cart) == (100, 0)
+    assert cart.status == OrderStatus.DRAFT
+    assert sorted(cart.lines.values_list("item_id", "quantity")) == sorted(
+        [(one_dollar_item.pk, 1), (kettle.pk, 99)]
+    )
+    assert charges_at_stripe(stripe_fake, cart) == (0, 0)
+
+    stripe_fake.pay_intent(intent_id(tab.intent(cart).json()), CARD_OK)
+    cart.refresh_from_db()
+    assert cart.status == OrderStatus.PAID and cart.total == 100 + 99 * 5900
+    assert charges_at_stripe(stripe_fake, cart) == (cart.total, 0)
 
 
-def test_an_emptied_usd_cart_cannot_be_refilled_in_eur_under_its_open_intent(
+@pytest.mark.parametrize("at_stripe", ["succeeded", "processing"])
+def test_a_cart_endpoint_refuses_when_stripe_says_its_payment_went_through_or_is_processing(
+    tab: Shopper, one_dollar_item: Item, kettle: Item, stripe_fake: Any, post_event: Any, at_stripe: str
+) -> None:
+    """Paid at Stripe before the shop heard (no webhook yet): closing the intent is refused and Stripe's state
+    is applied. Processing (an async payment method, still settling): the shop heard. Either way 409, and the
+    cart's contents do not change."""
+    cart = cart_of(tab, one_dollar_item)
+    pi = intent_id(tab.intent(cart).json())
+    if at_stripe == "succeeded":
+        stripe_fake.emulator.confirm_payment_intent(pi, CARD_OK)
+    else:
+        processing = stripe_fake.emulator.get(pi)
+        processing["status"] = "processing"
+        post_event("usd", make_event("payment_intent.processing", processing))
+    stripe_fake.outbox.clear()
+    refused = tab.put(cart, kettle, 1)
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "order_not_editable"
+    assert tab.remove(cart, one_dollar_item).status_code == 409
+    cart.refresh_from_db()
+    assert list(cart.lines.values_list("item_id", "quantity")) == [(one_dollar_item.pk, 1)]
+    assert cart.status == (OrderStatus.PAID if at_stripe == "succeeded" else OrderStatus.PROCESSING)
+    assert charges_at_stripe(stripe_fake, cart) == ((100, 0) if at_stripe == "succeeded" else (0, 0))
+    # "Add to order" from an item page starts a new cart instead.
+    assert tab.add(kettle).status_code == 201 and tab.cart() != cart
+
+
+def test_an_emptied_usd_cart_refilled_in_eur_is_never_paid_by_its_old_intent(
     tab: Shopper, usd_item: Item, eur_item: Item, stripe_fake: Any
 ) -> None:
     cart = cart_of(tab, usd_item)
     opened = tab.intent(cart).json()
-    assert tab.remove(cart, usd_item).status_code == 409
-    assert tab.put(cart, eur_item).status_code == 409
-    stripe_fake.pay_intent(intent_id(opened))
+    assert tab.remove(cart, usd_item).status_code == 200  # the USD intent is canceled first
+    assert tab.put(cart, eur_item).status_code == 200
+    with pytest.raises(Exception, match="canceled"):
+        stripe_fake.emulator.confirm_payment_intent(intent_id(opened), CARD_OK)
     cart.refresh_from_db()
-    assert (cart.status, cart.currency, cart.total) == (OrderStatus.PAID, "usd", 2450)
+    assert (cart.status, cart.currency) == (OrderStatus.DRAFT, "eur")
+    assert charges_at_stripe(stripe_fake, cart) == (0, 0)
 
 
 def test_an_object_of_an_earlier_snapshot_never_pays_the_changed_order(
@@ -380,18 +416,20 @@ def test_an_item_in_another_currency_offers_a_new_order_in_that_currency(
     assert str(usd_cart.public_id)[:8] in listing and str(eur_cart.public_id)[:8] in listing
 
 
-def test_add_to_a_cart_waiting_for_payment_says_how_to_change_it(
+def test_add_to_a_cart_waiting_for_payment_closes_its_payment_first(
     tab: Shopper, usd_item: Item, usd_item_2: Item, stripe_fake: Any
 ) -> None:
     cart = cart_of(tab, usd_item)
-    tab.intent(cart)
-    refused = tab.add(usd_item_2)
-    assert refused.status_code == 409 and "Change order" in refused.json()["error"]["message"]
+    pi = intent_id(tab.intent(cart).json())
+    stripe_fake.emulator.confirm_payment_intent(pi, "4000000000000002")  # declined: not paid yet
+    stripe_fake.deliver_webhooks()
     page = tab.page(cart)
-    assert 'id="change-order"' in page
-    assert tab.change(cart).status_code == 200
+    assert "Not paid yet" in page and 'id="change-order"' not in page
+    assert 'name="quantity"' in page and 'id="promo-code"' in page  # still a cart to the shopper
     assert tab.add(usd_item_2).status_code == 200
-    assert cart.lines.count() == 2
+    assert stripe_fake.emulator.get(pi)["status"] == "canceled"
+    cart.refresh_from_db()
+    assert cart.status == OrderStatus.DRAFT and cart.lines.count() == 2
 
 
 # 7 ------------------------------------------------------------------------------------------------------------

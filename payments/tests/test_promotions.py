@@ -66,7 +66,9 @@ def test_a_shopper_applies_a_code_on_the_cart_page(client, cart, welcome) -> Non
 
 def test_from_the_form_the_shopper_reads_what_happened(client, cart, welcome) -> None:
     response = client.post(f"/order/{cart.public_id}/promo", {"code": "welcome10"}, follow=True)
-    assert "Code WELCOME10 applied: 10% off." in response.content.decode()
+    page = response.content.decode()
+    assert 'Code <strong id="promo-applied">WELCOME10</strong> applied: 10% off.' in page
+    assert page.count("applied:") == 1  # said once, beside the code
     response = client.post(f"/order/{cart.public_id}/promo", {"code": "NOPE"}, follow=True)
     assert "The code NOPE is not valid." in response.content.decode()
 
@@ -172,13 +174,29 @@ def test_only_the_carts_owner_applies_a_code_and_only_to_a_cart(client, cart, we
     before = unchanged(cart)
     assert apply(Client(), cart, "WELCOME10").status_code in (403, 404)
     assert unchanged(cart) == before
-    client.post(f"/order/intent/{cart.public_id}")  # frozen for paying
+    pi = client.post(f"/order/intent/{cart.public_id}").json()["client_secret"].split("_secret_")[0]
+    stripe_fake.pay_intent(pi)  # paid: no longer a cart
     before = unchanged(cart)
     response = apply(client, cart, "WELCOME10")
-    assert response.status_code == 409 and "frozen" in response.json()["error"]["message"]
+    assert response.status_code == 409 and "paid" in response.json()["error"]["message"]
     assert client.post(f"/order/{cart.public_id}/promo/remove", **JSON).status_code == 409
     assert unchanged(cart) == before
     assert 'id="promo-code"' not in client.get(f"/order/{cart.public_id}").content.decode()
+
+
+def test_a_code_entered_on_a_cart_waiting_for_payment_closes_its_payment_first(
+    client, cart, welcome, stripe_fake
+) -> None:
+    """After a declined card the page still offers the code; entering it cancels the open PaymentIntent at
+    Stripe, and paying then charges the discounted total."""
+    pi = client.post(f"/order/intent/{cart.public_id}").json()["client_secret"].split("_secret_")[0]
+    stripe_fake.emulator.confirm_payment_intent(pi, "4000000000000002")  # declined
+    stripe_fake.deliver_webhooks()
+    assert 'id="promo-code"' in client.get(f"/order/{cart.public_id}").content.decode()
+    assert apply(client, cart, "WELCOME10").json()["total"] == 4410
+    assert stripe_fake.emulator.get(pi)["status"] == "canceled"
+    answer = client.post(f"/order/intent/{cart.public_id}").json()
+    assert answer["amount"] == 4410 and not answer["client_secret"].startswith(pi)
 
 
 def test_a_discount_staff_attached_is_not_replaced_by_a_code(client, cart, welcome) -> None:

@@ -1,6 +1,7 @@
 """Receipts: the shopper's email comes with the Pay button (or from Checkout), goes to Stripe as the receipt
-address and onto the order, and the shop sends its own order confirmation exactly once per paid order, whatever
-events repeat. (Concurrent events are in test_merchant_concurrency.py, on PostgreSQL.)"""
+address and onto the order, and the shop sends its own order confirmation exactly once per paid order, and a
+refund notice exactly once per refund Stripe made (the shop's and the dashboard's), in the shopper's language,
+whatever events repeat. (Concurrent events are in test_merchant_concurrency.py, on PostgreSQL.)"""
 
 from __future__ import annotations
 
@@ -11,11 +12,20 @@ import pytest
 from django.core import mail
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 
-from payments import receipts, sync
-from payments.models import Discount, Order, OrderStatus, Payment
+from payments import receipts, refunds, sync
+from payments.models import Discount, Order, OrderStatus, Payment, Refund
 from payments.tests.stripe_fake import signed_event
-from payments.tests.support import JSON, events_of, pay_item, renumbered
+from payments.tests.support import (
+    CARD_REFUND_PENDING,
+    JSON,
+    SHOP_EVENTS,
+    events_of,
+    pay_item,
+    renumbered,
+    stripe_client,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -159,3 +169,105 @@ def test_an_unpaid_order_gets_no_confirmation(client, usd_item, stripe_fake) -> 
     client.post(f"/item/{usd_item.pk}/intent", {"receipt_email": "ada@example.com"}, **JSON)
     order = Order.objects.get()
     assert receipts.send_confirmation(order.pk) is False and mail.outbox == []
+
+
+# ------------------------------------------------------------------------------------------------ refund notices
+
+
+def refund_notices() -> list[Any]:
+    return [m for m in mail.outbox if "Refund" in m.subject or "Возврат" in m.subject]
+
+
+def test_a_refund_staff_made_is_told_to_the_shopper_once_in_their_language(
+    client, admin_client, usd_item, stripe_fake, settings
+) -> None:
+    settings.SITE_URL = "https://shop.example.com"
+    stripe_fake.emulator.enabled_events = SHOP_EVENTS
+    client.cookies["django_language"] = "ru"  # the shopper paid in Russian
+    order, _ = pay_item(client, stripe_fake, usd_item, email="ada@example.com")
+    refund = refunds.refund_order(order, amount=1000)
+    assert refund_notices() == []  # Stripe's news first
+    stripe_fake.deliver_webhooks()  # refund.created, charge.refunded
+    [notice] = refund_notices()
+    short = str(order.public_id)[:8]
+    assert notice.to == ["ada@example.com"]
+    assert notice.subject == f"Возврат по заказу {short}: 10,00\xa0$"
+    assert f"Мы вернули 10,00\xa0$ по заказу {short}." in notice.body
+    assert timezone.localdate().strftime("%d.%m.%Y") in notice.body  # the date as Russian pages write it
+    assert f"https://shop.example.com/order/{order.public_id}" in notice.body
+    assert ".." not in notice.body.replace("...", "")
+    # The same news again, the return page, reconciliation: no second notice.
+    for event in events_of(stripe_fake, "usd", "refund.created"):
+        assert deliver(Client(), renumbered(event)) == 200
+    sync.tidy_up(order.pk)
+    call_command("reconcile_payments", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert receipts.send_refund_notice(refund.pk) is False
+    assert len(refund_notices()) == 1
+    # A second refund is a second notice, with what was refunded so far.
+    refunds.refund_order(order)
+    stripe_fake.deliver_webhooks()
+    second = refund_notices()[1]
+    assert "14,50\xa0$" in second.subject and "24,50\xa0$" in second.body
+    assert len(refund_notices()) == 2
+
+
+def test_a_refund_made_in_stripes_dashboard_is_told_too(client, usd_item, stripe_fake) -> None:
+    order, payment = pay_item(client, stripe_fake, usd_item, email="ada@example.com")
+    stripe_client("usd").v1.refunds.create(params={"payment_intent": payment.stripe_id, "amount": 450})
+    stripe_fake.deliver_webhooks()  # charge.refunded only: the refunds are looked up at Stripe
+    [notice] = refund_notices()
+    assert notice.subject == f"Refund for your order {str(order.public_id)[:8]}: $4.50"
+    assert "We refunded $4.50 for your order" in notice.body
+
+
+def test_a_refund_is_told_once_stripe_made_it_never_before_or_when_it_failed(
+    client, usd_item, stripe_fake
+) -> None:
+    stripe_fake.emulator.enabled_events = SHOP_EVENTS
+    order, _ = pay_item(client, stripe_fake, usd_item, card=CARD_REFUND_PENDING, email="ada@example.com")
+    pending = refunds.refund_order(order, amount=1000)
+    stripe_fake.deliver_webhooks()
+    assert refund_notices() == []  # pending at Stripe: not made yet
+    stripe_fake.emulator.settle_refund(pending.stripe_id)
+    stripe_fake.deliver_webhooks()
+    assert len(refund_notices()) == 1
+    failed = Refund.objects.create(
+        order=order,
+        payment=pending.payment,
+        amount=500,
+        currency="usd",
+        reason=Refund.Reason.OUTSIDE,
+        status=Refund.Status.FAILED,
+        idempotency_key="failed-at-stripe",
+    )
+    sync.tidy_up(order.pk)
+    assert receipts.send_refund_notice(failed.pk) is False and len(refund_notices()) == 1
+
+
+def test_a_refund_notice_that_could_not_be_sent_is_sent_later_once(
+    client, usd_item, stripe_fake, monkeypatch
+) -> None:
+    order, _ = pay_item(client, stripe_fake, usd_item, email="ada@example.com")
+    from django.core.mail import EmailMessage
+
+    def smtp_down(self: Any, *args: Any, **kwargs: Any) -> int:
+        raise ConnectionRefusedError("SMTP is down")
+
+    monkeypatch.setattr(EmailMessage, "send", smtp_down)
+    refund = refunds.refund_order(order)
+    stripe_fake.deliver_webhooks()
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.SUCCEEDED and refund.notice_sent_at is None
+    monkeypatch.undo()
+    call_command("reconcile_payments", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    call_command("reconcile_payments", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert len(refund_notices()) == 1
+    refund.refresh_from_db()
+    assert refund.notice_sent_at is not None
+
+
+def test_no_address_no_refund_notice(client, usd_item, stripe_fake) -> None:
+    order, _ = pay_item(client, stripe_fake, usd_item)
+    refund = refunds.refund_order(order)
+    stripe_fake.deliver_webhooks()
+    assert receipts.send_refund_notice(refund.pk) is False and mail.outbox == []

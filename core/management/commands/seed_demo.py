@@ -1,4 +1,5 @@
-"""Demo data: items in USD and EUR, a discount, two taxes and a sample order. Safe to run again."""
+"""Demo data: items in USD, EUR and JPY (those of the configured accounts), a discount, two taxes and a sample
+order. Safe to run again."""
 
 from __future__ import annotations
 
@@ -25,11 +26,14 @@ ITEMS = [
     ("Hand grinder", "Steel burrs, 30 clicks per turn, for espresso to French press.", "89.90", "EUR"),
     ("Paper filters, 100", "Unbleached size 02 filters.", "4.90", "EUR"),
     ("Cupping spoon", "Stainless steel, deep bowl.", "12.00", "EUR"),
+    # Yen have no minor unit: Stripe is sent 1500 for ¥1,500 (a zero-decimal currency).
+    ("Drip bags, 10", "Single-serve pour-over bags, medium roast.", "1500", "JPY"),
+    ("Cold brew bottle", "Glass bottle with a fine mesh filter, 1 litre.", "3200", "JPY"),
 ]
 
 
 class Command(BaseCommand):
-    help = "Create demo items (USD and EUR), a discount, two taxes and a sample order. Idempotent."
+    help = "Create demo items (USD, EUR, JPY), a discount, two taxes and a sample order. Idempotent."
 
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
