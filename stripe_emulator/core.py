@@ -9,8 +9,8 @@ worker when ``emulator.webhook_base`` is set.
 Answers are shaped like API version ``2026-10-28.endive`` (see :mod:`stripe_emulator.shapes`), and
 Checkout's amounts follow Stripe's documented rules (see :mod:`stripe_emulator.amounts`).
 
-Only the standard library, ``stripe`` and the shop's pure-Python ``core.money`` (Stripe's currency
-facts) are imported here.
+Only the standard library and ``stripe`` are imported here: nothing of the shop (its currency rules are
+Stripe's own, in :mod:`stripe_emulator.money`).
 """
 
 from __future__ import annotations
