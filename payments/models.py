@@ -542,6 +542,20 @@ class StripeObject(models.Model):
         return f"{self.kind} {self.stripe_id} ({self.account})"
 
 
+class PayAttempt(models.Model):
+    """How many times the shop has set out to open a payment object for an order (one per Pay or Checkout click
+    that reaches `paying.open_object`). Counted in a write of its own, committed before Stripe is called: when
+    that call ends without an answer (a 500, a lost connection), the order's transaction rolls back but this
+    count does not, so the next click is a new attempt with a new idempotency key, never the key whose saved
+    500 Stripe would replay for a day. Keyed by the order's public id, which exists before its row does."""
+
+    order_public_id = models.UUIDField(unique=True)
+    count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.order_public_id}: {self.count}"
+
+
 class StripeEvent(models.Model):
     """A webhook event, stored once per account and processed in the same transaction."""
 

@@ -5,16 +5,19 @@
    that is processing, paid, held for staff, empty, or whose total is not the one the shopper's page showed;
 2. reuses the object already open for this snapshot when `reuse` finds one Stripe still lets be paid;
 3. otherwise closes every other open object of the order at Stripe (`sync.close_others`), refusing if one of
-   them turns out to be processing or paid, and `create`s a new one for the snapshot, telling it the attempt:
-   how many objects this snapshot had before (its idempotency key is the snapshot's version and the attempt).
+   them turns out to be processing or paid, and `create`s a new one for the snapshot, telling it the attempt.
+
+The attempt is counted before any of this, in its own committed write (`next_attempt`): every click is a new
+attempt, and the object's idempotency key is the order, the snapshot's version and the attempt. The SDK's own
+retries of one call keep its key (a lost answer is replayed by Stripe); a call that ended without an answer (a
+500, which Stripe saves and replays for that key for 24 hours, or a lost connection) leaves the next click a new
+key. An object the unanswered call may have made carries the order's metadata, so reconciliation finds it.
 
 A new one-item order (`states.NewOrder`, from an item page's Pay or Checkout button) is made frozen with its
-first object in one transaction: if Stripe cannot be reached, nothing is left behind, and the retry makes the
-same order id again, so the same idempotency key.
+first object in one transaction: if Stripe cannot be reached, nothing is left behind but the attempt count.
 A cart has no open object, so for a cart steps 1 and 3 are all the transaction does: if Stripe cannot be
-reached, the freeze is rolled back with it and the cart stays a cart (same version, so a retry gets the same
-idempotency key and Stripe replays an object whose answer was lost). For a frozen order, what Stripe reported while looking (an
-object found paid, processing or closed) is kept even when the answer is a refusal.
+reached, the freeze is rolled back with it and the cart stays a cart. For a frozen order, what Stripe reported
+while looking (an object found paid, processing or closed) is kept even when the answer is a refusal.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from payments import gateway, states, sync
 from payments.accounts import StripeAccount
 from payments.errors import NotOrderOwner, ShopError
-from payments.models import Order, Payment
+from payments.models import Order, PayAttempt, Payment
 from payments.pricing import PricedOrder
 
 T = TypeVar("T")
@@ -45,13 +49,14 @@ def open_object(
     email: str = "",
 ) -> T:
     language = get_language() or ""  # the shopper's: their order confirmation is written in it
+    attempt = next_attempt(target.public_id)
     if isinstance(target, states.NewOrder):
         try:
             with transaction.atomic():  # the order, its line and its first object, or nothing at all
                 order, priced = states.make_frozen(
                     target, expected_total=expected_total, email=email, language=language
                 )
-                return create(order, priced, gateway.account(order.currency), 0)
+                return create(order, priced, gateway.account(order.currency), attempt)
         except IntegrityError:  # the same browser's other click made this order first: go on with it
             target = Order.objects.get(public_id=target.public_id)
     refusal: ShopError | None = None
@@ -71,7 +76,7 @@ def open_object(
             order.save(update_fields=changed)
         if states.is_editable(order):  # any error rolls the freeze back with the rest: the cart stays a cart
             priced = states.freeze(order, owner=owner, expected_total=expected_total)
-            return create(order, priced, gateway.account(order.currency), 0)
+            return create(order, priced, gateway.account(order.currency), attempt)
         try:
             priced = states.freeze(order, owner=owner, expected_total=expected_total)
             acct = gateway.account(order.currency)
@@ -79,8 +84,25 @@ def open_object(
             sync.close_others(order, keep=reused[0] if reused else None)
             if reused:
                 return reused[1]
-            attempt = order.payments.filter(order_version=order.version).count()
             return create(order, priced, acct, attempt)
         except ShopError as exc:
             refusal = exc
     raise refusal
+
+
+def next_attempt(order_public_id: object) -> int:
+    """Count one more attempt to open a payment object for the order, committed at once (this runs outside the
+    order's transaction), and return it: 1, 2, 3, ... Concurrent clicks each get their own number (the update
+    holds the row's lock until its commit)."""
+    with transaction.atomic():
+        if not PayAttempt.objects.filter(order_public_id=order_public_id).update(count=F("count") + 1):
+            try:
+                with transaction.atomic():
+                    PayAttempt.objects.create(order_public_id=order_public_id, count=1)
+                    return 1
+            except IntegrityError:  # another click counted the first attempt meanwhile
+                PayAttempt.objects.filter(order_public_id=order_public_id).update(count=F("count") + 1)
+        count: int = (
+            PayAttempt.objects.filter(order_public_id=order_public_id).values_list("count", flat=True).get()
+        )
+        return count

@@ -264,6 +264,22 @@ def _merge_metadata(current: JSONDict, update: Any) -> JSONDict:
     return merged
 
 
+_API_ERROR: JSONDict = {
+    "type": "api_error",
+    "message": "An unknown error occurred (injected by the emulator).",
+}
+
+
+def _saved(exc: EmulatorError) -> bool:
+    """Whether Stripe saves this refusal for its idempotency key: not when the request failed validation (a
+    parameter missing, unknown or invalid, an unknown URL), since no endpoint began executing; yes otherwise
+    (a decline, a refusal of the object's state, an object not found, a 500)."""
+    code = str(exc.error.get("code") or "")
+    if code.startswith("parameter_") or code in ("amount_too_small", "amount_too_large"):
+        return False
+    return not (exc.status in (400, 404) and not code and exc.error.get("type") == "invalid_request_error")
+
+
 @dataclass
 class _Ctx:
     account: EmulatorAccount
@@ -541,9 +557,20 @@ class Emulator:
 
     # ------------------------------------------------------------------ HTTP entry point
     def handle(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes | str | None = b""
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes | str | None = b"",
+        *,
+        inject: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        """Answer one API request: ``(status, headers, json body bytes)``."""
+        """Answer one API request: ``(status, headers, json body bytes)``.
+
+        ``inject`` makes Stripe fail the request with a 500: ``"500"`` before it did anything, ``"500_after"``
+        after it did what was asked (the object exists, the answer says otherwise). Either answer is saved for
+        the request's idempotency key and replayed, as Stripe does.
+        """
         hdrs = Headers(headers)
         request_id = _new_id("req_", 14)
         idem_key = hdrs.get("Idempotency-Key")
@@ -605,12 +632,21 @@ class Emulator:
                         out_headers, **{"Idempotent-Replayed": "true", "Original-Request": entry.request_id}
                     )
                     return entry.status, replay_headers, entry.body
+            saved = True
             try:
+                if inject == "500":
+                    raise EmulatorError(500, _API_ERROR)
                 status, result = self._route(method, route_path, params, ctx)
                 response = (status, out_headers, json.dumps(result, indent=2).encode("utf-8"))
+                if inject == "500_after":
+                    response = error_response(EmulatorError(500, _API_ERROR))
             except EmulatorError as exc:
                 response = error_response(exc)
-            if ctx.idempotency_key and response[0] < 500:
+                saved = _saved(exc)
+            if ctx.idempotency_key and saved:
+                # Stripe saves the first answer of a request that began executing, 500s included, and replays
+                # it for the same key; a request refused by validation saved nothing
+                # (https://docs.stripe.com/api/idempotent_requests).
                 self._idempotency[(account.currency.lower(), ctx.idempotency_key)] = _IdempotentEntry(
                     fingerprint, response[0], response[2], request_id
                 )
