@@ -22,6 +22,7 @@ while looking (an object found paid, processing or closed) is kept even when the
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -90,7 +91,7 @@ def open_object(
     raise refusal
 
 
-def next_attempt(order_public_id: object) -> int:
+def next_attempt(order_public_id: uuid.UUID) -> int:
     """Count one more attempt to open a payment object for the order, committed at once (this runs outside the
     order's transaction), and return it: 1, 2, 3, ... Concurrent clicks each get their own number (the update
     holds the row's lock until its commit)."""
