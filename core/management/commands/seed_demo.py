@@ -46,9 +46,7 @@ class Command(BaseCommand):
         discount, _ = Discount.objects.get_or_create(
             name="Welcome 10%", defaults={"percent_off": Decimal("10"), "code": "WELCOME10"}
         )
-        Tax.objects.get_or_create(
-            name="VAT", defaults={"percentage": Decimal("20"), "inclusive": True}
-        )
+        Tax.objects.get_or_create(name="VAT", defaults={"percentage": Decimal("20"), "inclusive": True})
         levy, _ = Tax.objects.get_or_create(
             name="City levy", defaults={"percentage": Decimal("2.5"), "inclusive": False}
         )
