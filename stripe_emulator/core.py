@@ -198,6 +198,8 @@ class EmulatorError(Exception):
         super().__init__(error.get("message", ""))
         self.status = status
         self.error = error
+        #: Whether Stripe saves this answer for the request's idempotency key (see ``_saved``).
+        self.saved: bool | None = None
 
     @property
     def message(self) -> str:
@@ -443,15 +445,13 @@ class Emulator:
         ctx: _Ctx | None,
         previous_attributes: JSONDict | None = None,
     ) -> JSONDict:
-        data: JSONDict = {"object": copy.deepcopy(obj)}
+        data: JSONDict = {"object": shapes.present(obj)}
         if previous_attributes is not None:
             data["previous_attributes"] = previous_attributes
-        event: JSONDict = {
+        event: JSONDict = {  # no "account" or "context": optional, and this is no Connect account's event
             "id": _new_id("evt_"),
             "object": "event",
-            "account": None,
             "api_version": API_VERSION,
-            "context": None,
             "created": self.now(),
             "data": data,
             "livemode": False,
@@ -642,7 +642,7 @@ class Emulator:
                     response = error_response(EmulatorError(500, _API_ERROR))
             except EmulatorError as exc:
                 response = error_response(exc)
-                saved = _saved(exc)
+                saved = exc.saved if exc.saved is not None else _saved(exc)
             if ctx.idempotency_key and saved:
                 # Stripe saves the first answer of a request that began executing, 500s included, and replays
                 # it for the same key; a request refused by validation saved nothing
@@ -700,12 +700,15 @@ class Emulator:
 
     def _route(self, method: str, path: str, params: JSONDict, ctx: _Ctx) -> tuple[int, JSONDict]:
         if ctx.publishable:
-            return 200, self._route_publishable(method, path, params, ctx)
+            try:
+                return 200, shapes.present(self._route_publishable(method, path, params, ctx))
+            except EmulatorError as exc:
+                raise self._public_error(exc) from None
         result = self._route_secret(method, path, params, ctx)
         expand = params.get("expand") or []
         if not isinstance(expand, list):
             expand = [expand]
-        return 200, self._render(ctx.account, result, [str(e) for e in expand])
+        return 200, shapes.present(self._render(ctx.account, result, [str(e) for e in expand]))
 
     def _route_secret(self, method: str, path: str, params: JSONDict, ctx: _Ctx) -> JSONDict:
         acct = ctx.account
@@ -807,13 +810,41 @@ class Emulator:
             return self._public_pi(self._authenticate_api(pi, params, ctx))
         raise _invalid("This API call cannot be made with a publishable API key.", status=401)
 
-    #: What Stripe leaves out of a PaymentIntent read with a publishable key (client-side).
-    PUBLISHABLE_HIDDEN = frozenset({"metadata", "customer", "transfer_data", "application_fee_amount"})
+    #: What a PaymentIntent read with a publishable key carries: the fields of Stripe.js's ``PaymentIntent`` type
+    #: (``@stripe/stripe-js`` 10.2.1, ``dist/api/payment-intents.d.ts``), and nothing else (no metadata, no
+    #: customer, no charges).
+    PUBLISHABLE_FIELDS = (
+        "id", "object", "amount", "canceled_at", "cancellation_reason", "capture_method", "client_secret",
+        "confirmation_method", "created", "currency", "description", "last_payment_error", "livemode",
+        "next_action", "payment_method", "payment_method_types", "receipt_email", "setup_future_usage",
+        "shipping", "status",
+    )  # fmt: skip
+    #: Its ``last_payment_error``, and an error answered to a publishable key (Stripe.js's ``StripeError``).
+    PUBLISHABLE_ERROR_FIELDS = (
+        "type", "charge", "code", "decline_code", "doc_url", "message", "param", "request_log_url",
+        "payment_intent", "payment_method",
+    )  # fmt: skip
 
     @classmethod
     def _public_pi(cls, pi: JSONDict) -> JSONDict:
         """The subset of a PaymentIntent Stripe returns to publishable-key callers."""
-        return {k: copy.deepcopy(v) for k, v in pi.items() if k not in cls.PUBLISHABLE_HIDDEN}
+        public = {k: copy.deepcopy(pi[k]) for k in cls.PUBLISHABLE_FIELDS if k in pi}
+        error = public.get("last_payment_error")
+        if isinstance(error, dict):
+            public["last_payment_error"] = {
+                k: v for k, v in error.items() if k in cls.PUBLISHABLE_ERROR_FIELDS and k != "payment_intent"
+            }
+        return public
+
+    @classmethod
+    def _public_error(cls, exc: EmulatorError) -> EmulatorError:
+        """An error as a publishable-key caller sees it: its PaymentIntent reduced to what Stripe.js shows."""
+        error = {k: v for k, v in exc.error.items() if k in cls.PUBLISHABLE_ERROR_FIELDS}
+        if isinstance(error.get("payment_intent"), dict):
+            error["payment_intent"] = cls._public_pi(error["payment_intent"])
+        public = EmulatorError(exc.status, error)
+        public.saved = exc.saved
+        return public
 
     @staticmethod
     def _validate(params: Mapping[str, Any], typed_dict: type) -> JSONDict:
@@ -985,7 +1016,7 @@ class Emulator:
             f"{', '.join(allowed)}.",
             code="payment_intent_unexpected_state",
         )
-        exc.error["payment_intent"] = copy.deepcopy(pi)
+        exc.error["payment_intent"] = shapes.present(pi)
         return exc
 
     def _update_payment_intent(self, pi: JSONDict, raw: JSONDict, ctx: _Ctx) -> JSONDict:
@@ -1183,7 +1214,7 @@ class Emulator:
             self._emit(account, "payment_intent.payment_failed", pi, ctx)
             if raise_on_decline:
                 api_error = dict(copy.deepcopy(error))
-                api_error["payment_intent"] = copy.deepcopy(pi)
+                api_error["payment_intent"] = shapes.present(pi)
                 raise EmulatorError(402, api_error)
 
     def _succeed(
