@@ -149,8 +149,33 @@ def _apply(
         ):
             # The payment in flight did not go through: the order can be paid again (same snapshot).
             states.move(order, OrderStatus.AWAITING_PAYMENT)
-            order.save(update_fields=["status", "updated_at"])
+            if _shopper_opened_another(order):
+                # Meanwhile the shopper's Pay on the item page opened a new order (a browser has one open order
+                # per item): this one goes to staff rather than break that rule and fail the webhook forever.
+                order.flag(
+                    f"{payment.get_kind_display()} {payment.stripe_id} failed after processing; the "
+                    "shopper has since opened another order for this item."
+                )
+                order.save(update_fields=["status", "needs_attention", "attention_note", "updated_at"])
+            else:
+                order.save(update_fields=["status", "updated_at"])
     return payment
+
+
+def _shopper_opened_another(order: Order) -> bool:
+    """Whether the browser of this one-item order has another of the same item open."""
+    if not order.browser or order.buy_now_item_id is None:
+        return False
+    return (
+        Order.objects.filter(
+            browser=order.browser,
+            buy_now_item_id=order.buy_now_item_id,
+            status__in=states.PAYABLE,
+            needs_attention=False,
+        )
+        .exclude(pk=order.pk)
+        .exists()
+    )
 
 
 def _settle(order: Order, payment: Payment, currency: str) -> None:

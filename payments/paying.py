@@ -26,8 +26,7 @@ import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
@@ -92,18 +91,17 @@ def open_object(
 
 
 def next_attempt(order_public_id: uuid.UUID) -> int:
-    """Count one more attempt to open a payment object for the order, committed at once (this runs outside the
-    order's transaction), and return it: 1, 2, 3, ... Concurrent clicks each get their own number (the update
-    holds the row's lock until its commit)."""
-    with transaction.atomic():
-        if not PayAttempt.objects.filter(order_public_id=order_public_id).update(count=F("count") + 1):
-            try:
-                with transaction.atomic():
-                    PayAttempt.objects.create(order_public_id=order_public_id, count=1)
-                    return 1
-            except IntegrityError:  # another click counted the first attempt meanwhile
-                PayAttempt.objects.filter(order_public_id=order_public_id).update(count=F("count") + 1)
-        count: int = (
-            PayAttempt.objects.filter(order_public_id=order_public_id).values_list("count", flat=True).get()
+    """Count one more attempt to open a payment object for the order and return it (1, 2, 3, ...): one statement,
+    committed at once, since this runs outside the order's transaction. Concurrent clicks each get their own
+    number (the upsert takes the row's lock)."""
+    table = connection.ops.quote_name(PayAttempt._meta.db_table)
+    key = PayAttempt._meta.get_field("order_public_id").get_db_prep_value(order_public_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (order_public_id, count) VALUES (%s, 1) "  # noqa: S608 - names, not input
+            f"ON CONFLICT (order_public_id) DO UPDATE SET count = {table}.count + 1 RETURNING count",
+            [key],
         )
-        return count
+        row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
