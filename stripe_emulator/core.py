@@ -30,6 +30,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,7 +51,7 @@ from stripe.params import (
 )
 from stripe.params.checkout import SessionCreateParams, SessionExpireParams
 
-from stripe_emulator import amounts, money, shapes
+from stripe_emulator import amounts, money, shapes, state
 from stripe_emulator.params import check_params, decode_form
 from stripe_emulator.shapes import new_id as _new_id
 
@@ -451,6 +452,8 @@ class Emulator:
         self._by_publishable = {a.publishable_key: a for a in accounts}
         #: ``"METHOD /v1/route"`` (ids replaced by ``{id}``) -> how many API calls were answered.
         self.calls: dict[str, int] = {}
+        #: Where the state is written after every change (``keep_state_in``); ``None``: memory only.
+        self.state_file: Path | None = None
 
     # ------------------------------------------------------------------ small helpers
 
@@ -495,8 +498,19 @@ class Emulator:
                 result = fn()
             finally:
                 outbox, self._outbox = self._outbox, []
+                if self.state_file is not None:
+                    state.save(self, self.state_file)
         self._dispatch(outbox)
         return result
+
+    def keep_state_in(self, path: Path) -> bool:
+        """Keep the emulator's state in ``path`` from now on, starting from what it holds (``True`` if it held
+        a state of these accounts). See :mod:`stripe_emulator.state`."""
+        with self._lock:
+            restored = state.load(self, path)
+            self.state_file = path
+            state.save(self, path)
+        return restored
 
     # ------------------------------------------------------------------ events & webhooks
 

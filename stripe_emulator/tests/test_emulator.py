@@ -253,7 +253,7 @@ def test_success_card(emu: Emulator, sc: stripe.StripeClient) -> None:
     assert done["amount_received"] == 2000
     assert emu.get(done["latest_charge"])["amount"] == 2000
     types = [e["type"] for e in emu.events["usd"]]
-    assert types == ["payment_intent.created", "payment_intent.succeeded"]
+    assert types == ["payment_intent.created", "charge.succeeded", "payment_intent.succeeded"]
     assert emu.events["usd"][-1]["data"]["object"]["status"] == "succeeded"
 
 
