@@ -22,7 +22,10 @@ SKIPPED = {"skipped", "not checked"}
 
 def main() -> int:
     out = subprocess.run(
-        [sys.executable, "-m", "mutmut", "results", "--all", "true"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "mutmut", "results", "--all", "true"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     survivors: dict[str, list[str]] = defaultdict(list)
