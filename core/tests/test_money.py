@@ -257,8 +257,12 @@ def test_non_finite_rejected(amount: str) -> None:
 def test_absurd_magnitude_rejected_without_huge_allocation() -> None:
     with pytest.raises(AmountTooLarge) as excinfo:
         to_minor_units(Decimal("1E+999999999"), "usd")
-    assert excinfo.value.amount_minor is None
-    assert "above the maximum of $999,999.99" in excinfo.value.shopper_message
+    assert excinfo.value.amount_minor is None and excinfo.value.currency == "usd"
+    assert (
+        excinfo.value.shopper_message
+        == "The total is above the maximum of $999,999.99 that can be charged in USD."
+    )
+    assert str(excinfo.value) == "1E+999999999 USD is far beyond any chargeable amount"  # for the logs
 
 
 def test_large_but_sane_amount_converts_exactly() -> None:
@@ -318,6 +322,7 @@ def test_too_small_shopper_message(amount_minor: int, currency: str, message: st
     error = excinfo.value
     assert isinstance(error, AmountError) and isinstance(error, ValueError)
     assert error.shopper_message == message
+    assert str(error).endswith(f"is below Stripe's minimum of {minimum_charge(currency)}")  # for the logs
     assert error.amount_minor == amount_minor
     assert error.minimum_minor == minimum_charge(currency)
     assert error.currency == currency.lower()
@@ -342,7 +347,8 @@ def test_too_large_shopper_message(currency: str, message: str) -> None:
     with pytest.raises(AmountTooLarge) as excinfo:
         check_chargeable(MAX_AMOUNT + 1, currency)
     assert excinfo.value.shopper_message == message
-    assert excinfo.value.maximum_minor == MAX_AMOUNT
+    assert str(excinfo.value).endswith(f"exceeds Stripe's maximum of {MAX_AMOUNT}")
+    assert excinfo.value.maximum_minor == MAX_AMOUNT and excinfo.value.currency == currency.lower()
     assert excinfo.value.amount_minor == MAX_AMOUNT + 1
 
 

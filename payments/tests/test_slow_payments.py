@@ -92,3 +92,20 @@ def test_a_bank_debit_through_checkout(client, usd_item, stripe_fake, iban: str,
     assert set(stripe_fake.deliver_webhooks()) == {200}
     order.refresh_from_db()
     assert order.status == final
+
+
+def test_an_older_paid_order_of_the_item_is_not_another_open_one(client, usd_item, stripe_fake) -> None:
+    """Only an order the shopper can still pay counts: one paid earlier for the same item does not send the failed
+    debit's order to staff."""
+    earlier = open_intent(client, usd_item)
+    stripe_fake.pay_intent(earlier["client_secret"].split("_secret_")[0])
+    assert order_of(earlier).status == OrderStatus.PAID
+    answer = open_intent(client, usd_item)
+    assert answer["order_id"] != earlier["order_id"]
+    intent_id = answer["client_secret"].split("_secret_")[0]
+    stripe_fake.emulator.pay_by_bank_debit(intent_id, FAILS)
+    stripe_fake.deliver_webhooks()
+    stripe_fake.emulator.settle_bank_debit(intent_id)
+    assert set(stripe_fake.deliver_webhooks()) == {200}
+    order = order_of(answer)
+    assert (order.status, order.needs_attention) == (OrderStatus.AWAITING_PAYMENT, False)
