@@ -250,3 +250,23 @@ def test_the_shops_own_session_params_give_the_same_total(currency: str, stripe_
         session.id, params={"expand": ["line_items.data.taxes", "total_details.breakdown"]}
     ).to_dict()
     assert_same(priced, full)
+
+
+@pytest.mark.django_db
+def test_checkout_after_the_card_form_sends_the_frozen_snapshots_discount(
+    client: Any, stripe_fake: Any
+) -> None:
+    """The card form froze the order; Checkout, opened next, prices it from the stored snapshot and must still
+    send its discount as the coupon (else Checkout's total differs and the session is closed)."""
+    from payments.tests.support import JSON, cart_with
+
+    item = make_item("Beans", "24.50")
+    order = cart_with(client, (item, 2))
+    order.discount = percent_off("10", "Ten")
+    order.save()
+    assert client.post(f"/order/intent/{order.public_id}", **JSON).status_code == 200
+    session = client.get(f"/order/buy/{order.public_id}", **JSON)
+    assert session.status_code == 200, session.content
+    [coupon] = stripe_fake.calls("POST", "/v1/coupons")
+    assert coupon.params["amount_off"] == "490"
+    assert stripe_fake.emulator.get(session.json()["id"])["amount_total"] == 4410
