@@ -48,7 +48,7 @@ bench: $(VENV)/.dev $(VENV)/.wrk
 # Mutation testing of the money and state rules (README, "Mutation testing"): CPU-heavy, not part of `make test`.
 mutation: $(VENV)/.dev
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children $${MUTATION_JOBS:-2}
+	HYPOTHESIS_PROFILE=ci $(BIN)/mutmut run --max-children $${MUTATION_JOBS:-2}
 	$(BIN)/python tools/mutation_score.py
 
 lint: $(VENV)/.dev

@@ -264,9 +264,12 @@ def test_checkout_after_the_card_form_sends_the_frozen_snapshots_discount(
     order = cart_with(client, (item, 2))
     order.discount = percent_off("10", "Ten")
     order.save()
+    order.taxes.add(make_tax("City levy", "2.5", inclusive=False))
     assert client.post(f"/order/intent/{order.public_id}", **JSON).status_code == 200
     session = client.get(f"/order/buy/{order.public_id}", **JSON)
     assert session.status_code == 200, session.content
     [coupon] = stripe_fake.calls("POST", "/v1/coupons")
     assert coupon.params["amount_off"] == "490"
-    assert stripe_fake.emulator.get(session.json()["id"])["amount_total"] == 4410
+    [rate] = stripe_fake.calls("POST", "/v1/tax_rates")
+    assert (rate.params["percentage"], rate.params["inclusive"]) == ("2.5", "false")
+    assert stripe_fake.emulator.get(session.json()["id"])["amount_total"] == 4410 + 110

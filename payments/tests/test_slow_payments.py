@@ -109,3 +109,23 @@ def test_an_older_paid_order_of_the_item_is_not_another_open_one(client, usd_ite
     assert set(stripe_fake.deliver_webhooks()) == {200}
     order = order_of(answer)
     assert (order.status, order.needs_attention) == (OrderStatus.AWAITING_PAYMENT, False)
+
+
+def test_a_failed_debit_of_a_cart_is_payable_again_beside_the_shoppers_new_cart(
+    client, usd_item, stripe_fake
+) -> None:
+    """Only one-item orders are one per browser and item: a cart whose debit failed is payable again, whatever
+    other cart the shopper started meanwhile."""
+    from payments.tests.support import cart_with
+
+    cart = cart_with(client, (usd_item, 1))
+    answer = client.post(f"/order/intent/{cart.public_id}", **JSON).json()
+    intent_id = answer["client_secret"].split("_secret_")[0]
+    stripe_fake.emulator.pay_by_bank_debit(intent_id, FAILS)
+    stripe_fake.deliver_webhooks()
+    newer = Order.objects.create(currency="usd", browser=cart.browser)  # the shopper's next cart
+    stripe_fake.emulator.settle_bank_debit(intent_id)
+    assert set(stripe_fake.deliver_webhooks()) == {200}
+    cart.refresh_from_db()
+    assert (cart.status, cart.needs_attention) == (OrderStatus.AWAITING_PAYMENT, False)
+    assert newer.status == OrderStatus.DRAFT
