@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,8 +208,8 @@ def test_the_demo_survives_a_restart(env: dict[str, str], tmp_path: Path) -> Non
             f"from payments import refunds; from payments.models import Order; "
             f"refunds.refund_order(Order.objects.get(public_id='{paid_order}'), amount=100)",
         )
-        listed = stripe_api(emulator_port, f"/v1/refunds?payment_intent={paid_pi}", sk)
-        assert [(r["amount"], r["status"]) for r in listed["data"]] == [(100, "succeeded")]  # type: ignore[index]
+        listed: Any = stripe_api(emulator_port, f"/v1/refunds?payment_intent={paid_pi}", sk)
+        assert [(r["amount"], r["status"]) for r in listed["data"]] == [(100, "succeeded")]
         wait_until(lambda: shell(demo, status_code.format(o=paid_order)) == "partially_refunded")
         stop(process)
     finally:
