@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run admin test lint bench clean
+.PHONY: run admin test lint bench mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ $(VENV)/.wrk: | $(BIN)/python
 bench: $(VENV)/.dev $(VENV)/.wrk
 	$(BIN)/python -m bench.run $(ARGS)
 
+# Mutation testing of the money and state rules (README, "Mutation testing"): CPU-heavy, not part of `make test`.
+mutation: $(VENV)/.dev
+	rm -rf mutants
+	HYPOTHESIS_PROFILE=ci $(BIN)/mutmut run --max-children $${MUTATION_JOBS:-2}
+	$(BIN)/python tools/mutation_score.py
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -55,4 +61,4 @@ lint: $(VENV)/.dev
 	DJANGO_SETTINGS_MODULE=core.test_settings $(BIN)/python manage.py makemigrations --check --dry-run
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache mutants

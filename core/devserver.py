@@ -2,7 +2,7 @@
 
 It migrates the database, loads the demo catalog and starts Django's development server. When no Stripe keys are
 configured (neither in the environment nor in `.env`), it runs in demo mode: it starts the local Stripe
-emulator (`python -m stripe_emulator`, in-memory, not a payment processor) with demo keys for USD, EUR and JPY,
+emulator (`python -m stripe_emulator`, not a payment processor) with demo keys for USD, EUR and JPY,
 points `STRIPE_API_BASE` and `STRIPE_JS_URL` at it, and every page shows a banner saying so. With real keys,
 nothing of the emulator is used.
 
@@ -13,6 +13,10 @@ serves the shop as production does (its own error pages, collected static files)
 
 Its children (the emulator, the server) die with it, however it ends: even `kill -9` of the launcher (Linux's
 parent-death signal); started by `make run`, the launcher itself stops them when make is killed.
+
+The emulator keeps what it holds in a file beside the demo database (`emulator_state_file`), so a restart
+finds the tax rates, open payments and charges the database remembers; a new database (deleted, or another
+`DATABASE_URL`) starts with a new emulator state too.
 
 This launcher imports only the standard library; Django reads the environment it prepares.
 """
@@ -73,6 +77,16 @@ def has_stripe_keys(env: dict[str, str]) -> bool:
     )
 
 
+def emulator_state_file(env: dict[str, str]) -> tuple[Path, Path | None]:
+    """Where the demo emulator keeps its state, and the SQLite database it belongs to: beside it
+    (`db.sqlite3` -> `db.sqlite3.stripe-emulator.json`); in the project folder for another database (`None`)."""
+    url = env.get("DATABASE_URL", "") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+    if not url.startswith("sqlite:///"):
+        return BASE_DIR / "stripe-emulator.json", None
+    database = Path(url.removeprefix("sqlite:///"))
+    return database.with_name(f"{database.name}.stripe-emulator.json"), database
+
+
 def wait_for(url: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -87,6 +101,8 @@ def wait_for(url: str, timeout: float = 15.0) -> None:
 
 def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers themselves bind (SO_REUSEADDR): a port the last `make run` left in TIME_WAIT is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -193,6 +209,10 @@ def main() -> int:
         base = f"http://127.0.0.1:{args.emulator_port}"
         command = [sys.executable, "-m", "stripe_emulator", "--port", str(args.emulator_port)]
         command += ["--webhook-base", f"http://127.0.0.1:{args.port}"]
+        state, database = emulator_state_file(merged)
+        if database is not None and not database.exists():
+            state.unlink(missing_ok=True)  # a new database: the emulator starts anew with it
+        command += ["--state-file", str(state)]
         for currency, (sk, pk, whsec) in DEMO_ACCOUNTS.items():
             command += ["--account", f"{currency}:{sk}:{pk}:{whsec}"]
             env[f"STRIPE_{currency.upper()}_SECRET_KEY"] = sk

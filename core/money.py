@@ -1,7 +1,9 @@
 """Where amounts meet Stripe's currency rules.
 
 Everything that turns a shop amount into the integer Stripe expects (or back)
-goes through this module. It is pure Python: ``decimal`` only, never ``float``.
+goes through this module: ``decimal`` only, never ``float``. Its tables are Stripe's documented ones; the
+Stripe emulator keeps its own copy of them (``stripe_emulator/money.py``), so the two are checked against each
+other instead of sharing one guess.
 
 Stripe expresses every amount as an integer count of the currency's *minor
 unit* (https://docs.stripe.com/currencies#minor-units):
@@ -36,6 +38,8 @@ import re
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from typing import Final
+
+from django.utils.translation import gettext as _
 
 __all__ = [
     "MAX_AMOUNT",
@@ -129,31 +133,6 @@ _SYMBOLS: Final[dict[str, str]] = {"usd": "$", "eur": "€", "gbp": "£", "jpy":
 # Refuse absurd magnitudes up front (no real shop total has 30 integer digits),
 # so a hostile Decimal("1E+999999999") cannot make us allocate a huge integer.
 _MAX_INTEGER_DIGITS: Final[int] = 30
-
-
-def _(message: str) -> str:
-    """The shopper's words in the active language (Django's gettext) inside the shop; as written (English)
-    where Django is not set up (the Stripe emulator imports this module too)."""
-    try:
-        from django.conf import settings
-    except ImportError:  # pragma: no cover - the shop always has Django
-        return message
-    if not settings.configured:
-        return message
-    from django.utils.translation import gettext
-
-    return gettext(message)
-
-
-def _shown(amount_minor: int, currency: str) -> str:
-    """An amount in a shopper message: for the shopper's locale in the shop, locale-independent elsewhere."""
-    try:
-        from django.conf import settings
-    except ImportError:  # pragma: no cover
-        return format_money(amount_minor, currency, minor=True)
-    if not settings.configured:
-        return format_money(amount_minor, currency, minor=True)
-    return display_money(amount_minor, currency, minor=True)
 
 
 class AmountError(ValueError):
@@ -377,7 +356,7 @@ def display_percent(value: Decimal | int, *, locale: str | None = None) -> str:
 
 
 def _active_locale() -> str:
-    from django.utils.translation import get_language, to_locale  # core.money stays usable without Django
+    from django.utils.translation import get_language, to_locale
 
     return to_locale(get_language() or "en")
 
@@ -402,7 +381,7 @@ def _localized(value: Decimal, code: str, exponent: int, locale: str) -> str:
 
 def _too_large_message(amount_minor: int | None, currency: str) -> str:
     label = currency.upper()
-    maximum = _shown(MAX_AMOUNT - MAX_AMOUNT % minor_unit_step(currency), currency)
+    maximum = display_money(MAX_AMOUNT - MAX_AMOUNT % minor_unit_step(currency), currency, minor=True)
     if amount_minor is None:
         return _("The total is above the maximum of %(maximum)s that can be charged in %(currency)s.") % {
             "maximum": maximum,
@@ -411,7 +390,7 @@ def _too_large_message(amount_minor: int | None, currency: str) -> str:
     return _(
         "The total of %(total)s is above the maximum of %(maximum)s that can be charged in %(currency)s."
     ) % {
-        "total": _shown(amount_minor, currency),
+        "total": display_money(amount_minor, currency, minor=True),
         "maximum": maximum,
         "currency": label,
     }
@@ -444,8 +423,8 @@ def check_chargeable(amount_minor: int, currency: str) -> None:
         )
     minimum = minimum_charge(code)
     if amount_minor < minimum:
-        total = _shown(amount_minor, code)
-        lowest = _shown(minimum, code)
+        total = display_money(amount_minor, code, minor=True)
+        lowest = display_money(minimum, code, minor=True)
         raise AmountTooSmall(
             f"{amount_minor} minor units of {label} is below Stripe's minimum of {minimum}",
             shopper_message=_(
@@ -458,8 +437,8 @@ def check_chargeable(amount_minor: int, currency: str) -> None:
         )
     step = minor_unit_step(code)
     if amount_minor % step:
-        total = _shown(amount_minor, code)
-        increment = _shown(step, code)
+        total = display_money(amount_minor, code, minor=True)
+        increment = display_money(step, code, minor=True)
         raise InvalidAmount(
             f"{amount_minor} minor units of {label} is not a multiple of {step}",
             shopper_message=_(

@@ -432,8 +432,22 @@ COPY_SCRIPT = (
 )
 
 
+class OrderAdminForm(forms.ModelForm):
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        currency = cleaned.get("currency") or self.instance.currency
+        if "taxes" in cleaned and currency:
+            probe = Order(currency=currency)
+            try:
+                probe.clean_taxes(cleaned["taxes"])
+            except ValidationError as exc:
+                self.add_error(None, exc.message_dict["taxes"])
+        return cleaned
+
+
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
+    form = OrderAdminForm
     list_display = ("order_id", "status_display", "lines_summary", "total_display", "attention", "created")
     list_filter = (AttentionFilter, "status", "currency", "dispute_status")
     search_fields = ("public_id", "payments__stripe_id", "lines__item__name")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -243,6 +244,21 @@ class Tax(models.Model):
         check_currency(self.currency)
         if self.applies_to_every_order and not self.currency:
             raise ValidationError({"currency": "A tax added to every order needs the orders' currency."})
+        if self.applies_to_every_order and self.is_active:
+            other = (
+                Tax.objects.filter(applies_to_every_order=True, is_active=True, currency=self.currency)
+                .exclude(pk=self.pk)
+                .exclude(inclusive=self.inclusive)
+                .first()
+            )
+            if other is not None:
+                raise ValidationError(
+                    {
+                        "inclusive": f"Every {self.currency.upper()} order already carries {other}: one order "
+                        "cannot have a tax included in its prices and a tax added to them (Stripe Checkout "
+                        "does not document how it would compute them together)."
+                    }
+                )
 
 
 class OrderStatus(models.TextChoices):
@@ -370,6 +386,21 @@ class Order(models.Model):
     def total(self) -> int | None:
         """The frozen total in minor units (None for a cart, whose total follows its lines)."""
         return self.snapshot["total"] if self.snapshot else None
+
+    def clean_taxes(self, taxes: Iterable[Tax]) -> None:
+        """Refuse taxes that, with the ones every order in this currency carries, would put an inclusive and an
+        exclusive rate on one line (see `pricing.mixes_inclusive_and_exclusive`)."""
+        from payments.pricing import default_taxes, mixes_inclusive_and_exclusive
+
+        chosen = [t for t in taxes if t.is_active] + default_taxes(self.currency)
+        if mixes_inclusive_and_exclusive(chosen):
+            names = ", ".join(sorted({str(t) for t in chosen}))
+            raise ValidationError(
+                {
+                    "taxes": f"One order cannot have a tax included in its prices and a tax added to them "
+                    f"({names}): Stripe Checkout does not document how it computes them together."
+                }
+            )
 
     def clean(self) -> None:
         super().clean()
@@ -651,6 +682,20 @@ class StripeObject(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.stripe_id} ({self.account})"
+
+
+class PayAttempt(models.Model):
+    """How many times the shop has set out to open a payment object for an order (one per Pay or Checkout click
+    that reaches `paying.open_object`). Counted in a write of its own, committed before Stripe is called: when
+    that call ends without an answer (a 500, a lost connection), the order's transaction rolls back but this
+    count does not, so the next click is a new attempt with a new idempotency key, never the key whose saved
+    500 Stripe would replay for a day. Keyed by the order's public id, which exists before its row does."""
+
+    order_public_id = models.UUIDField(unique=True)
+    count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.order_public_id}: {self.count}"
 
 
 class StripeEvent(LedgerModel):

@@ -12,7 +12,7 @@ Rules (the same Stripe Checkout applies to a coupon and tax rates, so both payme
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
@@ -179,6 +179,15 @@ def price(
         inclusive_tax=inclusive_total,
         total=subtotal - discount_total + exclusive_total,
     )
+
+
+def mixes_inclusive_and_exclusive(taxes: Iterable[TaxInput | Tax]) -> bool:
+    """Whether these taxes put an inclusive and an exclusive rate on one line. Stripe's documentation does not
+    say on what amount Checkout computes an exclusive rate next to an inclusive one (the price with the
+    inclusive tax, or without it), so the shop never makes such an order: the admin refuses the configuration
+    and Checkout is refused for an order that has it anyway (README, "What Stripe documents")."""
+    kinds = {bool(t.inclusive) for t in taxes}
+    return len(kinds) == 2
 
 
 def tax_input(tax: Tax) -> TaxInput:

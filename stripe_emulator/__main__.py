@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from stripe_emulator.core import Emulator, EmulatorAccount
 from stripe_emulator.server import make_server
@@ -68,6 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--base-url", default=None, help="public URL of this server (default http://host:port)"
     )
+    parser.add_argument(
+        "--state-file",
+        default=None,
+        help="keep the emulator's objects in this JSON file, written after every change and read at start "
+        "(make run keeps it beside the demo database); without it, everything is forgotten at exit",
+    )
     args = parser.parse_args(argv)
 
     emulator = Emulator(
@@ -75,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         webhook_base=args.webhook_base.rstrip("/") if args.webhook_base else None,
         enabled_events=[e.strip() for e in args.enabled_events.split(",") if e.strip()],
     )
+    if args.state_file:
+        restored = emulator.keep_state_in(Path(args.state_file))
+        print(
+            f"Stripe emulator state {'restored from' if restored else 'kept in'} {args.state_file}",
+            flush=True,
+        )
     server = make_server(emulator, args.host, args.port, args.latency_ms, args.hang_seconds)
     if args.base_url:
         emulator.base_url = args.base_url.rstrip("/")

@@ -46,9 +46,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from stripe_emulator.money import allocate, round_half_up, step
+from stripe_emulator.money import round_half_up, step
 
-__all__ = ["LineIn", "LineOut", "Priced", "RateIn", "TaxOut", "price_session"]
+__all__ = ["LineIn", "LineOut", "Priced", "RateIn", "TaxOut", "price_session", "spread"]
 
 HUNDRED = Decimal(100)
 
@@ -102,6 +102,26 @@ class Priced:
         return totals
 
 
+def spread(discount: int, subtotals: list[int], unit: int) -> list[int]:
+    """Rule 3's split of a coupon over the lines: each line's proportional share in whole ``unit`` steps, rounded
+    down, then the steps still missing one each to the lines that lost the most to rounding (the earlier line
+    first when two lost the same), so that the shares add up to ``discount``."""
+    whole = sum(subtotals)
+    if whole <= 0:
+        return [0] * len(subtotals)
+    steps = discount // unit
+    exact = [(steps * amount, whole) for amount in subtotals]  # each line's share, as a fraction of steps
+    shares = [numerator // denominator for numerator, denominator in exact]
+    lost = [
+        numerator - share * denominator for (numerator, denominator), share in zip(exact, shares, strict=True)
+    ]
+    missing = steps - sum(shares)
+    order = sorted(range(len(subtotals)), key=lambda i: (-lost[i], i))
+    for i in order[:missing]:
+        shares[i] += 1
+    return [share * unit for share in shares]
+
+
 def coupon_amount(
     subtotal: int, currency: str, *, percent_off: Decimal | None = None, amount_off: int | None = None
 ) -> int:
@@ -147,7 +167,7 @@ def price_session(
     subtotals = [line.unit_amount * line.quantity for line in lines]
     subtotal = sum(subtotals)
     discount = coupon_amount(subtotal, currency, percent_off=percent_off, amount_off=amount_off)
-    shares = allocate(discount, subtotals, unit)
+    shares = spread(discount, subtotals, unit)
     out = []
     for line, line_subtotal, share in zip(lines, subtotals, shares, strict=True):
         discounted = line_subtotal - share

@@ -21,7 +21,11 @@ from stripe_emulator.params import decode_form
 
 __all__ = ["FAILURE_KINDS", "EmulatorHTTPClient", "RecordedRequest"]
 
-FAILURE_KINDS = frozenset({"connection", "timeout", "500", "429", "500_after"})
+#: ``connection``/``timeout``: the request never reached Stripe. ``lost``: Stripe did what was asked and saved its
+#: answer, which never came back (a read timeout). ``500``: Stripe failed before doing anything;
+#: ``500_after``: after doing it; both 500s are saved for the idempotency key and replayed, as Stripe does.
+#: ``429``: rate limited (not saved).
+FAILURE_KINDS = frozenset({"connection", "timeout", "lost", "500", "429", "500_after"})
 
 
 @dataclass(frozen=True)
@@ -106,12 +110,6 @@ class EmulatorHTTPClient(stripe.HTTPClient):
                 should_retry=True,
             )
         base_headers = {"Content-Type": "application/json", "Stripe-Version": API_VERSION}
-        if failure == "500":
-            return (
-                _error_body("api_error", "An unknown error occurred (injected by the emulator)."),
-                500,
-                Headers({**base_headers, "Request-Id": "req_emulator_500"}),
-            )
         if failure == "429":
             return (
                 _error_body(
@@ -122,14 +120,15 @@ class EmulatorHTTPClient(stripe.HTTPClient):
                 429,
                 Headers({**base_headers, "Request-Id": "req_emulator_429"}),
             )
-        status, out_headers, out_body = self.emulator.handle(method, path, dict(hdrs.items()), body)
-        if failure == "500_after":
-            return (
-                _error_body(
-                    "api_error", "An unknown error occurred (injected by the emulator after processing)."
-                ),
-                500,
-                Headers({**base_headers, "Request-Id": out_headers.get("Request-Id", "req_emulator_500")}),
+        inject = failure if failure in ("500", "500_after") else None
+        status, out_headers, out_body = self.emulator.handle(
+            method, path, dict(hdrs.items()), body, inject=inject
+        )
+        if failure == "lost":
+            raise stripe.APIConnectionError(
+                "A timeout occurred while communicating with Stripe. (Network error: emulator: the answer was "
+                "lost after Stripe processed the request)",
+                should_retry=True,
             )
         return out_body.decode("utf-8"), status, Headers(out_headers)
 

@@ -9,8 +9,8 @@ worker when ``emulator.webhook_base`` is set.
 Answers are shaped like API version ``2026-10-28.endive`` (see :mod:`stripe_emulator.shapes`), and
 Checkout's amounts follow Stripe's documented rules (see :mod:`stripe_emulator.amounts`).
 
-Only the standard library, ``stripe`` and the shop's pure-Python ``core.money`` (Stripe's currency
-facts) are imported here.
+Only the standard library and ``stripe`` are imported here: nothing of the shop (its currency rules are
+Stripe's own, in :mod:`stripe_emulator.money`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,6 +41,7 @@ from stripe.params import (
     DisputeUpdateParams,
     EventListParams,
     PaymentIntentCancelParams,
+    PaymentIntentCaptureParams,
     PaymentIntentConfirmParams,
     PaymentIntentCreateParams,
     PaymentIntentListParams,
@@ -50,7 +52,7 @@ from stripe.params import (
 )
 from stripe.params.checkout import SessionCreateParams, SessionExpireParams, SessionListParams
 
-from stripe_emulator import amounts, money, shapes
+from stripe_emulator import amounts, money, shapes, state
 from stripe_emulator.params import check_params, decode_form
 from stripe_emulator.shapes import new_id as _new_id
 
@@ -96,35 +98,96 @@ _GENERIC_DECLINE = CardOutcome(
     "declined", "visa", "card_declined", "generic_decline", "Your card was declined."
 )
 
-#: Stripe's documented test cards the emulator understands; any other valid number is a generic decline.
+
+def _declined(code: str, decline_code: str, message: str) -> CardOutcome:
+    return CardOutcome("declined", "visa", code, decline_code, message)
+
+
+#: The test cards of https://docs.stripe.com/testing that a Payment Element can take, and what they do; any
+#: other valid number is a generic decline.
 CARD_OUTCOMES: dict[str, CardOutcome] = {
+    # "Cards by brand": each one succeeds.
     "4242424242424242": CardOutcome("succeeded", "visa"),
+    "4000056655665556": CardOutcome("succeeded", "visa"),  # debit
     "5555555555554444": CardOutcome("succeeded", "mastercard"),
-    "4000000000009995": CardOutcome(
-        "declined", "visa", "card_declined", "insufficient_funds", "Your card has insufficient funds."
-    ),
+    "2223003122003222": CardOutcome("succeeded", "mastercard"),  # 2-series
+    "5200828282828210": CardOutcome("succeeded", "mastercard"),  # debit
+    "5105105105105100": CardOutcome("succeeded", "mastercard"),  # prepaid
+    "378282246310005": CardOutcome("succeeded", "amex"),
+    "371449635398431": CardOutcome("succeeded", "amex"),
+    "6011111111111117": CardOutcome("succeeded", "discover"),
+    "6011000990139424": CardOutcome("succeeded", "discover"),
+    "3056930009020004": CardOutcome("succeeded", "diners"),
+    "36227206271667": CardOutcome("succeeded", "diners"),  # 14 digits
+    "3566002020360505": CardOutcome("succeeded", "jcb"),
+    "6200000000000005": CardOutcome("succeeded", "unionpay"),
+    # "Declined payments".
     "4000000000000002": _GENERIC_DECLINE,
+    "4000000000009995": _declined("card_declined", "insufficient_funds", "Your card has insufficient funds."),
+    "4000000000009987": _declined("card_declined", "lost_card", "Your card was declined."),
+    "4000000000009979": _declined("card_declined", "stolen_card", "Your card was declined."),
+    "4000000000000069": _declined("expired_card", "expired_card", "Your card has expired."),
+    "4000000000000127": _declined(
+        "incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect."
+    ),
+    "4000000000000119": _declined(
+        "processing_error",
+        "processing_error",
+        "An error occurred while processing your card. Try again in a little bit.",
+    ),
+    # "Authentication and setup": 3D Secure asked on every payment ("always authenticate"), or unless the
+    # card was set up for future payments ("authenticate unless set up"; this shop never sets cards up).
+    "4000002760003184": CardOutcome("requires_action", "visa"),
     "4000002500003155": CardOutcome("requires_action", "visa"),
-    # Disputes: "the charge succeeds, then is disputed as fraudulent".
+    "4000000000003220": CardOutcome("requires_action", "visa"),  # 3D Secure 2, required
+    # "Disputes": "the charge succeeds, then is disputed" for the reason given.
     "4000000000000259": CardOutcome("succeeded", "visa", dispute="fraudulent"),
-    # Refunds: "its status begins as pending ... transitions to succeeded" / "begins as succeeded and
+    "4000000000002685": CardOutcome("succeeded", "visa", dispute="product_not_received"),
+    "4000000000001976": CardOutcome("succeeded", "visa", dispute="inquiry"),
+    # "Refunds": "its status begins as pending ... transitions to succeeded" / "begins as succeeded and
     # transitions to failed".
     "4000000000007726": CardOutcome("succeeded", "visa", refund="pending"),
     "4000000000005126": CardOutcome("succeeded", "visa", refund="fails"),
 }
 
-#: Stripe's test PaymentMethod ids, mapped to the card number they stand for.
+#: Stripe's test PaymentMethod ids (https://docs.stripe.com/testing, "PaymentMethods" tabs), mapped to the
+#: card number they stand for.
 TEST_PAYMENT_METHODS: dict[str, str] = {
     "pm_card_visa": "4242424242424242",
+    "pm_card_visa_debit": "4000056655665556",
     "pm_card_mastercard": "5555555555554444",
+    "pm_card_amex": "378282246310005",
+    "pm_card_discover": "6011111111111117",
+    "pm_card_jcb": "3566002020360505",
+    "pm_card_unionpay": "6200000000000005",
+    "pm_card_visa_chargeDeclined": "4000000000000002",
+    "pm_card_chargeDeclined": "4000000000000002",
     "pm_card_visa_chargeDeclinedInsufficientFunds": "4000000000009995",
     "pm_card_chargeDeclinedInsufficientFunds": "4000000000009995",
-    "pm_card_chargeDeclined": "4000000000000002",
-    "pm_card_visa_chargeDeclined": "4000000000000002",
-    "pm_card_authenticationRequired": "4000002500003155",
+    "pm_card_visa_chargeDeclinedLostCard": "4000000000009987",
+    "pm_card_chargeDeclinedLostCard": "4000000000009987",
+    "pm_card_visa_chargeDeclinedStolenCard": "4000000000009979",
+    "pm_card_chargeDeclinedStolenCard": "4000000000009979",
+    "pm_card_chargeDeclinedExpiredCard": "4000000000000069",
+    "pm_card_chargeDeclinedIncorrectCvc": "4000000000000127",
+    "pm_card_chargeDeclinedProcessingError": "4000000000000119",
+    "pm_card_authenticationRequired": "4000002760003184",
     "pm_card_authenticationRequiredOnSetup": "4000002500003155",
     "pm_card_createDispute": "4000000000000259",
+    "pm_card_createDisputeProductNotReceived": "4000000000002685",
+    "pm_card_createDisputeInquiry": "4000000000001976",
+    "pm_card_pendingRefund": "4000000000007726",
     "pm_card_refundFail": "4000000000005126",
+}
+
+#: Stripe's test IBANs for SEPA Direct Debit (https://docs.stripe.com/testing, "Bank debits"): the payment stays
+#: ``processing`` for days, then "transitions from processing to succeeded" or "to requires_payment_method".
+#: The emulator waits for ``Emulator.settle_bank_debit`` instead of days.
+TEST_IBANS: dict[str, str] = {
+    "DE89370400440532013000": "succeeds",
+    "DE62370400440532013001": "fails",
+    "AT611904300234573201": "succeeds",
+    "AT861904300235473202": "fails",
 }
 
 #: An object id in an API path (``pi_3Nx...``, ``cs_test_...``), replaced by ``{id}`` in :attr:`Emulator.calls`.
@@ -199,6 +262,8 @@ class EmulatorError(Exception):
         super().__init__(error.get("message", ""))
         self.status = status
         self.error = error
+        #: Whether Stripe saves this answer for the request's idempotency key (see ``_saved``).
+        self.saved: bool | None = None
 
     @property
     def message(self) -> str:
@@ -263,6 +328,22 @@ def _merge_metadata(current: JSONDict, update: Any) -> JSONDict:
         else:
             merged[key] = str(value)
     return merged
+
+
+_API_ERROR: JSONDict = {
+    "type": "api_error",
+    "message": "An unknown error occurred (injected by the emulator).",
+}
+
+
+def _saved(exc: EmulatorError) -> bool:
+    """Whether Stripe saves this refusal for its idempotency key: not when the request failed validation (a
+    parameter missing, unknown or invalid, an unknown URL), since no endpoint began executing; yes otherwise
+    (a decline, a refusal of the object's state, an object not found, a 500)."""
+    code = str(exc.error.get("code") or "")
+    if code.startswith("parameter_") or code in ("amount_too_small", "amount_too_large"):
+        return False
+    return not (exc.status in (400, 404) and not code and exc.error.get("type") == "invalid_request_error")
 
 
 @dataclass
@@ -357,6 +438,7 @@ class Emulator:
         self._session_coupon: dict[str, JSONDict] = {}
         self._session_params: dict[str, JSONDict] = {}
         self._card_of_pm: dict[str, str] = {}
+        self._iban_of_pm: dict[str, str] = {}
         self._card_of_charge: dict[str, str] = {}
         self._refunds_of_charge: dict[str, list[str]] = {}
         self._session_intents: set[str] = set()
@@ -371,6 +453,8 @@ class Emulator:
         self._by_publishable = {a.publishable_key: a for a in accounts}
         #: ``"METHOD /v1/route"`` (ids replaced by ``{id}``) -> how many API calls were answered.
         self.calls: dict[str, int] = {}
+        #: Where the state is written after every change (``keep_state_in``); ``None``: memory only.
+        self.state_file: Path | None = None
 
     # ------------------------------------------------------------------ small helpers
 
@@ -415,8 +499,19 @@ class Emulator:
                 result = fn()
             finally:
                 outbox, self._outbox = self._outbox, []
+                if self.state_file is not None:
+                    state.save(self, self.state_file)
         self._dispatch(outbox)
         return result
+
+    def keep_state_in(self, path: Path) -> bool:
+        """Keep the emulator's state in ``path`` from now on, starting from what it holds (``True`` if it held
+        a state of these accounts). See :mod:`stripe_emulator.state`."""
+        with self._lock:
+            restored = state.load(self, path)
+            self.state_file = path
+            state.save(self, path)
+        return restored
 
     # ------------------------------------------------------------------ events & webhooks
 
@@ -428,15 +523,13 @@ class Emulator:
         ctx: _Ctx | None,
         previous_attributes: JSONDict | None = None,
     ) -> JSONDict:
-        data: JSONDict = {"object": copy.deepcopy(obj)}
+        data: JSONDict = {"object": shapes.present(obj)}
         if previous_attributes is not None:
             data["previous_attributes"] = previous_attributes
-        event: JSONDict = {
+        event: JSONDict = {  # no "account" or "context": optional, and this is no Connect account's event
             "id": _new_id("evt_"),
             "object": "event",
-            "account": None,
             "api_version": API_VERSION,
-            "context": None,
             "created": self.now(),
             "data": data,
             "livemode": False,
@@ -542,9 +635,20 @@ class Emulator:
 
     # ------------------------------------------------------------------ HTTP entry point
     def handle(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes | str | None = b""
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes | str | None = b"",
+        *,
+        inject: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        """Answer one API request: ``(status, headers, json body bytes)``."""
+        """Answer one API request: ``(status, headers, json body bytes)``.
+
+        ``inject`` makes Stripe fail the request with a 500: ``"500"`` before it did anything, ``"500_after"``
+        after it did what was asked (the object exists, the answer says otherwise). Either answer is saved for
+        the request's idempotency key and replayed, as Stripe does.
+        """
         hdrs = Headers(headers)
         request_id = _new_id("req_", 14)
         idem_key = hdrs.get("Idempotency-Key")
@@ -606,12 +710,21 @@ class Emulator:
                         out_headers, **{"Idempotent-Replayed": "true", "Original-Request": entry.request_id}
                     )
                     return entry.status, replay_headers, entry.body
+            saved = True
             try:
+                if inject == "500":
+                    raise EmulatorError(500, _API_ERROR)
                 status, result = self._route(method, route_path, params, ctx)
                 response = (status, out_headers, json.dumps(result, indent=2).encode("utf-8"))
+                if inject == "500_after":
+                    response = error_response(EmulatorError(500, _API_ERROR))
             except EmulatorError as exc:
                 response = error_response(exc)
-            if ctx.idempotency_key and response[0] < 500:
+                saved = exc.saved if exc.saved is not None else _saved(exc)
+            if ctx.idempotency_key and saved:
+                # Stripe saves the first answer of a request that began executing, 500s included, and replays
+                # it for the same key; a request refused by validation saved nothing
+                # (https://docs.stripe.com/api/idempotent_requests).
                 self._idempotency[(account.currency.lower(), ctx.idempotency_key)] = _IdempotentEntry(
                     fingerprint, response[0], response[2], request_id
                 )
@@ -647,7 +760,7 @@ class Emulator:
 
     # ------------------------------------------------------------------ routing
 
-    _PI_RE = re.compile(r"^/v1/payment_intents/([^/]+)(?:/(confirm|cancel|emulator_authenticate))?$")
+    _PI_RE = re.compile(r"^/v1/payment_intents/([^/]+)(?:/(confirm|cancel|capture|emulator_authenticate))?$")
     _CS_RE = re.compile(r"^/v1/checkout/sessions/([^/]+)(?:/(expire|line_items))?$")
     _DU_RE = re.compile(r"^/v1/disputes/([^/]+)(?:/(close))?$")
     _SIMPLE_RE = re.compile(
@@ -665,12 +778,15 @@ class Emulator:
 
     def _route(self, method: str, path: str, params: JSONDict, ctx: _Ctx) -> tuple[int, JSONDict]:
         if ctx.publishable:
-            return 200, self._route_publishable(method, path, params, ctx)
+            try:
+                return 200, shapes.present(self._route_publishable(method, path, params, ctx))
+            except EmulatorError as exc:
+                raise self._public_error(exc) from None
         result = self._route_secret(method, path, params, ctx)
         expand = params.get("expand") or []
         if not isinstance(expand, list):
             expand = [expand]
-        return 200, self._render(ctx.account, result, [str(e) for e in expand])
+        return 200, shapes.present(self._render(ctx.account, result, [str(e) for e in expand]))
 
     def _route_secret(self, method: str, path: str, params: JSONDict, ctx: _Ctx) -> JSONDict:
         acct = ctx.account
@@ -693,6 +809,8 @@ class Emulator:
                     return self._update_payment_intent(pi, params, ctx)
                 if action == "confirm":
                     return self._confirm_api(pi, params, ctx)
+                if action == "capture":
+                    return self._capture_payment_intent(pi, params, ctx)
                 if action == "cancel":
                     return self._cancel_payment_intent(pi, params, ctx)
                 return self._authenticate_api(pi, params, ctx)
@@ -776,13 +894,41 @@ class Emulator:
             return self._public_pi(self._authenticate_api(pi, params, ctx))
         raise _invalid("This API call cannot be made with a publishable API key.", status=401)
 
-    #: What Stripe leaves out of a PaymentIntent read with a publishable key (client-side).
-    PUBLISHABLE_HIDDEN = frozenset({"metadata", "customer", "transfer_data", "application_fee_amount"})
+    #: What a PaymentIntent read with a publishable key carries: the fields of Stripe.js's ``PaymentIntent`` type
+    #: (``@stripe/stripe-js`` 10.2.1, ``dist/api/payment-intents.d.ts``), and nothing else (no metadata, no
+    #: customer, no charges).
+    PUBLISHABLE_FIELDS = (
+        "id", "object", "amount", "canceled_at", "cancellation_reason", "capture_method", "client_secret",
+        "confirmation_method", "created", "currency", "description", "last_payment_error", "livemode",
+        "next_action", "payment_method", "payment_method_types", "receipt_email", "setup_future_usage",
+        "shipping", "status",
+    )  # fmt: skip
+    #: Its ``last_payment_error``, and an error answered to a publishable key (Stripe.js's ``StripeError``).
+    PUBLISHABLE_ERROR_FIELDS = (
+        "type", "charge", "code", "decline_code", "doc_url", "message", "param", "request_log_url",
+        "payment_intent", "payment_method",
+    )  # fmt: skip
 
     @classmethod
     def _public_pi(cls, pi: JSONDict) -> JSONDict:
         """The subset of a PaymentIntent Stripe returns to publishable-key callers."""
-        return {k: copy.deepcopy(v) for k, v in pi.items() if k not in cls.PUBLISHABLE_HIDDEN}
+        public = {k: copy.deepcopy(pi[k]) for k in cls.PUBLISHABLE_FIELDS if k in pi}
+        error = public.get("last_payment_error")
+        if isinstance(error, dict):
+            public["last_payment_error"] = {
+                k: v for k, v in error.items() if k in cls.PUBLISHABLE_ERROR_FIELDS and k != "payment_intent"
+            }
+        return public
+
+    @classmethod
+    def _public_error(cls, exc: EmulatorError) -> EmulatorError:
+        """An error as a publishable-key caller sees it: its PaymentIntent reduced to what Stripe.js shows."""
+        error = {k: v for k, v in exc.error.items() if k in cls.PUBLISHABLE_ERROR_FIELDS}
+        if isinstance(error.get("payment_intent"), dict):
+            error["payment_intent"] = cls._public_pi(error["payment_intent"])
+        public = EmulatorError(exc.status, error)
+        public.saved = exc.saved
+        return public
 
     @staticmethod
     def _validate(params: Mapping[str, Any], typed_dict: type) -> JSONDict:
@@ -947,14 +1093,16 @@ class Emulator:
         return copy.deepcopy(pi)
 
     def _unexpected_state(self, pi: JSONDict, action: str, allowed: Sequence[str]) -> EmulatorError:
-        past = {"cancel": "canceled", "confirm": "confirmed", "update": "updated"}.get(action, f"{action}ed")
+        past = {"cancel": "canceled", "confirm": "confirmed", "update": "updated", "capture": "captured"}.get(
+            action, f"{action}ed"
+        )
         exc = _invalid(
             f"You cannot {action} this PaymentIntent because it has a status of {pi['status']}. "
             f"Only a PaymentIntent with one of the following statuses may be {past}: "
             f"{', '.join(allowed)}.",
             code="payment_intent_unexpected_state",
         )
-        exc.error["payment_intent"] = copy.deepcopy(pi)
+        exc.error["payment_intent"] = shapes.present(pi)
         return exc
 
     def _update_payment_intent(self, pi: JSONDict, raw: JSONDict, ctx: _Ctx) -> JSONDict:
@@ -1029,6 +1177,10 @@ class Emulator:
         params = self._validate(raw, PaymentIntentConfirmParams)
         if pi["status"] not in _PI_MUTABLE:
             raise self._unexpected_state(pi, "confirm", _PI_MUTABLE)
+        bank = (params.get("payment_method_data") or {}).get("sepa_debit")
+        if card_number is None and isinstance(bank, dict):
+            self._apply_bank_debit(ctx.account, pi, str(bank.get("iban", "")), ctx)
+            return copy.deepcopy(pi)
         if card_number is None:
             card_number = self._card_from_params(params, required=False)
         if card_number is None and pi.get("payment_method"):
@@ -1083,12 +1235,19 @@ class Emulator:
         return self._store(account, txn)
 
     def _make_charge(
-        self, account: EmulatorAccount, pi: JSONDict, failure: CardOutcome | None, *, three_d_secure: bool
+        self,
+        account: EmulatorAccount,
+        pi: JSONDict,
+        failure: CardOutcome | None,
+        *,
+        three_d_secure: bool,
+        uncaptured: bool = False,
+        pending: bool = False,
     ) -> JSONDict:
         ch_id = _new_id("ch_")
         pm = self.objects[pi["payment_method"]]
         txn = None
-        if failure is None:
+        if failure is None and not uncaptured and not pending:
             txn = self._balance_transaction(account, pi["amount"], pi["currency"], ch_id, "charge", "charge")
         charge = shapes.charge(
             ch_id=ch_id,
@@ -1102,8 +1261,108 @@ class Emulator:
             three_d_secure=three_d_secure,
             receipt_url=f"{self.base_url}/receipts/{ch_id}",
         )
+        if uncaptured:
+            charge.update(captured=False, amount_captured=0)
+        if pending:
+            charge.update(status="pending", paid=False)
         self._card_of_charge[ch_id] = self._card_of_pm.get(pm["id"], "")
         return self._store(account, charge)
+
+    def _apply_bank_debit(self, account: EmulatorAccount, pi: JSONDict, iban: str, ctx: _Ctx | None) -> None:
+        """Pay ``pi`` by SEPA Direct Debit: the charge is ``pending`` and the PaymentIntent ``processing`` until
+        ``settle_bank_debit`` (https://docs.stripe.com/payments/sepa-debit/accept-a-payment: "the
+        PaymentIntent's status ... is processing" until the debit succeeds or fails)."""
+        iban = re.sub(r"\s", "", iban).upper()
+        if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}", iban):
+            raise _invalid(
+                "The IBAN you provided appears to be invalid.",
+                "payment_method_data[sepa_debit][iban]",
+                "invalid_bank_account_iban",
+            )
+        pm = self._store(
+            account,
+            shapes.sepa_debit_payment_method(pm_id=_new_id("pm_"), created=self.now(), iban=iban),
+        )
+        self._iban_of_pm[pm["id"]] = iban
+        pi.update(payment_method=pm["id"], last_payment_error=None, next_action=None, status="processing")
+        charge = self._make_charge(account, pi, None, three_d_secure=False, uncaptured=False, pending=True)
+        pi["latest_charge"] = charge["id"]
+        self._emit(account, "charge.pending", charge, ctx)
+        self._emit(account, "payment_intent.processing", pi, ctx)
+
+    def _settle_bank_debit(self, account: EmulatorAccount, pi: JSONDict) -> None:
+        if pi["status"] != "processing":
+            raise self._unexpected_state(pi, "settle", ("processing",))
+        charge = self.objects[pi["latest_charge"]]
+        outcome = TEST_IBANS.get(self._iban_of_pm.get(pi["payment_method"] or "", ""), "succeeds")
+        session = next(
+            (
+                o
+                for o in self.objects.values()
+                if o.get("object") == "checkout.session" and o.get("payment_intent") == pi["id"]
+            ),
+            None,
+        )
+        if outcome == "succeeds":
+            txn = self._balance_transaction(
+                account, pi["amount"], pi["currency"], charge["id"], "charge", "charge"
+            )
+            charge.update(status="succeeded", paid=True, balance_transaction=txn["id"])
+            self._emit(account, "charge.succeeded", charge, None)
+            self._emit(
+                account, "charge.updated", charge, None, previous_attributes={"balance_transaction": None}
+            )
+            pi.update(status="succeeded", amount_received=pi["amount"])
+            self._emit(account, "payment_intent.succeeded", pi, None)
+            if session is not None:
+                session["payment_status"] = "paid"
+                self._emit(account, "checkout.session.async_payment_succeeded", session, None)
+            return
+        message = "The customer's account has insufficient funds to cover this payment."
+        charge.update(status="failed", paid=False, failure_code="insufficient_funds", failure_message=message)
+        self._emit(account, "charge.failed", charge, None)
+        pi.update(
+            status="requires_payment_method",
+            last_payment_error={
+                "advice_code": None,
+                "charge": charge["id"],
+                "code": "payment_method_provider_decline",
+                "decline_code": "insufficient_funds",
+                "doc_url": "https://docs.stripe.com/error-codes/payment-method-provider-decline",
+                "message": message,
+                "network_advice_code": None,
+                "network_decline_code": None,
+                "payment_method": copy.deepcopy(self.objects[pi["payment_method"]]),
+                "type": "invalid_request_error",
+            },
+        )
+        self._emit(account, "payment_intent.payment_failed", pi, None)
+        if session is not None:
+            self._emit(account, "checkout.session.async_payment_failed", session, None)
+
+    def _capture_payment_intent(self, pi: JSONDict, raw: JSONDict, ctx: _Ctx) -> JSONDict:
+        """``POST /v1/payment_intents/{id}/capture``: only a PaymentIntent in ``requires_capture``, for at most
+        what it holds (https://docs.stripe.com/api/payment_intents/capture)."""
+        params = self._validate(raw, PaymentIntentCaptureParams)
+        if pi["status"] != "requires_capture":
+            raise self._unexpected_state(pi, "capture", ("requires_capture",))
+        amount = int(params.get("amount_to_capture") or pi["amount_capturable"])
+        if not 0 < amount <= pi["amount_capturable"]:
+            raise _invalid(
+                f"The amount_to_capture ({amount}) must be positive and at most the amount capturable "
+                f"({pi['amount_capturable']}).",
+                "amount_to_capture",
+                "amount_too_large",
+            )
+        charge = self.objects[pi["latest_charge"]]
+        txn = self._balance_transaction(ctx.account, amount, pi["currency"], charge["id"], "charge", "charge")
+        charge.update(captured=True, amount_captured=amount, balance_transaction=txn["id"])
+        if amount < charge["amount"]:  # the rest of the hold is released: refunded, as Stripe reports it
+            charge.update(amount_refunded=charge["amount"] - amount)
+        pi.update(status="succeeded", amount_received=amount, amount_capturable=0)
+        self._emit(ctx.account, "charge.captured", charge, ctx)
+        self._emit(ctx.account, "payment_intent.succeeded", pi, ctx)
+        return copy.deepcopy(pi)
 
     def _apply_card(
         self,
@@ -1134,6 +1393,7 @@ class Emulator:
             self._emit(account, "payment_intent.requires_action", pi, ctx)
         else:
             charge = self._make_charge(account, pi, outcome, three_d_secure=False)
+            self._emit(account, "charge.failed", charge, ctx)
             pi["latest_charge"] = charge["id"]
             pi["status"] = "requires_payment_method"
             error: JSONDict = {
@@ -1152,13 +1412,26 @@ class Emulator:
             self._emit(account, "payment_intent.payment_failed", pi, ctx)
             if raise_on_decline:
                 api_error = dict(copy.deepcopy(error))
-                api_error["payment_intent"] = copy.deepcopy(pi)
+                api_error["payment_intent"] = shapes.present(pi)
                 raise EmulatorError(402, api_error)
 
     def _succeed(
         self, account: EmulatorAccount, pi: JSONDict, ctx: _Ctx | None, *, three_d_secure: bool
     ) -> None:
-        charge = self._make_charge(account, pi, None, three_d_secure=three_d_secure)
+        manual = pi.get("capture_method") == "manual"
+        charge = self._make_charge(account, pi, None, three_d_secure=three_d_secure, uncaptured=manual)
+        self._emit(account, "charge.succeeded", charge, ctx)
+        if manual:
+            # https://docs.stripe.com/payments/place-a-hold-on-a-payment-method: authorized, held until captured.
+            pi.update(
+                status="requires_capture",
+                amount_capturable=pi["amount"],
+                latest_charge=charge["id"],
+                last_payment_error=None,
+                next_action=None,
+            )
+            self._emit(account, "payment_intent.amount_capturable_updated", pi, ctx)
+            return
         pi.update(
             status="succeeded",
             amount_received=pi["amount"],
@@ -1207,10 +1480,14 @@ class Emulator:
         params = self._validate(raw, PaymentIntentCancelParams)
         if pi["status"] not in _PI_CANCELABLE:
             raise self._unexpected_state(pi, "cancel", _PI_CANCELABLE)
+        if pi["status"] == "requires_capture":  # the hold is released: Stripe reports the charge refunded
+            held = self.objects[pi["latest_charge"]]
+            held.update(amount_refunded=held["amount"], refunded=True)
         pi.update(
             status="canceled",
             canceled_at=self.now(),
             cancellation_reason=params.get("cancellation_reason", "requested_by_customer"),
+            amount_capturable=0,
             next_action=None,
         )
         self._emit(ctx.account, "payment_intent.canceled", pi, ctx)
@@ -1222,21 +1499,44 @@ class Emulator:
         if charge["status"] != "succeeded":
             raise _invalid(f"Charge {charge['id']} did not succeed: it cannot be disputed.", "charge")
         du_id = _new_id("du_")
-        withdrawal = self._balance_transaction(
-            account, -charge["amount"], charge["currency"], du_id, "adjustment", "dispute"
+        # An inquiry (https://docs.stripe.com/disputes/how-disputes-work#inquiries) asks questions before any
+        # chargeback: no funds are withdrawn and the charge can still be refunded.
+        inquiry = reason == "inquiry"
+        withdrawals = (
+            []
+            if inquiry
+            else [
+                self._balance_transaction(
+                    account, -charge["amount"], charge["currency"], du_id, "adjustment", "dispute"
+                )
+            ]
         )
         dispute = shapes.dispute(
             du_id=du_id,
             charge=charge,
             created=self.now(),
-            reason=reason,
-            balance_transactions=[copy.deepcopy(withdrawal)],
+            reason="general" if inquiry else reason,
+            balance_transactions=copy.deepcopy(withdrawals),
         )
+        if inquiry:
+            dispute.update(status="warning_needs_response", is_charge_refundable=True)
         self._store(account, dispute)
         charge["disputed"] = True
         self._emit(account, "charge.dispute.created", dispute, None)
-        self._emit(account, "charge.dispute.funds_withdrawn", dispute, None)
+        if not inquiry:
+            self._emit(account, "charge.dispute.funds_withdrawn", dispute, None)
         return dispute
+
+    def _open_dispute_of(self, charge: JSONDict) -> JSONDict | None:
+        """The charge's dispute that took its funds and is not settled yet, if any."""
+        for obj in self.objects.values():
+            if (
+                obj.get("object") == "dispute"
+                and obj["charge"] == charge["id"]
+                and obj["status"] in ("needs_response", "under_review")
+            ):
+                return obj
+        return None
 
     def _update_dispute(self, dispute: JSONDict, raw: JSONDict, ctx: _Ctx | None) -> JSONDict:
         params = self._validate(raw, DisputeUpdateParams)
@@ -1615,12 +1915,12 @@ class Emulator:
         if email and not session.get("customer_email") and session["status"] == "open":
             self._collected_emails[session["id"]] = email
 
-    def _complete_session(self, session: JSONDict) -> None:
+    def _complete_session(self, session: JSONDict, payment_status: str = "paid") -> None:
         account = self.accounts[self._owner[session["id"]]]
         email = self._session_email(session)
         session.update(
             status="complete",
-            payment_status="paid",
+            payment_status=payment_status,
             url=None,
             customer_details={
                 "address": shapes.address(),
@@ -1704,6 +2004,17 @@ class Emulator:
         else:
             raise _invalid(
                 "One of the following params should be provided for this request: payment_intent or charge."
+            )
+        if self._open_dispute_of(charge) is not None or (
+            charge["disputed"]
+            and any(
+                o.get("object") == "dispute" and o["charge"] == charge["id"] and o["status"] == "lost"
+                for o in self.objects.values()
+            )
+        ):
+            # https://docs.stripe.com/error-codes/charge-disputed
+            raise _invalid(
+                f"Charge {charge['id']} has been charged back; cannot issue a refund.", code="charge_disputed"
             )
         remaining = charge["amount"] - charge["amount_refunded"]
         if remaining <= 0:
@@ -1854,6 +2165,54 @@ class Emulator:
                 self.owner_of(pi_id), pi, re.sub(r"[\s-]", "", card), None, raise_on_decline=False
             )
             return copy.deepcopy(pi)
+
+        result: JSONDict = self._locked(run)
+        return result
+
+    def pay_by_bank_debit(self, pi_id: str, iban: str = "DE89370400440532013000") -> JSONDict:
+        """Confirm a PaymentIntent with a SEPA Direct Debit, as the Payment Element would: it is ``processing``."""
+
+        def run() -> JSONDict:
+            pi = self.objects[pi_id]
+            if pi["status"] not in _PI_MUTABLE:
+                raise self._unexpected_state(pi, "confirm", _PI_MUTABLE)
+            self._apply_bank_debit(self.owner_of(pi_id), pi, iban, None)
+            return copy.deepcopy(pi)
+
+        result: JSONDict = self._locked(run)
+        return result
+
+    def settle_bank_debit(self, payment_intent_or_session_id: str) -> JSONDict:
+        """The bank answers a processing debit: it succeeds or fails by its test IBAN (``TEST_IBANS``), with
+        ``checkout.session.async_payment_succeeded`` / ``_failed`` when a Checkout Session took it."""
+
+        def run() -> JSONDict:
+            obj = self.objects[payment_intent_or_session_id]
+            pi = self.objects[obj["payment_intent"]] if obj["object"] == "checkout.session" else obj
+            self._settle_bank_debit(self.owner_of(pi["id"]), pi)
+            return copy.deepcopy(pi)
+
+        result: JSONDict = self._locked(run)
+        return result
+
+    def pay_checkout_session_by_bank_debit(
+        self, cs_id: str, iban: str = "DE89370400440532013000"
+    ) -> JSONDict:
+        """Pay a hosted Checkout Session by SEPA Direct Debit: the session completes with ``payment_status``
+        ``unpaid`` (https://docs.stripe.com/payments/checkout/fulfill-orders: delayed notification payment
+        methods), and the money is known only after ``settle_bank_debit``."""
+
+        def run() -> JSONDict:
+            session = self.objects[cs_id]
+            self._maybe_expire(session)
+            if session["status"] != "open":
+                raise _invalid(
+                    f"This Checkout Session is {session['status']}.", code="checkout_session_unexpected_state"
+                )
+            pi = self._session_intent(session)
+            self._apply_bank_debit(self.owner_of(cs_id), pi, iban, None)
+            self._complete_session(session, payment_status="unpaid")
+            return copy.deepcopy(session)
 
         result: JSONDict = self._locked(run)
         return result

@@ -31,19 +31,53 @@ from core.money import (
     to_minor_units,
 )
 
-ZERO = sorted(ZERO_DECIMAL_CURRENCIES)
-THREE = sorted(THREE_DECIMAL_CURRENCIES)
+# The expected values are Stripe's documented lists, written out here by hand, never read from the module under
+# test: https://docs.stripe.com/currencies#zero-decimal and #three-decimal.
+ZERO = [
+    "bif",
+    "clp",
+    "djf",
+    "gnf",
+    "jpy",
+    "kmf",
+    "krw",
+    "mga",
+    "pyg",
+    "rwf",
+    "ugx",
+    "vnd",
+    "vuv",
+    "xaf",
+    "xof",
+    "xpf",
+]
+THREE = ["bhd", "jod", "kwd", "omr", "tnd"]
 TWO_SAMPLE = ["usd", "eur", "gbp", "aud", "cad", "chf", "huf", "twd", "inr", "mxn", "sek", "thb", "xyz"]
 ALL_SAMPLE = ZERO + THREE + TWO_SAMPLE + ["isk"]
+# (digits of the minor unit, step in minor units) per https://docs.stripe.com/currencies: zero-decimal (0, 1),
+# three-decimal charged to the nearest ten (3, 10), ISK two-decimal in whole kronur (2, 100), the rest (2, 1).
+STRIPE_RULE = {**{c: (0, 1) for c in ZERO}, **{c: (3, 10) for c in THREE}, "isk": (2, 100)}
+
+
+def stripe_rule(currency: str) -> tuple[int, int]:
+    return STRIPE_RULE.get(currency, (2, 1))
 
 
 # --- the currency tables -----------------------------------------------------------------------------
 
 
-def test_lists_are_lowercase_and_disjoint() -> None:
-    for code in ZERO_DECIMAL_CURRENCIES | THREE_DECIMAL_CURRENCIES | MINIMUM_CHARGE.keys():
+def test_lists_are_stripes() -> None:
+    assert sorted(ZERO_DECIMAL_CURRENCIES) == ZERO
+    assert sorted(THREE_DECIMAL_CURRENCIES) == THREE
+    for code in MINIMUM_CHARGE:
         assert code == code.lower() and len(code) == 3
-    assert not ZERO_DECIMAL_CURRENCIES & THREE_DECIMAL_CURRENCIES
+
+
+def test_ugx_is_charged_in_whole_shillings() -> None:
+    """UGX is on Stripe's zero-decimal list: 5000 UGX is sent as 5000, not 500000."""
+    assert to_minor_units(Decimal("5000"), "ugx") == 5000
+    assert to_minor_units(Decimal("5000.40"), "UGX") == 5000
+    assert from_minor_units(5000, "ugx") == Decimal("5000")
 
 
 @pytest.mark.parametrize("currency", ZERO)
@@ -170,13 +204,13 @@ def test_from_minor_units_table(minor: int, currency: str, amount: str, text: st
     result = from_minor_units(minor, currency)
     assert result == Decimal(amount)
     assert str(result) == text  # quantized to the currency's exponent
-    assert result.as_tuple().exponent == -minor_unit_exponent(currency)
+    assert result.as_tuple().exponent == -stripe_rule(currency)[0]
 
 
 @pytest.mark.parametrize("currency", ALL_SAMPLE)
 @pytest.mark.parametrize("units", [0, 1, 7, 50, 999, 123_456])
 def test_round_trip_every_currency(currency: str, units: int) -> None:
-    step = minor_unit_step(currency)
+    step = stripe_rule(currency)[1]
     minor = units * step
     amount = from_minor_units(minor, currency)
     assert to_minor_units(amount, currency) == minor
@@ -223,8 +257,12 @@ def test_non_finite_rejected(amount: str) -> None:
 def test_absurd_magnitude_rejected_without_huge_allocation() -> None:
     with pytest.raises(AmountTooLarge) as excinfo:
         to_minor_units(Decimal("1E+999999999"), "usd")
-    assert excinfo.value.amount_minor is None
-    assert "above the maximum of $999,999.99" in excinfo.value.shopper_message
+    assert excinfo.value.amount_minor is None and excinfo.value.currency == "usd"
+    assert (
+        excinfo.value.shopper_message
+        == "The total is above the maximum of $999,999.99 that can be charged in USD."
+    )
+    assert str(excinfo.value) == "1E+999999999 USD is far beyond any chargeable amount"  # for the logs
 
 
 def test_large_but_sane_amount_converts_exactly() -> None:
@@ -233,6 +271,15 @@ def test_large_but_sane_amount_converts_exactly() -> None:
 
 
 # --- minimums and maximum ----------------------------------------------------------------------------
+
+
+def test_minimum_charge_table_is_stripes() -> None:
+    """https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts, in minor units."""
+    assert MINIMUM_CHARGE == {
+        "usd": 50, "aed": 200, "aud": 50, "bgn": 100, "brl": 50, "cad": 50, "chf": 50, "czk": 1500, "dkk": 250,
+        "eur": 50, "gbp": 30, "hkd": 400, "huf": 17500, "inr": 50, "jpy": 50, "mxn": 1000, "myr": 200,
+        "nok": 300, "nzd": 50, "pln": 200, "ron": 200, "sek": 300, "sgd": 50, "thb": 1000,
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -246,7 +293,7 @@ def test_minimum_charge(currency: str, minimum: int) -> None:
     assert minimum_charge(currency) == minimum
     check_chargeable(minimum, currency)  # exactly the minimum is fine
     with pytest.raises(AmountTooSmall):
-        check_chargeable(minimum - minor_unit_step(currency), currency)
+        check_chargeable(minimum - stripe_rule(currency.lower())[1], currency)
 
 
 @pytest.mark.parametrize(
@@ -275,6 +322,7 @@ def test_too_small_shopper_message(amount_minor: int, currency: str, message: st
     error = excinfo.value
     assert isinstance(error, AmountError) and isinstance(error, ValueError)
     assert error.shopper_message == message
+    assert str(error).endswith(f"is below Stripe's minimum of {minimum_charge(currency)}")  # for the logs
     assert error.amount_minor == amount_minor
     assert error.minimum_minor == minimum_charge(currency)
     assert error.currency == currency.lower()
@@ -295,17 +343,22 @@ def test_too_small_shopper_message(amount_minor: int, currency: str, message: st
     ],
 )
 def test_too_large_shopper_message(currency: str, message: str) -> None:
-    check_chargeable(MAX_AMOUNT - MAX_AMOUNT % minor_unit_step(currency), currency)
+    check_chargeable(MAX_AMOUNT - MAX_AMOUNT % stripe_rule(currency)[1], currency)
     with pytest.raises(AmountTooLarge) as excinfo:
         check_chargeable(MAX_AMOUNT + 1, currency)
     assert excinfo.value.shopper_message == message
-    assert excinfo.value.maximum_minor == MAX_AMOUNT
+    assert str(excinfo.value).endswith(f"exceeds Stripe's maximum of {MAX_AMOUNT}")
+    assert excinfo.value.maximum_minor == MAX_AMOUNT and excinfo.value.currency == currency.lower()
     assert excinfo.value.amount_minor == MAX_AMOUNT + 1
+
+
+def test_max_amount_is_eight_digits() -> None:
+    assert MAX_AMOUNT == 99_999_999  # https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts
 
 
 @pytest.mark.parametrize("currency", ALL_SAMPLE)
 def test_max_boundary_every_currency(currency: str) -> None:
-    check_chargeable(MAX_AMOUNT - MAX_AMOUNT % minor_unit_step(currency), currency)
+    check_chargeable(MAX_AMOUNT - MAX_AMOUNT % stripe_rule(currency)[1], currency)
     with pytest.raises(AmountTooLarge):
         check_chargeable(MAX_AMOUNT + 1, currency)
 
@@ -390,8 +443,10 @@ AMOUNTS = st.decimals(min_value=0, max_value=Decimal("9999999"), allow_nan=False
 
 
 def _expected_rounding(amount: Decimal, currency: str) -> Decimal:
-    places = minor_unit_exponent(currency) - (len(str(minor_unit_step(currency))) - 1)
-    return amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    """Half up to the smallest chargeable step of Stripe's rule for the currency (not the module's tables)."""
+    digits, step = stripe_rule(currency)
+    quantum = Decimal(step).scaleb(-digits)
+    return (amount / quantum).quantize(Decimal(1), rounding=ROUND_HALF_UP) * quantum
 
 
 @given(amount=AMOUNTS, currency=SAMPLE_CURRENCIES)
@@ -400,7 +455,9 @@ def test_property_round_trip_equals_half_up_quantize(amount: Decimal, currency: 
     assert isinstance(minor, int) and minor >= 0
     back = from_minor_units(minor, currency)
     assert back == _expected_rounding(amount, currency)
-    assert abs(back - amount) <= Decimal(minor_unit_step(currency)).scaleb(-minor_unit_exponent(currency)) / 2
+    digits, step = stripe_rule(currency)
+    assert minor == int(back.scaleb(digits))
+    assert abs(back - amount) <= Decimal(step).scaleb(-digits) / 2
 
 
 @given(amount=AMOUNTS, currency=st.sampled_from(THREE))
@@ -410,13 +467,13 @@ def test_property_three_decimal_always_ends_in_zero(amount: Decimal, currency: s
 
 @given(units=st.integers(min_value=0, max_value=10**15), currency=SAMPLE_CURRENCIES)
 def test_property_minor_round_trip(units: int, currency: str) -> None:
-    minor = units * minor_unit_step(currency)
+    minor = units * stripe_rule(currency)[1]
     assert to_minor_units(from_minor_units(minor, currency), currency) == minor
 
 
 @given(minor=st.integers(min_value=0, max_value=MAX_AMOUNT * 2), currency=SAMPLE_CURRENCIES)
 def test_property_check_chargeable_matches_limits(minor: int, currency: str) -> None:
-    ok = minimum_charge(currency) <= minor <= MAX_AMOUNT and minor % minor_unit_step(currency) == 0
+    ok = minimum_charge(currency) <= minor <= 99_999_999 and minor % stripe_rule(currency)[1] == 0
     try:
         check_chargeable(minor, currency)
     except AmountError as error:

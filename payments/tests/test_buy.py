@@ -54,7 +54,7 @@ def test_sends_exactly_these_checkout_params(client, usd_item, stripe_fake) -> N
         "locale": "en",  # the shopper's language (English by default)
     }
     assert "payment_method_types" not in call.params
-    assert call.idempotency_key and call.idempotency_key.startswith(f"checkout:{order.public_id}:v1:0:")
+    assert call.idempotency_key and call.idempotency_key.startswith(f"checkout:{order.public_id}:v1:1:")
 
 
 def test_records_the_order_and_the_payment(client, usd_item) -> None:
@@ -119,16 +119,18 @@ def test_stripe_outage_is_a_clear_502_and_leaves_no_payment(client, usd_item, st
     assert Payment.objects.count() == 0
 
 
-def test_retry_after_a_lost_answer_gets_the_same_session(client, usd_item, stripe_fake) -> None:
-    # Stripe created the session but the answer was lost; the retry carries the same idempotency key.
+def test_retry_after_a_lost_answer_is_a_new_attempt(client, usd_item, stripe_fake) -> None:
+    """Stripe created the session but its answer never came (every try of the call): the shopper's next click
+    is a new attempt with a new key. The first session carries the order's metadata for reconciliation."""
     client.get(usd_item.get_absolute_url())  # the shopper's session starts on the item page
-    stripe_fake.client.fail_next("500_after", times=2)
+    stripe_fake.client.fail_next("lost", times=2)
     assert client.get(f"/buy/{usd_item.pk}").status_code == 502
     body = client.get(f"/buy/{usd_item.pk}").json()
     calls = stripe_fake.calls("POST", "/v1/checkout/sessions")
-    assert len({c.idempotency_key for c in calls}) == 1
+    assert len(calls) == 3 and len({c.idempotency_key for c in calls}) == 2
     sessions = [o for o in stripe_fake.emulator.objects.values() if o.get("object") == "checkout.session"]
-    assert [s["id"] for s in sessions] == [body["id"]]
+    order = Order.objects.get()
+    assert {s["metadata"]["order_id"] for s in sessions} == {str(order.public_id)} and len(sessions) == 2
     assert Payment.objects.get().stripe_id == body["id"]
 
 
@@ -167,7 +169,7 @@ def test_a_502_still_gives_the_session_cookie_so_the_retry_reuses_the_order(
     assert response.cookies["sessionid"].value
     body = client.get(f"/buy/{usd_item.pk}").json()
     assert Order.objects.count() == 1
-    assert len({c.idempotency_key for c in stripe_fake.calls("POST", "/v1/checkout/sessions")}) == 1
+    assert len({c.idempotency_key for c in stripe_fake.calls("POST", "/v1/checkout/sessions")}) == 2
     assert Payment.objects.get().stripe_id == body["id"]
 
 

@@ -200,7 +200,7 @@ def test_order_with_discount_and_taxes_same_total_everywhere(shop: Shop, page: A
     ]
     with_taxes(
         order,
-        [make_tax("VAT", "20", inclusive=True), make_tax("City levy", "2.5", inclusive=False)],
+        [make_tax("Sales tax", "8.875", inclusive=False), make_tax("City levy", "2.5", inclusive=False)],
         percent_off("10", "Welcome 10%"),
     )
     expected = format_money(price_order(with_pricing().get(pk=order.pk)).total, "usd", minor=True)

@@ -39,11 +39,11 @@ def test_creates_the_payment_intent_with_server_side_amount(client, usd_item, st
         "metadata": {
             "order_id": str(order.public_id),
             "order_version": "1",
-            "payment_ref": f"{order.public_id}:1:0",
+            "payment_ref": f"{order.public_id}:1:1",
         },
     }
     assert call.api_key == USD_SK
-    assert call.idempotency_key.startswith(f"pi:{order.public_id}:v1:0:")
+    assert call.idempotency_key.startswith(f"pi:{order.public_id}:v1:1:")
     assert answer == {
         "client_secret": stripe_fake.emulator.get(intent_id(answer))["client_secret"],
         "publishable_key": "pk_test_usd_0000000000000000",
@@ -128,7 +128,7 @@ def test_a_canceled_payment_intent_is_never_reused(client, usd_item, stripe_fake
         for c in stripe_fake.calls("POST", "/v1/payment_intents")
         if c.path == "/v1/payment_intents"
     ]
-    assert keys[0].split(":")[3] == "1"  # the second attempt has its own idempotency key
+    assert keys[0].split(":")[3] == "2"  # the second attempt has its own idempotency key
 
 
 def test_a_succeeded_payment_intent_starts_a_new_order(client, usd_item, stripe_fake) -> None:
@@ -194,13 +194,22 @@ def test_stripe_outage_is_502_json_without_a_payment_row(client, usd_item, strip
     assert Order.objects.count() == 1
 
 
-def test_lost_answer_then_retry_creates_one_payment_intent(client, usd_item, stripe_fake) -> None:
+def test_an_unanswered_create_makes_the_next_pay_a_new_attempt(client, usd_item, stripe_fake) -> None:
+    """Stripe made the PaymentIntent, then answered 500, saved for that key: the next Pay uses a new key."""
     client.get(usd_item.get_absolute_url())
-    stripe_fake.client.fail_next("500_after", times=2)
+    stripe_fake.client.fail_next("500_after")
     assert client.post(f"/item/{usd_item.pk}/intent").status_code == 502
     answer = client.post(f"/item/{usd_item.pk}/intent").json()
+    keys = [
+        c.idempotency_key
+        for c in stripe_fake.calls("POST", "/v1/payment_intents")
+        if c.path == "/v1/payment_intents"
+    ]
+    assert (
+        len(keys) == 3 and keys[0] == keys[1] != keys[2]
+    )  # the SDK's retry kept the key, the next Pay did not
     intents = [o for o in stripe_fake.emulator.objects.values() if o.get("object") == "payment_intent"]
-    assert [i["id"] for i in intents] == [intent_id(answer)]
+    assert len(intents) == 2 and {i["metadata"]["order_id"] for i in intents} == {answer["order_id"]}
     assert Payment.objects.get().stripe_id == intent_id(answer)
 
 

@@ -144,11 +144,18 @@ def sales_tax() -> Tax:
 
 
 @pytest.fixture
-def discounted_taxed_cart(cart_with_two_items, ten_percent_off, vat_included, sales_tax) -> Order:
+def levy() -> Tax:
+    return make_tax("City levy", "2.5", inclusive=False)
+
+
+@pytest.fixture
+def discounted_taxed_cart(cart_with_two_items, ten_percent_off, levy, sales_tax) -> Order:
+    """10% off 67.00 (670 split 490/180 over the lines), then 2.5% and 8.875% added on each discounted line:
+    4410 + 110 + 391 and 1620 + 41 + 144, 6716 in all."""
     order = cart_with_two_items
     order.discount = ten_percent_off
     order.save()
-    order.taxes.add(vat_included, sales_tax)
+    order.taxes.add(levy, sales_tax)
     return order
 
 
@@ -274,13 +281,13 @@ def test_order_page_shows_lines_subtotal_discount_each_tax_and_total(client, dis
     assert page_amount(html, "order-subtotal") == "$67.00"
     assert page_amount(html, "order-discount") == "\u2212$6.70"  # a minus sign
     assert "Discount: Ten percent off" in html
-    # VAT is the included part of the discounted lines: 4410 x 20/120 = 735, 1620 x 20/120 = 270
-    assert re.search(r"VAT 20% \(included\)</th>(<td[^>]*></td>)*<td class=\"num amount\">\$10\.05<", html)
+    # The levy is 2.5% of the discounted lines: 4410 x 2.5% = 110.25 -> 110, 1620 x 2.5% = 40.5 -> 41
+    assert re.search(r"City levy 2\.5\d*%</th>(<td[^>]*></td>)*<td class=\"num amount\">\$1\.51<", html)
     # Sales tax 8.875% of 4410 = 391.39 -> 391, of 1620 = 143.78 -> 144
     # (the template shows the rate as "8.8750%": floatformat:"-4" pads a fractional rate to four places)
     assert re.search(r"Sales tax 8\.875\d*%</th>(<td[^>]*></td>)*<td class=\"num amount\">\$5\.35<", html)
-    assert page_amount(html, "order-total") == "$65.65"
-    assert total_of(discounted_taxed_cart) == 6565
+    assert page_amount(html, "order-total") == "$67.16"
+    assert total_of(discounted_taxed_cart) == 6716
 
 
 def test_order_page_of_an_empty_order(client, cart) -> None:
@@ -497,29 +504,31 @@ def test_wrong_methods_are_refused(client, cart_with_two_items) -> None:
 
 
 def test_checkout_params_for_an_order_with_a_discount_and_two_taxes(
-    client, discounted_taxed_cart, ten_percent_off, vat_included, sales_tax, stripe_fake
+    client, discounted_taxed_cart, ten_percent_off, levy, sales_tax, stripe_fake
 ) -> None:
     body = buy(client, discounted_taxed_cart).json()
 
     [coupon_call] = stripe_fake.calls("POST", "/v1/coupons")
     assert coupon_call.api_key == USD_KEY
-    assert coupon_call.params["percent_off"] == "10.0"
+    # The discount the shop computed, as a fixed amount: Stripe has no percentage to round.
+    assert (coupon_call.params["amount_off"], coupon_call.params["currency"]) == ("670", "usd")
+    assert "percent_off" not in coupon_call.params
     assert coupon_call.params["duration"] == "once"
     assert coupon_call.params["metadata"] == {"discount_id": str(ten_percent_off.pk)}
     coupon = stripe_fake.emulator.get(body and StripeObject.objects.get(kind="coupon").stripe_id)
-    assert coupon["percent_off"] == 10
+    assert coupon["amount_off"] == 670
 
     rate_calls = stripe_fake.calls("POST", "/v1/tax_rates")
     assert [
         (c.api_key, c.params["display_name"], c.params["percentage"], c.params["inclusive"])
         for c in rate_calls
     ] == [
-        (USD_KEY, "VAT", "20.0", "true"),
+        (USD_KEY, "City levy", "2.5", "false"),
         (USD_KEY, "Sales tax", "8.875", "false"),
     ]
     rate_ids = [
         StripeObject.objects.get(kind="tax_rate", local_id=tax.pk, account="usd").stripe_id
-        for tax in (vat_included, sales_tax)
+        for tax in (levy, sales_tax)
     ]
 
     [call] = stripe_fake.calls("POST", "/v1/checkout/sessions")
@@ -535,7 +544,7 @@ def test_checkout_params_for_an_order_with_a_discount_and_two_taxes(
     session = stripe_fake.emulator.get(body["id"])
     assert session["amount_subtotal"] == 6700
     assert session["total_details"]["amount_discount"] == 670
-    assert session["amount_total"] == 6565 == total_of(discounted_taxed_cart)
+    assert session["amount_total"] == 6716 == total_of(discounted_taxed_cart)
 
 
 def test_checkout_has_one_line_item_per_order_line(client, cart, stripe_fake) -> None:
@@ -602,14 +611,14 @@ def test_the_same_discount_gets_a_coupon_in_each_account(
 
 
 def test_coupons_and_tax_rates_are_remembered(
-    client, usd_item, usd_item_2, ten_percent_off, vat_included, sales_tax, stripe_fake
+    client, usd_item, ten_percent_off, levy, sales_tax, stripe_fake
 ) -> None:
     sessions = []
-    for item in (usd_item, usd_item_2):
-        order = new_cart(client, item_id=item.pk, quantity=2)
+    for _ in range(2):  # two carts of the same total: the same coupon amount and the same rates
+        order = new_cart(client, item_id=usd_item.pk, quantity=2)
         order.discount = ten_percent_off
         order.save()
-        order.taxes.add(vat_included, sales_tax)
+        order.taxes.add(levy, sales_tax)
         assert buy(client, order).status_code == 200
     assert len(stripe_fake.calls("POST", "/v1/coupons")) == 1
     assert len(stripe_fake.calls("POST", "/v1/tax_rates")) == 2
@@ -635,7 +644,7 @@ def test_an_edited_discount_or_tax_gets_a_new_coupon_or_tax_rate(
     assert buy(client, discounted_taxed_cart).json()["id"] == first["id"]
     assert len(stripe_fake.calls("POST", "/v1/checkout/sessions")) == 1
     page = client.get(f"/order/{discounted_taxed_cart.public_id}").content.decode()
-    assert page_amount(page, "order-total") == "$65.65"
+    assert page_amount(page, "order-total") == "$67.16"
 
     # Changed by the shopper, the order is a cart again and takes the edited discount and tax.
     assert change(client, discounted_taxed_cart).status_code == 200
@@ -644,12 +653,12 @@ def test_an_edited_discount_or_tax_gets_a_new_coupon_or_tax_rate(
 
     assert second["id"] != first["id"]  # another total, another session
     coupon_calls = stripe_fake.calls("POST", "/v1/coupons")
-    assert [c.params["percent_off"] for c in coupon_calls] == ["10.0", "15.0"]
+    assert [c.params["amount_off"] for c in coupon_calls] == ["670", "1005"]  # 10%, then 15% of 67.00
     rate_calls = stripe_fake.calls("POST", "/v1/tax_rates")
     assert [(c.params["display_name"], c.params["percentage"]) for c in rate_calls] == [
-        ("VAT", "20.0"),
+        ("City levy", "2.5"),
         ("Sales tax", "8.875"),
-        ("Sales tax", "7.25"),  # VAT unchanged: remembered
+        ("Sales tax", "7.25"),  # the levy unchanged: remembered
     ]
     new_session = [
         c for c in stripe_fake.calls("POST", "/v1/checkout/sessions") if c.path == "/v1/checkout/sessions"
@@ -658,19 +667,23 @@ def test_an_edited_discount_or_tax_gets_a_new_coupon_or_tax_rate(
     assert stripe_fake.emulator.get(second["id"])["amount_total"] == total_of(discounted_taxed_cart)
     assert StripeObject.objects.filter(kind="coupon", local_id=ten_percent_off.pk).count() == 2
 
-    # a third session with the edited versions reuses them
+    # a third session with the edited versions reuses the rates; the coupon is one per amount off
     change(client, discounted_taxed_cart)
     put(client, discounted_taxed_cart, usd_item, 1)
     buy(client, discounted_taxed_cart)
-    assert len(stripe_fake.calls("POST", "/v1/coupons")) == 2
+    assert [c.params["amount_off"] for c in stripe_fake.calls("POST", "/v1/coupons")] == [
+        "670",
+        "1005",
+        "1373",
+    ]
     assert len(stripe_fake.calls("POST", "/v1/tax_rates")) == 3
 
 
 def test_inactive_discount_and_tax_are_left_out(
-    client, discounted_taxed_cart, ten_percent_off, vat_included, stripe_fake
+    client, discounted_taxed_cart, ten_percent_off, levy, stripe_fake
 ) -> None:
     Discount.objects.filter(pk=ten_percent_off.pk).update(is_active=False)
-    Tax.objects.filter(pk=vat_included.pk).update(is_active=False)
+    Tax.objects.filter(pk=levy.pk).update(is_active=False)
     body = buy(client, discounted_taxed_cart).json()
     [call] = stripe_fake.calls("POST", "/v1/checkout/sessions")
     assert "discounts" not in call.params
@@ -684,10 +697,10 @@ def test_inactive_discount_and_tax_are_left_out(
 CARTS = {
     "plain": ([("24.50", 2), ("18.00", 1)], None, []),
     "ten percent and sales tax": ([("24.50", 2), ("18.00", 1)], ("percent", "10"), [("8.875", False)]),
-    "five dollars, VAT included and a levy": (
+    "five dollars and two taxes included": (
         [("24.50", 2), ("18.00", 1), ("3.99", 7)],
         ("amount", "5.00"),
-        [("20", True), ("2.5", False)],
+        [("20", True), ("2.5", True)],
     ),
     "odd percent and two exclusive taxes": (
         [("19.99", 3), ("0.99", 11), ("7.49", 1)],
@@ -744,7 +757,7 @@ def test_a_frozen_cart_is_changed_once_its_payment_intent_is_canceled_and_gets_a
     client, discounted_taxed_cart, usd_item, stripe_fake
 ) -> None:
     first = intent(client, discounted_taxed_cart).json()
-    assert first["amount"] == 6565
+    assert first["amount"] == 6716
     [payment] = Payment.objects.all()
     before = state(discounted_taxed_cart)
 
@@ -763,7 +776,7 @@ def test_a_frozen_cart_is_changed_once_its_payment_intent_is_canceled_and_gets_a
     second = intent(client, discounted_taxed_cart).json()
 
     expected = total_of(discounted_taxed_cart)
-    assert expected != 6565
+    assert expected != 6716
     assert second["amount"] == expected
     assert second["client_secret"] != first["client_secret"]
     creates = [c for c in stripe_fake.calls("POST", "/v1/payment_intents") if c.path == "/v1/payment_intents"]
@@ -789,7 +802,7 @@ def test_paying_the_payment_intent_pays_the_order(client, discounted_taxed_cart,
     discounted_taxed_cart.refresh_from_db()
     assert discounted_taxed_cart.status == OrderStatus.PAID
     payment.refresh_from_db()
-    assert payment.amount_received == 6565
+    assert payment.amount_received == 6716
 
 
 def test_paying_the_checkout_session_pays_the_order(client, discounted_taxed_cart, stripe_fake) -> None:
@@ -819,10 +832,10 @@ def queries_for(web: Client, url: str) -> int:
 
 
 def test_order_page_queries_do_not_grow_with_the_lines(
-    client, ten_percent_off, vat_included, sales_tax, django_assert_max_num_queries
+    client, ten_percent_off, levy, sales_tax, django_assert_max_num_queries
 ) -> None:
-    small = cart_of(client, 2, ten_percent_off, [vat_included, sales_tax])
-    large = cart_of(client, 10, ten_percent_off, [vat_included, sales_tax])
+    small = cart_of(client, 2, ten_percent_off, [levy, sales_tax])
+    large = cart_of(client, 10, ten_percent_off, [levy, sales_tax])
     assert queries_for(client, f"/order/{small.public_id}") == queries_for(
         client, f"/order/{large.public_id}"
     )
@@ -832,12 +845,12 @@ def test_order_page_queries_do_not_grow_with_the_lines(
 
 
 def test_order_buy_queries_do_not_grow_with_the_lines(
-    client, ten_percent_off, vat_included, sales_tax, django_assert_max_num_queries
+    client, ten_percent_off, levy, sales_tax, django_assert_max_num_queries
 ) -> None:
-    warm = cart_of(client, 1, ten_percent_off, [vat_included, sales_tax])
+    warm = cart_of(client, 1, ten_percent_off, [levy, sales_tax])
     client.get(f"/order/buy/{warm.public_id}")  # coupon and tax rates created and remembered
-    small = cart_of(client, 2, ten_percent_off, [vat_included, sales_tax])
-    large = cart_of(client, 10, ten_percent_off, [vat_included, sales_tax])
+    small = cart_of(client, 2, ten_percent_off, [levy, sales_tax])
+    large = cart_of(client, 10, ten_percent_off, [levy, sales_tax])
     small_count = queries_for(client, f"/order/buy/{small.public_id}")
     large_count = queries_for(client, f"/order/buy/{large.public_id}")
     assert small_count == large_count
@@ -866,7 +879,7 @@ def test_seed_demo_runs_twice_without_duplicating() -> None:
     assert counts() == first
     sample = with_pricing().get()
     assert sample.discount.name == "Welcome 10%"
-    assert sorted(t.name for t in sample.taxes.all()) == ["City levy", "VAT"]
+    assert sorted(t.name for t in sample.taxes.all()) == ["City levy"]  # never an included and an added tax
     assert price_order(sample).total > 0
 
 

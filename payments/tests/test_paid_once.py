@@ -287,17 +287,25 @@ def test_each_new_amount_gets_its_own_payment_intent_and_idempotency_key(
     assert cart.status == OrderStatus.PAID and charges_at_stripe(stripe_fake, cart) == (7350, 0)
 
 
-def test_a_retry_of_the_same_request_reuses_its_key(tab: Shopper, usd_item: Item, stripe_fake: Any) -> None:
+def test_a_retry_of_an_unanswered_request_is_a_new_attempt(
+    tab: Shopper, usd_item: Item, stripe_fake: Any
+) -> None:
     cart = cart_of(tab, usd_item)
-    stripe_fake.client.fail_next("500_after", times=2)  # Stripe created it; every answer (and retry) lost
+    stripe_fake.client.fail_next(
+        "lost", times=2
+    )  # Stripe created it; every answer (and the SDK's retry) lost
     assert tab.intent(cart).status_code == 502
     cart.refresh_from_db()
     assert cart.status == OrderStatus.DRAFT  # nothing is known to be open: the cart is still a cart
     answer = tab.intent(cart).json()
     creates = [c for c in stripe_fake.calls("POST", "/v1/payment_intents") if c.path == "/v1/payment_intents"]
-    assert len(creates) == 3 and len({c.idempotency_key for c in creates}) == 1
+    assert (
+        len(creates) == 3
+        and creates[0].idempotency_key == creates[1].idempotency_key != creates[2].idempotency_key
+    )
     assert Payment.objects.get().stripe_id == intent_id(answer)
-    assert len([o for o in stripe_fake.emulator.objects.values() if o.get("object") == "payment_intent"]) == 1
+    intents = [o for o in stripe_fake.emulator.objects.values() if o.get("object") == "payment_intent"]
+    assert len(intents) == 2 and {i["metadata"]["order_id"] for i in intents} == {str(cart.public_id)}
 
 
 # 5 ------------------------------------------------------------------------------------------------------------

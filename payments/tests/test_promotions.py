@@ -234,7 +234,7 @@ def test_the_code_applies_identically_through_checkout_and_payment_intents(
     intent = client.post(f"/order/intent/{cart.public_id}", **JSON).json()
     assert stripe_fake.emulator.get(session["id"])["amount_total"] == expected == intent["amount"]
     [coupon] = stripe_fake.calls("POST", "/v1/coupons")
-    assert coupon.params["name"] == "Welcome (WELCOME10)" and coupon.params["percent_off"] == "10.0"
+    assert coupon.params["name"] == "Welcome (WELCOME10)" and coupon.params["amount_off"] == "670"
     cart.refresh_from_db()
     assert cart.snapshot["discount"]["code"] == "WELCOME10" and cart.total == expected
 

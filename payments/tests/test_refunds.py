@@ -111,7 +111,7 @@ def test_a_repeated_form_whose_first_try_got_no_answer_is_sent_again_with_its_ke
     client, usd_item, stripe_fake
 ) -> None:
     order, _ = pay_item(client, stripe_fake, usd_item)
-    stripe_fake.client.fail_next("500_after", times=2)  # Stripe made the refund, the answers were lost
+    stripe_fake.client.fail_next("lost", times=2)  # Stripe made the refund, the answers were lost
     with pytest.raises(refunds.ShopError):
         refunds.staff_refund(order, 700, request_key="a" * 32)
     stripe_fake.recover()
@@ -360,7 +360,7 @@ def test_the_shops_own_refund_news_before_its_answer_is_matched_by_its_key(
     original = refunds.send
 
     def send_and_hear_first(refund: Refund) -> Refund:
-        stripe_fake.client.fail_next("500_after")
+        stripe_fake.client.fail_next("lost")
         with contextlib.suppress(refunds.ShopError):
             original(refund)
         stripe_fake.deliver_webhooks()  # the news comes before the (lost) answer is retried

@@ -22,7 +22,6 @@ import pytest
 import stripe
 
 from stripe_emulator import Emulator, EmulatorAccount, EmulatorHTTPClient
-from stripe_emulator.core import Emulator as _Emulator
 from stripe_emulator.tests.contract import declared, missing_nullable, problems
 
 USD = EmulatorAccount("usd", "sk_test_usd_contract_01", "pk_test_usd_contract_01", "whsec_usd_contract")
@@ -56,6 +55,40 @@ ABSENT_UNLESS_EXPANDED: dict[str, set[str]] = {
     "item": {"taxes", "discounts"},
     "payment_method": (_PM_TYPES & set(declared(stripe.PaymentMethod))) - {"card"},
 }
+
+
+#: Top-level fields endive declares optional and not nullable (``field?: T`` in ``stripe@23.1.0``'s types for
+#: API version 2026-10-28.endive), written out here from those types: Stripe leaves them out rather than send
+#: ``null``.
+OPTIONAL_NOT_NULLABLE: dict[str, set[str]] = {
+    "payment_intent": {"amount_details", "hooks", "payment_details", "presentment_details"},
+    "checkout.session": {
+        "branding_settings", "excluded_payment_method_types", "line_items", "name_collection",
+        "phone_number_collection", "presentment_details", "redirect_on_completion", "return_url",
+        "tax_id_collection",
+    },
+    "charge": {"authorization_code", "level3", "presentment_details", "radar_options", "transfer"},
+    "refund": {
+        "description", "destination_details", "failure_balance_transaction", "failure_reason",
+        "instructions_email", "next_action", "pending_reason", "presentment_details",
+    },
+    "event": {"account", "context"},
+}  # fmt: skip
+
+
+def nulls_of_optional_fields(answer: Any, path: str = "") -> list[str]:
+    """Every optional non-nullable field sent as ``null``, anywhere in the answer."""
+    found: list[str] = []
+    if isinstance(answer, list):
+        for i, item in enumerate(answer):
+            found += nulls_of_optional_fields(item, f"{path}[{i}]")
+    elif isinstance(answer, dict):
+        for key in OPTIONAL_NOT_NULLABLE.get(str(answer.get("object")), set()):
+            if key in answer and answer[key] is None:
+                found.append(f"{path}.{key}: null (Stripe leaves it out)")
+        for key, value in answer.items():
+            found += nulls_of_optional_fields(value, f"{path}.{key}")
+    return found
 
 
 class RecordingClient(EmulatorHTTPClient):
@@ -96,8 +129,9 @@ def check(answer: Any, path: str = "") -> list[str]:
     if cls is None:
         return [f"{path}: unknown object kind {kind!r}"]
     found = problems(answer, cls, path or cls.__qualname__)
-    absent = ABSENT_UNLESS_EXPANDED.get(str(kind), set())
+    absent = ABSENT_UNLESS_EXPANDED.get(str(kind), set()) | OPTIONAL_NOT_NULLABLE.get(str(kind), set())
     found += missing_nullable(answer, cls, absent)
+    found += nulls_of_optional_fields(answer, path or cls.__qualname__)
     if kind == "event":
         found += check(answer["data"]["object"], f"{path or 'Event'}.data.object")
     return found
@@ -338,22 +372,42 @@ def test_discounts_inside_sessions_are_endive_discount_objects(emu: Emulator, ht
         assert discount["source"]["type"] == "coupon" and isinstance(discount["source"]["coupon"], str)
 
 
+#: Stripe.js's ``PaymentIntent`` type (``@stripe/stripe-js`` 10.2.1, ``dist/api/payment-intents.d.ts``), and its
+#: ``StripeError`` (``dist/stripe-js/stripe.d.ts``): all a publishable-key caller is shown.
+STRIPE_JS_PAYMENT_INTENT = {
+    "id", "object", "amount", "canceled_at", "cancellation_reason", "capture_method", "client_secret",
+    "confirmation_method", "created", "currency", "description", "last_payment_error", "livemode", "next_action",
+    "payment_method", "payment_method_types", "receipt_email", "setup_future_usage", "shipping", "status",
+}  # fmt: skip
+STRIPE_JS_ERROR = {
+    "type", "charge", "code", "decline_code", "doc_url", "message", "param", "request_log_url", "payment_intent",
+    "payment_method", "setup_intent", "source",
+}  # fmt: skip
+
+
 def test_publishable_key_answers_are_the_client_side_subset(emu: Emulator, http: RecordingClient) -> None:
     pi = client(http).v1.payment_intents.create(
-        params={"amount": 1000, "currency": "usd", "metadata": {"a": "1"}}
+        params={"amount": 1000, "currency": "usd", "metadata": {"order_id": "secret-ish"}}
     )
+    headers = {"Authorization": f"Bearer {USD.publishable_key}"}
     status, _, body = emu.handle(
-        "GET",
-        f"/v1/payment_intents/{pi.id}?client_secret={pi.client_secret}",
-        {"Authorization": f"Bearer {USD.publishable_key}"},
-        b"",
+        "GET", f"/v1/payment_intents/{pi.id}?client_secret={pi.client_secret}", headers
     )
     answer = json.loads(body)
     assert status == 200
-    hidden = _Emulator.PUBLISHABLE_HIDDEN
-    assert not hidden & set(answer)
-    left = [p for p in problems(answer, stripe.PaymentIntent) if not any(f".{h}:" in p for h in hidden)]
-    assert left == []
+    assert set(answer) <= STRIPE_JS_PAYMENT_INTENT and "metadata" not in answer
+    assert {"id", "amount", "currency", "status", "client_secret"} <= set(answer)
+
+    # A decline answered to Stripe.js: the error and its PaymentIntent, no metadata, no charge object.
+    form = f"client_secret={pi.client_secret}&payment_method=pm_card_chargeDeclined".encode()
+    status, _, body = emu.handle("POST", f"/v1/payment_intents/{pi.id}/confirm", headers, form)
+    error = json.loads(body)["error"]
+    assert status == 402 and error["decline_code"] == "generic_decline"
+    assert set(error) <= STRIPE_JS_ERROR
+    assert (
+        set(error["payment_intent"]) <= STRIPE_JS_PAYMENT_INTENT and "metadata" not in error["payment_intent"]
+    )
+    assert set(error["payment_intent"]["last_payment_error"]) <= STRIPE_JS_ERROR
 
 
 # --------------------------------------------------------------------------------- the checker itself

@@ -65,12 +65,13 @@ def raw(
     params: dict[str, Any] | None = None,
     key: str = USD.secret_key,
     headers: dict[str, str] | None = None,
+    inject: str | None = None,
 ) -> tuple[int, dict[str, str], dict[str, Any]]:
     body = encode_form(params or {}).encode()
     if method == "GET" and params:
         path, body = f"{path}?{body.decode()}", b""
     status, out_headers, out = emu.handle(
-        method, path, {"Authorization": f"Bearer {key}", **(headers or {})}, body
+        method, path, {"Authorization": f"Bearer {key}", **(headers or {})}, body, inject=inject
     )
     return status, out_headers, json.loads(out)
 
@@ -201,11 +202,43 @@ def test_idempotent_replay_and_conflict(emu: Emulator) -> None:
     assert s4 == 200 and b4["id"] != b1["id"]
 
 
-def test_idempotent_replay_of_errors(emu: Emulator) -> None:
+def test_validation_errors_are_not_saved(emu: Emulator) -> None:
+    """Stripe saves no result for a request refused by validation: the same key may be sent again, and a
+    corrected request under it then runs (https://docs.stripe.com/api/idempotent_requests)."""
     key = {"Idempotency-Key": "bad-1"}
-    s1, _, b1 = raw(emu, "POST", "/v1/payment_intents", {"amount": 10, "currency": "usd"}, headers=key)
-    s2, h2, b2 = raw(emu, "POST", "/v1/payment_intents", {"amount": 10, "currency": "usd"}, headers=key)
-    assert s1 == s2 == 400 and b1 == b2 and h2["Idempotent-Replayed"] == "true"
+    for params in (
+        {"amount": 10, "currency": "usd"},
+        {"currency": "usd"},
+        {"amount": 1000, "currency": "usd", "x": 1},
+    ):
+        s1, h1, b1 = raw(emu, "POST", "/v1/payment_intents", params, headers=key)
+        assert s1 == 400 and "Idempotent-Replayed" not in h1, b1
+    s2, h2, b2 = raw(emu, "POST", "/v1/payment_intents", {"amount": 1000, "currency": "usd"}, headers=key)
+    assert s2 == 200 and "Idempotent-Replayed" not in h2 and b2["id"].startswith("pi_")
+
+
+def test_a_decline_is_saved_and_replayed(emu: Emulator) -> None:
+    key = {"Idempotency-Key": "declined-1"}
+    params = {"amount": 1000, "currency": "usd", "confirm": True, "payment_method": "pm_card_chargeDeclined"}
+    s1, _, b1 = raw(emu, "POST", "/v1/payment_intents", params, headers=key)
+    s2, h2, b2 = raw(emu, "POST", "/v1/payment_intents", params, headers=key)
+    assert s1 == s2 == 402 and b1 == b2 and h2["Idempotent-Replayed"] == "true"
+    assert len([o for o in emu.objects.values() if o["object"] == "payment_intent"]) == 1
+
+
+@pytest.mark.parametrize(("kind", "objects"), [("500", 0), ("500_after", 1)])
+def test_a_500_is_saved_and_replayed_for_its_key(emu: Emulator, kind: str, objects: int) -> None:
+    """Stripe replays a saved 500 for the same key (for 24 hours): only a new key is a new attempt."""
+    key = {"Idempotency-Key": "pi-1"}
+    params = {"amount": 1000, "currency": "usd"}
+    s1, _, b1 = raw(emu, "POST", "/v1/payment_intents", params, headers=key, inject=kind)
+    assert s1 == 500 and b1["error"]["type"] == "api_error"
+    made = [o["id"] for o in emu.objects.values() if o["object"] == "payment_intent"]
+    assert len(made) == objects  # "500_after": it exists although the answer says it failed
+    s2, h2, b2 = raw(emu, "POST", "/v1/payment_intents", params, headers=key)
+    assert (s2, b2, h2["Idempotent-Replayed"]) == (500, b1, "true")
+    s3, _, b3 = raw(emu, "POST", "/v1/payment_intents", params, headers={"Idempotency-Key": "pi-2"})
+    assert s3 == 200 and b3["id"] not in made
 
 
 # --------------------------------------------------------------------------- payment intents & cards
@@ -220,7 +253,7 @@ def test_success_card(emu: Emulator, sc: stripe.StripeClient) -> None:
     assert done["amount_received"] == 2000
     assert emu.get(done["latest_charge"])["amount"] == 2000
     types = [e["type"] for e in emu.events["usd"]]
-    assert types == ["payment_intent.created", "payment_intent.succeeded"]
+    assert types == ["payment_intent.created", "charge.succeeded", "payment_intent.succeeded"]
     assert emu.events["usd"][-1]["data"]["object"]["status"] == "succeeded"
 
 
@@ -599,7 +632,7 @@ def test_fail_next_http_kinds(emu: Emulator, http: EmulatorHTTPClient, sc: strip
         http.fail_next("gremlins")
 
 
-def test_fail_next_500_after_then_idempotent_retry(
+def test_fail_next_500_after_then_the_same_key_gets_the_500_again(
     emu: Emulator, http: EmulatorHTTPClient, sc: stripe.StripeClient
 ) -> None:
     http.fail_next("500_after")
@@ -607,11 +640,24 @@ def test_fail_next_500_after_then_idempotent_retry(
     with pytest.raises(stripe.APIError):
         sc.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"}, options=opts)
     created = [o for o in emu.objects.values() if o["object"] == "payment_intent"]
-    assert len(created) == 1  # processed although the answer was lost
-    pi = sc.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"}, options=opts)
-    assert pi.id == created[0]["id"]
-    assert pi.last_response is not None and pi.last_response.headers["Idempotent-Replayed"] == "true"
+    assert len(created) == 1  # processed although the answer was a 500
+    with pytest.raises(stripe.APIError) as again:
+        sc.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"}, options=opts)
+    assert again.value.http_status == 500  # the saved answer, replayed
     assert [r.idempotency_key for r in http.requests] == ["order-77", "order-77"]
+
+
+def test_fail_next_lost_then_the_same_key_gets_the_saved_answer(
+    emu: Emulator, http: EmulatorHTTPClient, sc: stripe.StripeClient
+) -> None:
+    http.fail_next("lost")
+    opts: Any = {"idempotency_key": "order-78"}
+    with pytest.raises(stripe.APIConnectionError):
+        sc.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"}, options=opts)
+    [created] = [o for o in emu.objects.values() if o["object"] == "payment_intent"]
+    pi = sc.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"}, options=opts)
+    assert pi.id == created["id"]
+    assert pi.last_response is not None and pi.last_response.headers["Idempotent-Replayed"] == "true"
 
 
 def test_sdk_retries_recover_from_lost_response(
@@ -619,7 +665,7 @@ def test_sdk_retries_recover_from_lost_response(
 ) -> None:
     monkeypatch.setattr(stripe.HTTPClient, "_sleep_time_seconds", lambda self, n: 0.0)
     sc = client_for(http, retries=2)
-    http.fail_next("500_after")
+    http.fail_next("lost")
     http.fail_next("connection")
     pi = sc.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
     assert len(http.requests) == 3
@@ -1442,7 +1488,8 @@ def test_stats_count_objects_by_kind_and_calls_by_route(emu: Emulator, sc: strip
 # --------------------------------------------------------------------------- what the package imports
 
 
-def test_the_emulator_imports_only_the_standard_library_stripe_and_core_money() -> None:
+def test_the_emulator_imports_only_the_standard_library_and_stripe() -> None:
+    """Nothing of the shop (``core``, ``catalog``, ``payments``): see also ``test_independence.py``."""
     import ast
 
     allowed_third_party = {"stripe", "typing_extensions"}
@@ -1455,12 +1502,7 @@ def test_the_emulator_imports_only_the_standard_library_stripe_and_core_money() 
                 names = [node.module]
             for name in names:
                 top = name.split(".")[0]
-                ok = (
-                    top in sys.stdlib_module_names
-                    or top in allowed_third_party
-                    or top == "stripe_emulator"
-                    or name == "core.money"
-                )
+                ok = top in sys.stdlib_module_names or top in allowed_third_party or top == "stripe_emulator"
                 assert ok, f"{path.name} imports {name}"
 
 

@@ -50,9 +50,7 @@ class Command(BaseCommand):
         discount, _ = Discount.objects.get_or_create(
             name="Welcome 10%", defaults={"percent_off": Decimal("10"), "code": "WELCOME10"}
         )
-        vat, _ = Tax.objects.get_or_create(
-            name="VAT", defaults={"percentage": Decimal("20"), "inclusive": True}
-        )
+        Tax.objects.get_or_create(name="VAT", defaults={"percentage": Decimal("20"), "inclusive": True})
         levy, _ = Tax.objects.get_or_create(
             name="City levy", defaults={"percentage": Decimal("2.5"), "inclusive": False}
         )
@@ -60,11 +58,13 @@ class Command(BaseCommand):
         usd_items = list(Item.objects.filter(price_currency="USD").order_by("id")[:2])
         if sample is None and len(usd_items) == 2:
             sample = Order.objects.create(currency="usd", discount=discount)
-            sample.taxes.set([vat, levy])
+            # An exclusive levy only: one order never mixes a tax included in prices (the VAT, for staff to
+            # attach to EUR orders) with one added to them (README, "What Stripe documents").
+            sample.taxes.set([levy])
             for quantity, item in enumerate(usd_items, start=1):
                 OrderLine.objects.create(order=sample, item=item, quantity=quantity, unit_price=item.amount)
         self.stdout.write(
             self.style.SUCCESS(f"Demo data ready: {created} new items, {Item.objects.count()} in all.")
         )
         if sample is not None:
-            self.stdout.write(f"Sample order with a discount and two taxes: /order/{sample.public_id}")
+            self.stdout.write(f"Sample order with a discount and a tax: /order/{sample.public_id}")
