@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run admin test lint bench mutation clean
+.PHONY: run admin test lint bench bench-queue mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ $(VENV)/.wrk: | $(BIN)/python
 
 bench: $(VENV)/.dev $(VENV)/.wrk
 	$(BIN)/python -m bench.run $(ARGS)
+
+# The task queue's benchmark (bench/queue.py): webhooks while Stripe and SMTP hang, throughput with 1 and 2
+# workers, PostgreSQL connections of 2 app servers and 2 workers. PostgreSQL at 127.0.0.1:5432.
+bench-queue: $(VENV)/.dev
+	$(BIN)/python -m bench.queue $(ARGS)
 
 # Mutation testing of the money and state rules (README, "Mutation testing"): CPU-heavy, not part of `make test`.
 mutation: $(VENV)/.dev

@@ -36,6 +36,32 @@ def _fresh_cache(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def task_worker(request: pytest.FixtureRequest, _fresh_cache: None) -> Iterator[Any]:
+    """Every test with a database has a task worker that runs what was queued as soon as the code that queued it
+    left its transactions, as an idle `db_worker` would (`payments/tests/worker.py`); `held_queue` holds it."""
+    uses_db = request.node.get_closest_marker("django_db") is not None or bool(
+        {"db", "transactional_db"} & set(request.fixturenames)
+    )
+    if not uses_db:
+        yield None
+        return
+    from django.db import connection
+
+    from payments.tests.worker import inline_worker
+
+    with inline_worker(base_depth=len(connection.atomic_blocks)) as worker:
+        yield worker
+
+
+@pytest.fixture
+def held_queue(task_worker: Any) -> Any:
+    """The queue as production has it between a request and a worker: tasks wait until the test runs them
+    (`payments.tests.worker.run_tasks`)."""
+    task_worker.eager = False
+    return task_worker
+
+
+@pytest.fixture(autouse=True)
 def stripe_fake() -> Iterator[FakeStripe]:
     """Every test runs against a fresh emulator: no test can reach the real Stripe."""
     fake = FakeStripe()

@@ -11,7 +11,10 @@ to Stripe come back to the address served (`SITE_URL`, unless set), and nothing 
 cookies over https only. `DEBUG` is on unless the environment or `.env` says otherwise; `DEBUG=0 make run`
 serves the shop as production does (its own error pages, collected static files).
 
-Its children (the emulator, the server) die with it, however it ends: even `kill -9` of the launcher (Linux's
+Beside the server it starts a task worker (`manage.py db_worker`): what follows a payment's news (closing
+objects at Stripe, refunds owed, the emails) is queued in the database and done by it, as in production.
+
+Its children (the emulator, the server, the worker) die with it, however it ends: even `kill -9` of the launcher (Linux's
 parent-death signal); started by `make run`, the launcher itself stops them when make is killed.
 
 The emulator keeps what it holds in a file beside the demo database (`emulator_state_file`), so a restart
@@ -205,6 +208,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, interrupted)
     emulator: subprocess.Popen[bytes] | None = None
     server: subprocess.Popen[bytes] | None = None
+    worker: subprocess.Popen[bytes] | None = None
     if demo:
         base = f"http://127.0.0.1:{args.emulator_port}"
         command = [sys.executable, "-m", "stripe_emulator", "--port", str(args.emulator_port)]
@@ -245,6 +249,10 @@ def main() -> int:
         site_url = env.get("SITE_URL") or merged.get("SITE_URL", "")
         if site_url.rstrip("/") != f"http://127.0.0.1:{args.port}":
             print(f"Links handed to Stripe come back to SITE_URL={site_url}, not to this server.", flush=True)
+        # The task worker beside the shop: what follows a payment's news (closing objects at Stripe, refunds
+        # owed, emails) is queued in the database and done by it, as workers do in production.
+        worker = child([*manage, "db_worker", "--interval", "0.5", "--no-startup-delay", "--no-reload"], env)
+        print(f"A task worker runs beside it (pid {worker.pid}).", flush=True)
         server = child([*manage, "runserver", f"127.0.0.1:{args.port}", "--noreload"], env)
         return server.wait()
     except KeyboardInterrupt:
@@ -253,6 +261,7 @@ def main() -> int:
         return exc.returncode or 1
     finally:
         stop(server)
+        stop(worker)
         stop(emulator)
 
 

@@ -74,6 +74,8 @@ INSTALLED_APPS = [
     "djmoney",
     "csp",
     "axes",
+    "django_tasks",
+    "django_tasks_db",
     "core",
     "catalog",
     "payments",
@@ -126,11 +128,28 @@ _database_url = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / '
 DATABASES = {"default": env.db_url_config(_database_url)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # a connection broken by an outage is replaced, no restart
+# PostgreSQL connections come from a pool per process (psycopg 3's, through Django): a request holds one only
+# while it runs, and a process never holds more than DB_POOL_MAX_SIZE, so that N app servers x their processes
+# x the pool, plus the task workers, fit under the server's max_connections (README "Connections" has the
+# arithmetic). The default is half of a process's threads (GUNICORN_THREADS): most requests never wait for the
+# database, and one that finds the pool busy waits DB_POOL_TIMEOUT for a connection, then answers 503.
+DB_POOL_MAX_SIZE: int = env.int(
+    "DB_POOL_MAX_SIZE", default=max(4, env.int("GUNICORN_THREADS", default=32) // 2)
+)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # An unreachable server fails a request in seconds (answered 503), rather than holding a thread.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
     )
+    if env.bool("DB_POOL", default=True):
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections (Django requires 0)
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
+            "max_size": DB_POOL_MAX_SIZE,
+            # A request waits this long for a free connection, then answers 503 (core.middleware).
+            "timeout": env.float("DB_POOL_TIMEOUT", default=5.0),
+            "max_idle": 300,  # idle connections beyond min_size are closed after 5 minutes
+        }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite (development and demo): take the write lock when a transaction starts, so that two requests
     # (a payment and its webhook) wait for each other instead of failing with "database is locked".
@@ -385,13 +404,25 @@ DEFAULT_CURRENCY = CURRENCIES[0]
 # EMAIL_URL (django-environ's form): smtp+tls://user:password@smtp.example.com:587, smtps://... for SSL,
 # consolemail:// to write emails to the log. Default: the console with DEBUG or in demo mode, else the local
 # mail server (smtp://localhost:25).
-vars().update(
-    env.email_url(
-        "EMAIL_URL", default="consolemail://" if DEBUG or STRIPE_DEMO_MODE else "smtp://localhost:25"
-    )
+_email = env.email_url(
+    "EMAIL_URL", default="consolemail://" if DEBUG or STRIPE_DEMO_MODE else "smtp://localhost:25"
 )
+if _email["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend":
+    # The SMTP backend that keeps the relay's answer to each message (`core.mail`).
+    _email["EMAIL_BACKEND"] = "core.mail.RelayRecordingBackend"
+vars().update(_email)
 DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="shop@localhost")
-EMAIL_TIMEOUT: int = env.int("EMAIL_TIMEOUT", default=10)  # seconds; a webhook waits for it
+# Seconds an email may take: only task workers send email (never a request), so a slow relay is waited for
+# rather than given up on and sent again.
+EMAIL_TIMEOUT: int = env.int("EMAIL_TIMEOUT", default=60)
+
+# --- Tasks: the work after a payment's news, run by workers from the shop's own database ---------------------
+# Django's tasks API (the django-tasks backport of django.tasks) with the ORM backend: a task is a row, written
+# in the same transaction as the news that calls for it. `manage.py db_worker` runs them (any number of
+# workers, on any machine: each takes a task with SELECT ... FOR UPDATE SKIP LOCKED). See payments/followups.py.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+# A follow-up running this long was left by a worker that died: the sweep starts it again (payments.followups).
+FOLLOWUP_STUCK_AFTER: int = env.int("FOLLOWUP_STUCK_AFTER", default=600)
 
 # --- Logging: one line per event, to stdout -----------------------------------------------------------
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")

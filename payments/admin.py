@@ -39,6 +39,7 @@ from payments.admin_promotions import PromotionRefusalInline
 from payments.errors import ShopError
 from payments.models import (
     Discount,
+    FollowUp,
     Order,
     OrderLine,
     OrderStatus,
@@ -1173,3 +1174,31 @@ class StrayPaymentAdmin(ReadOnlyAdmin):
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/payments/order/mark_reviewed.html", context)
+
+
+@admin.register(FollowUp)
+class FollowUpAdmin(ReadOnlyAdmin):
+    """The work after a payment's news, done by the task workers: what is queued, running, done or failing,
+    with its attempts, last error and result (e.g. the mail relay's answer)."""
+
+    list_display = ("kind", "order_ref", "status", "attempts", "error", "next_run", "finished")
+    list_filter = ("status", "kind")
+    search_fields = ("key", "order__public_id")
+    list_select_related = ("order",)
+    readonly_fields = [f.name for f in FollowUp._meta.fields]
+
+    @admin.display(description="Order")
+    def order_ref(self, row: FollowUp) -> SafeString | str:
+        return order_link(row.order) if row.order is not None else "-"
+
+    @admin.display(description="Last error")
+    def error(self, row: FollowUp) -> str:
+        return row.last_error[:120]
+
+    @admin.display(description="Runs after", ordering="run_after")
+    def next_run(self, row: FollowUp) -> SafeString | str:
+        return when(row.run_after) if row.status == FollowUp.Status.QUEUED else "-"
+
+    @admin.display(description="Done", ordering="done_at")
+    def finished(self, row: FollowUp) -> SafeString | str:
+        return with_note(when(row.done_at), row.result[:80]) if row.done_at else "-"

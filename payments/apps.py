@@ -6,4 +6,6 @@ class PaymentsConfig(AppConfig):
     verbose_name = "Payments"
 
     def ready(self) -> None:
-        from payments import checks, signals  # noqa: F401  (the Stripe system checks, the page cache's invalidation)
+        # The Stripe system checks, the page cache's invalidation, and the modules whose work follow-ups run
+        # (they register it with `followups.handles`; a task worker imports nothing else).
+        from payments import checks, receipts, signals, sync, webhooks  # noqa: F401

@@ -129,9 +129,10 @@ def stripe_call(action: str, acct: StripeAccount, **context: object) -> Iterator
 # The calls that learn or close a payment object's state, shared by every path that needs them.
 
 
-def retrieve_intent(acct: StripeAccount, intent_id: str) -> stripe.PaymentIntent:
+def retrieve_intent(acct: StripeAccount, intent_id: str, *, quick: bool = False) -> stripe.PaymentIntent:
+    """`quick`: one attempt within a short budget, for a page a shopper waits for."""
     with stripe_call("payment_intent.retrieve", acct, payment_intent=intent_id):
-        return acct.client.v1.payment_intents.retrieve(intent_id)
+        return (acct.quick_client if quick else acct.client).v1.payment_intents.retrieve(intent_id)
 
 
 def cancel_intent(acct: StripeAccount, intent_id: str) -> stripe.PaymentIntent:
@@ -139,9 +140,9 @@ def cancel_intent(acct: StripeAccount, intent_id: str) -> stripe.PaymentIntent:
         return acct.client.v1.payment_intents.cancel(intent_id)
 
 
-def retrieve_session(acct: StripeAccount, session_id: str) -> stripe.checkout.Session:
+def retrieve_session(acct: StripeAccount, session_id: str, *, quick: bool = False) -> stripe.checkout.Session:
     with stripe_call("checkout.session.retrieve", acct, session=session_id):
-        return acct.client.v1.checkout.sessions.retrieve(session_id)
+        return (acct.quick_client if quick else acct.client).v1.checkout.sessions.retrieve(session_id)
 
 
 def expire_session(acct: StripeAccount, session_id: str) -> stripe.checkout.Session:

@@ -26,8 +26,17 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from core.money import format_money
-from payments import states, stripe_fields
-from payments.models import FLAG_FIELDS, Order, OrderStatus, Payment, PaymentKind, PaymentStatus, Refund
+from payments import followups, states, stripe_fields
+from payments.models import (
+    FLAG_FIELDS,
+    FollowUp,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentKind,
+    PaymentStatus,
+    Refund,
+)
 
 logger = logging.getLogger("payments.lifecycle")
 
@@ -224,6 +233,7 @@ def _settle(order: Order, payment: Payment, currency: str) -> None:
     if order.amount_refunded:  # a refund event arrived before this one (events are not ordered)
         states.move(order, refunded_status(order))
     order.save(update_fields=["paid_at", "browser", *states.STATUS_FIELDS])
+    followups.enqueue(FollowUp.Kind.CONFIRMATION, order_id=order.pk)  # sent by a worker once this commits
     logger.info("order %s paid by %s", order.public_id, payment.stripe_id)
 
 
@@ -329,6 +339,8 @@ def record_refund(row: Refund, refund: StripeDict) -> bool:
     if REFUND_RANK[status] > REFUND_RANK[Refund.Status(row.status)]:
         row.status = status
         fields.append("status")
+        if status == Refund.Status.SUCCEEDED:  # the shopper is told, by a worker once this commits
+            followups.enqueue(FollowUp.Kind.REFUND_NOTICE, order_id=row.order_id, target_id=row.pk)
         if status in (Refund.Status.FAILED, Refund.Status.CANCELED):
             row.last_error = str(refund.get("failure_reason") or status)
             fields.append("last_error")

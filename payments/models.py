@@ -864,3 +864,52 @@ class StrayPayment(LedgerModel):
         if self.kind == PaymentKind.PAYMENT_INTENT:
             return dashboard_url(self.livemode, f"payments/{self.stripe_id}")
         return dashboard_url(self.livemode, f"checkout/sessions/{self.stripe_id}")
+
+
+class FollowUp(models.Model):
+    """Work that follows a payment's news, queued in the same transaction as the news and done by a task worker
+    (`payments.followups`): its attempts, last error and result, for staff."""
+
+    class Kind(models.TextChoices):
+        TIDY_ORDER = "tidy_order", "Close, refund and look up what the order owes at Stripe"
+        CONFIRMATION = "confirmation", "Send the order confirmation"
+        REFUND_NOTICE = "refund_notice", "Send a refund notice"
+        PENDING_EVENT = "pending_event", "Process an event that waited for its object"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed (the next sweep starts it again)"
+
+    key = models.CharField(max_length=100, help_text="The kind and the object it is for.")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    order = models.ForeignKey(
+        Order, null=True, blank=True, on_delete=models.PROTECT, related_name="followups"
+    )
+    target_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The refund or the event it is for (the order's work: none)."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    result = models.TextField(blank=True, help_text="What the work reported (e.g. the mail relay's answer).")
+    run_after = models.DateTimeField(default=timezone.now)
+    task_id = models.CharField(max_length=64, blank=True, help_text="Its current task in the queue.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # At most one queued follow-up per kind and object: news arriving while one waits needs no other.
+            models.UniqueConstraint(
+                fields=["key"], condition=models.Q(status="queued"), name="followup_one_queued_per_key"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.key}, {self.status})"

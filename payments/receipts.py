@@ -6,13 +6,17 @@ README).
 Stripe sends its own receipt to the address the shopper gave (`receipt_email` on the PaymentIntent; Checkout
 collects the address itself); the shop's confirmation goes to the same address, stored on the order.
 
-**Once, never twice.** `send_confirmation` claims the email under the order's row lock (`states.locked`): it
-stamps `confirmation_sent_at` only if no one did, and the stamp commits before the email is sent, outside
-any transaction. Repeated or concurrent events (the same event delivered twice, a webhook racing the return
-page, two app processes) all call it after their own work committed; only the one whose stamp went in sends.
-If sending fails, the stamp is taken back so that the next event or `reconcile_payments` tries again; a crash
-between the stamp and the send loses that email rather than sending it twice. `send_refund_notice` works the
-same way with the refund's `notice_sent_at`, under the lock of the refund's order.
+**Sent by workers, once.** Each email is a follow-up (`payments.followups`), queued in the transaction that
+learned the news (the order paid, the refund made) and sent by a task worker, never in a request: a slow mail
+server slows nobody. `deliver_confirmation` claims the email under the order's row lock (`states.locked`): it
+stamps `confirmation_sent_at` only if no one did, and the stamp commits before the email is sent. Repeated or
+concurrent news queue at most one follow-up at a time, and only the one whose stamp went in sends. If sending
+fails, the stamp is taken back and the follow-up tries again later (with backoff); a worker that died between
+the stamp and the send leaves its follow-up running, and when the sweep starts it again it finds its own claim
+and sends the same message again. Every email has a stable Message-ID per order (or refund) and kind, so that
+a message sent twice after an answer that never came is one message to the recipient's mail system, and the
+relay's answer is kept on the follow-up. `deliver_refund_notice` works the same way with the refund's
+`notice_sent_at`.
 """
 
 from __future__ import annotations
@@ -20,16 +24,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMessage
+from django.db.models import Sum
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext
 
+from core.mail import relay_reply
 from core.money import display_money
-from payments import states
-from payments.models import Order, Refund
+from payments import followups, states
+from payments.lifecycle import MADE_REFUNDS
+from payments.models import FollowUp, Order, Refund
 from payments.pricing import price_order
 
 logger = logging.getLogger("payments.receipts")
@@ -39,9 +47,12 @@ def owed(order: Order) -> bool:
     return states.is_paid(order) and bool(order.email) and order.confirmation_sent_at is None
 
 
-def shopper_email(order: Order, template: str, subject: Callable[[str], str], **context: Any) -> EmailMessage:
+def shopper_email(
+    order: Order, template: str, subject: Callable[[str], str], msgid: str, **context: Any
+) -> EmailMessage:
     """An email to the order's shopper in the language they paid in (the shop's default for older orders):
-    `template` rendered with the order, its short id and its page's address; `subject(short_id)`."""
+    `template` rendered with the order, its short id and its page's address; `subject(short_id)`; its stable
+    Message-ID `msgid`."""
     short = str(order.public_id)[:8]
     context = {
         "order": order,
@@ -51,21 +62,34 @@ def shopper_email(order: Order, template: str, subject: Callable[[str], str], **
     }
     with translation.override(order.language or settings.LANGUAGE_CODE):
         return EmailMessage(
-            subject=subject(short), body=render_to_string(template, context), to=[order.email]
+            subject=subject(short),
+            body=render_to_string(template, context),
+            to=[order.email],
+            headers={"Message-ID": msgid},
         )
 
 
-def send_stamped(email: EmailMessage, stamp_taken_back: Callable[[], object], what: str) -> bool:
-    """Send an email whose stamp is already committed; if sending fails, take the stamp back so that a later
-    call sends it. True when sent."""
+def message_id(kind: str, ref: object) -> str:
+    """A stable Message-ID for the shop's email of one kind about one thing: sent again after an answer that
+    never came, it is the same message to the recipient's mail system, not a second one."""
+    domain = urlsplit(settings.SITE_URL).hostname or settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(
+        "> "
+    )
+    return f"<{kind}.{ref}@{domain or 'localhost'}>"
+
+
+def deliver(email: EmailMessage, claim_taken_back: Callable[[], object], what: str) -> str:
+    """Send an email whose claim (its stamp) is committed; if sending fails, take the claim back and raise, so
+    that the follow-up tries again. Returns the mail relay's answer."""
     try:
         email.send()
-    except Exception:  # SMTP down, refused, timed out: try again later
+    except Exception:  # SMTP down, refused, timed out: the follow-up tries again later
         logger.exception("%s not sent", what)
-        stamp_taken_back()
-        return False
-    logger.info("%s sent", what)
-    return True
+        claim_taken_back()
+        raise
+    reply = relay_reply(email)
+    logger.info("%s sent (%s)", what, reply)
+    return reply
 
 
 def message(order: Order) -> EmailMessage:
@@ -78,22 +102,30 @@ def message(order: Order) -> EmailMessage:
             gettext("Your order %(order)s is confirmed: %(total)s")
             % {"order": short, "total": display_money(priced.total, priced.currency, minor=True)}
         ),
+        message_id("confirmation", order.public_id),
         priced=priced,
     )
 
 
-def send_confirmation(order_id: int) -> bool:
-    """Send the order's confirmation if it is paid, has an email address and none was sent; True when this
-    call sent it. Call it outside any transaction (after the news that paid the order committed)."""
-    stamp = timezone.now()
-    with states.locked(order_id) as order:
-        if not owed(order):
-            return False
-        order.confirmation_sent_at = stamp
-        order.save(update_fields=["confirmation_sent_at"])
-    return send_stamped(
+@followups.handles(FollowUp.Kind.CONFIRMATION)
+def deliver_confirmation(row: FollowUp) -> str:
+    """The follow-up queued when the order was paid: send its confirmation if it has an address and none was
+    sent. The order's `confirmation_sent_at` is the claim, stamped under the order's lock and committed before
+    the email is sent (and recorded on the follow-up): another follow-up finds it stamped and sends nothing,
+    and this one, run again after its worker died, finds its own claim and sends the same message again."""
+    assert row.order_id is not None
+    with states.locked(row.order_id) as order:
+        claimed = order.confirmation_sent_at
+        resuming = claimed is not None and row.result == f"claimed {claimed.isoformat()}"
+        if not owed(order) and not resuming:
+            return "nothing to send (not paid, no address, or sent already)"
+        if not resuming:
+            claimed = order.confirmation_sent_at = timezone.now()
+            order.save(update_fields=["confirmation_sent_at"])
+            FollowUp.objects.filter(pk=row.pk).update(result=f"claimed {claimed.isoformat()}")
+    return deliver(
         message(order),
-        lambda: Order.objects.filter(pk=order_id, confirmation_sent_at=stamp).update(
+        lambda: Order.objects.filter(pk=order.pk, confirmation_sent_at=claimed).update(
             confirmation_sent_at=None
         ),
         f"order {order.public_id}: confirmation to {order.email}",
@@ -121,36 +153,37 @@ def refund_message(refund: Refund) -> EmailMessage:
             gettext("Refund for your order %(order)s: %(amount)s")
             % {"order": short, "amount": display_money(refund.amount, refund.currency, minor=True)}
         ),
+        message_id("refund", f"{refund.pk}.{refund.order.public_id}"),
         refund=refund,
         refunded_on=refund.stripe_created or refund.updated_at,
+        # The refunds Stripe made so far, this one included (the order's own figure follows Stripe's events,
+        # which may come after the answer that told the shop this refund succeeded).
+        refunded_so_far=refund.order.refunds.filter(status__in=MADE_REFUNDS)
+        .exclude(stripe_id="")
+        .aggregate(total=Sum("amount"))["total"]
+        or 0,
     )
 
 
-def send_refund_notice(refund_id: int) -> bool:
-    """Tell the shopper of a refund Stripe made, once: True when this call sent it. Safe to call any number of
-    times, from anywhere (the news of the refund committed first): only the call whose stamp went in sends."""
-    refund = Refund.objects.filter(pk=refund_id).only("order_id").first()
-    if refund is None:
-        return False
-    stamp = timezone.now()
+@followups.handles(FollowUp.Kind.REFUND_NOTICE)
+def deliver_refund_notice(row: FollowUp) -> str:
+    """The follow-up queued when Stripe made a refund: tell the shopper once, claimed like the confirmation
+    (`notice_sent_at`, under the order's lock)."""
+    if row.target_id is None or (refund := Refund.objects.filter(pk=row.target_id).first()) is None:
+        return "no such refund"
     with states.locked(refund.order_id) as order:
-        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        refund = Refund.objects.select_for_update().get(pk=refund.pk)
         refund.order = order
-        if not refund_notice_owed(refund):
-            return False
-        refund.notice_sent_at = stamp
-        refund.save(update_fields=["notice_sent_at"])
-    return send_stamped(
+        claimed = refund.notice_sent_at
+        resuming = claimed is not None and row.result == f"claimed {claimed.isoformat()}"
+        if not refund_notice_owed(refund) and not resuming:
+            return "nothing to send (not made, no address, or sent already)"
+        if not resuming:
+            claimed = refund.notice_sent_at = timezone.now()
+            refund.save(update_fields=["notice_sent_at"])
+            FollowUp.objects.filter(pk=row.pk).update(result=f"claimed {claimed.isoformat()}")
+    return deliver(
         refund_message(refund),
-        lambda: Refund.objects.filter(pk=refund_id, notice_sent_at=stamp).update(notice_sent_at=None),
+        lambda: Refund.objects.filter(pk=refund.pk, notice_sent_at=claimed).update(notice_sent_at=None),
         f"refund {refund.pk} of order {order.public_id}: notice to {order.email}",
     )
-
-
-def send_refund_notices(order: Order) -> None:
-    """Every refund notice the order owes (what follows a refund's news: `sync.tidy_up`)."""
-    if not order.email:
-        return
-    owed = order.refunds.filter(status=Refund.Status.SUCCEEDED, notice_sent_at__isnull=True)
-    for refund_id in owed.order_by("id").values_list("pk", flat=True):
-        send_refund_notice(refund_id)

@@ -291,14 +291,19 @@ def send(refund: Refund) -> Refund:
     raise failure
 
 
-def send_owed(order: Order) -> None:
+def send_owed(order: Order) -> list[str]:
     """Send the order's refunds not yet sent (an automatic refund of a second payment, a try that got no
-    answer)."""
+    answer); what could not be sent yet (Stripe did not answer), in words. A refusal is final and recorded on
+    its refund, so it is not one of them."""
+    problems = []
     for refund in order.refunds.filter(status__in=UNSENT).select_related("payment", "order").order_by("id"):
         try:
             send(refund)
+        except disputes.RefundRefused as exc:
+            logger.warning("refund %s for order %s refused: %s", refund.pk, order.public_id, exc.message)
         except ShopError as exc:
-            logger.warning("refund %s for order %s not sent: %s", refund.pk, order.public_id, exc)
+            problems.append(f"refund {refund.pk} not sent yet: {exc.message}")
+    return problems
 
 
 def _stripe_refunds(payment: Payment, acct: StripeAccount) -> list[dict[str, Any]]:
@@ -332,12 +337,15 @@ def look_up(payment: Payment) -> None:
             lifecycle.recount(held.order, held.payment)
 
 
-def look_up_unexplained(order: Order) -> None:
+def look_up_unexplained(order: Order) -> list[str]:
+    """Look up the refunds of the order's payments marked for it; what could not be looked up yet, in words."""
+    problems = []
     for payment in order.payments.filter(refunds_to_check=True).order_by("id"):
         try:
             look_up(payment)
         except ShopError as exc:
-            logger.warning("refunds of %s not looked up yet: %s", payment.stripe_id, exc)
+            problems.append(f"refunds of {payment.stripe_id} not looked up yet: {exc.message}")
+    return problems
 
 
 def on_refund_event(acct: StripeAccount, refund: Mapping[str, Any], event_type: str) -> Payment | None:

@@ -16,9 +16,11 @@ goes on. The steps:
    younger than `grace` are left for the next run: their creating request may still be committing.
 3. **Events** whose delivery failed (`GET /v1/events?delivery_success=false`) are stored and processed as if
    delivered, and events kept pending (their object was not known yet) are tried again.
-4. **What follows** (`sync.tidy_up`) for every order concerned or owed something: open objects of orders being
-   paid or paid are closed, refunds not sent are sent, refunds Stripe reported that the shop cannot explain
-   are looked up, confirmations not sent are sent; promotion-code holds of abandoned orders are released.
+4. **What is owed is queued** for the task workers (`followups`), for every order concerned or owed something:
+   open objects of orders being paid or paid are closed, refunds not sent are sent, refunds Stripe reported
+   that the shop cannot explain are looked up, confirmations and refund notices not sent are sent; follow-ups
+   a dead worker left running, or that failed for good, are started again; promotion-code holds of abandoned
+   orders are released.
 
 **The guarantee:** after one sweep, every payment Stripe took in an account's recent objects is known to the
 shop (on its order, or listed as stray), and every known payment has Stripe's state.
@@ -38,10 +40,11 @@ from django.utils import timezone
 from stripe.params import EventListParams, PaymentIntentListParams
 from stripe.params.checkout import SessionListParams
 
-from payments import gateway, lifecycle, matching, promotions, states, sync, webhooks
+from payments import followups, gateway, lifecycle, matching, promotions, states, sync, webhooks
 from payments.accounts import StripeAccount, account_for, registry
 from payments.errors import PaymentProviderError
 from payments.models import (
+    FollowUp,
     Order,
     Payment,
     PaymentKind,
@@ -93,7 +96,8 @@ class Report:
             + (f" ({unasked} accounts could not be asked)." if unasked else "."),
             f"Pending events: {n('events now processed', 0)} processed, {n('events now pending', 0)} still "
             "waiting for their object.",
-            f"Tidied {n('orders tidied', 0)} orders; released the promotion code uses held by "
+            f"Queued {n('follow-ups queued', 0)} follow-ups (workers do them), started "
+            f"{n('follow-ups started again', 0)} again; released the promotion code uses held by "
             f"{n('promotion holds released', 0)} abandoned orders.",
             f"{len(self.failures)} failed.",
         ]
@@ -362,8 +366,8 @@ def _process(acct: StripeAccount, event: dict[str, Any], report: Report) -> webh
 
 
 def owed_orders() -> set[int]:
-    """Orders owed some follow-up: open objects of orders past paying, refunds not sent, refunds to look up,
-    confirmations and refund notices not sent, and orders whose last sweep failed."""
+    """Orders owed work at Stripe: open objects of orders past paying (or found at Stripe), refunds not sent,
+    refunds to look up, and orders whose last sweep failed."""
     owed: set[int] = set()
     owed.update(
         Order.objects.exclude(status__in=[*states.PAYABLE])
@@ -377,38 +381,46 @@ def owed_orders() -> set[int]:
     )
     owed.update(Refund.objects.filter(status=Refund.Status.PENDING).values_list("order_id", flat=True))
     owed.update(Payment.objects.filter(refunds_to_check=True).values_list("order_id", flat=True))
-    owed.update(
-        Order.objects.filter(
-            status__in=states.PAID_STATES,
-            confirmation_sent_at__isnull=True,
-            paid_at__gt=timezone.now() - timedelta(days=CONFIRMATION_DAYS),
-        )
-        .exclude(email="")
-        .values_list("pk", flat=True)
-    )
-    owed.update(  # refund notices not sent yet (receipts.send_refund_notice)
-        Refund.objects.filter(
-            status=Refund.Status.SUCCEEDED,
-            notice_sent_at__isnull=True,
-            updated_at__gt=timezone.now() - timedelta(days=CONFIRMATION_DAYS),
-        )
-        .exclude(order__email="")
-        .values_list("order_id", flat=True)
-    )
     owed.update(Order.objects.filter(sweep_failed_at__isnull=False).values_list("pk", flat=True))
     return owed
 
 
-def tidy_orders(report: Report, order_ids: Iterable[int]) -> None:
+def queue_owed_work(report: Report, order_ids: Iterable[int]) -> None:
+    """Queue what is owed (workers do it): each order's work at Stripe, confirmations and refund notices not sent
+    (for `CONFIRMATION_DAYS`), and follow-ups a dead worker left running or that failed for good."""
     for order_id in sorted(set(order_ids)):
         try:
-            sync.tidy_up(order_id)
+            followups.enqueue(FollowUp.Kind.TIDY_ORDER, order_id=order_id)
         except Exception as exc:
             report.failed(f"order {order_id}", exc, order_id)
             continue
         if order_id not in report.failed_orders:
             states.clear_sweep_failure(order_id)
-        report.count("orders tidied")
+        report.count("follow-ups queued")
+    recent = timezone.now() - timedelta(days=CONFIRMATION_DAYS)
+    unconfirmed = (
+        Order.objects.filter(
+            status__in=states.PAID_STATES, confirmation_sent_at__isnull=True, paid_at__gt=recent
+        )
+        .exclude(email="")
+        .values_list("pk", flat=True)
+    )
+    for order_id in unconfirmed:
+        followups.enqueue(FollowUp.Kind.CONFIRMATION, order_id=order_id)
+        report.count("follow-ups queued")
+    untold = (
+        Refund.objects.filter(
+            status=Refund.Status.SUCCEEDED, notice_sent_at__isnull=True, updated_at__gt=recent
+        )
+        .exclude(order__email="")
+        .values_list("pk", "order_id")
+    )
+    for refund_id, order_id in untold:
+        followups.enqueue(FollowUp.Kind.REFUND_NOTICE, order_id=order_id, target_id=refund_id)
+        report.count("follow-ups queued")
+    requeued = followups.requeue_stuck()
+    if requeued:
+        report.count("follow-ups started again", requeued)
 
 
 def release_holds(report: Report) -> None:
@@ -438,6 +450,6 @@ def run(
         sweep_account(acct, report, overlap=overlap, grace=grace)
         replay_failed_deliveries(acct, report, events_days)
     retry_pending_events(report, grace)
-    tidy_orders(report, report.orders | owed_orders())
+    queue_owed_work(report, report.orders | owed_orders())
     release_holds(report)
     return report

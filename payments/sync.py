@@ -6,11 +6,10 @@
   closed), the object is retrieved and that state applied instead: the shop never assumes.
 - `close_others(order, keep)` runs under the order's lock before an object is opened or reused, so that at
   most one object of an order is payable; it refuses when one of them turns out to be processing or paid.
-- `tidy_up(order_id)` runs once a payment's news is committed (a webhook, a return page, reconciliation): when
-  an order is processing or paid, its other open objects are closed at once (and, whatever its state, an open
-  object found at Stripe that the shop never handed out, see `matching`), refunds it owes are sent, refunds
-  Stripe reported but the shop cannot explain are looked up, a paid order's confirmation email is sent and each
-  refund Stripe made is told to the shopper (once each: `receipts`).
+- `tidy_up(order_id)` is the follow-up a payment's news queues (a webhook, a return page, reconciliation; run by
+  a task worker, `followups`): when an order is processing or paid, its other open objects are closed (and,
+  whatever its state, an open object found at Stripe that the shop never handed out, see `matching`), refunds
+  it owes are sent, refunds Stripe reported but the shop cannot explain are looked up.
 """
 
 from __future__ import annotations
@@ -19,22 +18,22 @@ import logging
 
 from django.utils.translation import gettext as _
 
-from payments import gateway, lifecycle, receipts, refunds, states
+from payments import followups, gateway, lifecycle, refunds, states
 from payments.errors import OrderNotPayable, PaymentProviderError, ShopError
-from payments.models import Order, OrderStatus, Payment, PaymentKind, PaymentOrigin, PaymentStatus
+from payments.models import FollowUp, Order, OrderStatus, Payment, PaymentKind, PaymentOrigin, PaymentStatus
 
 logger = logging.getLogger("payments.sync")
 
 
-def refresh(payment: Payment) -> Payment:
-    """Ask Stripe once for the object's state and apply it."""
+def refresh(payment: Payment, *, quick: bool = False) -> Payment:
+    """Ask Stripe once for the object's state and apply it (`quick`: within a page's short budget)."""
     acct = gateway.account(payment.account)
     if payment.kind == PaymentKind.PAYMENT_INTENT:
         return lifecycle.apply_payment_intent(
-            payment, gateway.retrieve_intent(acct, payment.stripe_id).to_dict()
+            payment, gateway.retrieve_intent(acct, payment.stripe_id, quick=quick).to_dict()
         )
     return lifecycle.apply_checkout_session(
-        payment, gateway.retrieve_session(acct, payment.stripe_id).to_dict()
+        payment, gateway.retrieve_session(acct, payment.stripe_id, quick=quick).to_dict()
     )
 
 
@@ -74,16 +73,17 @@ def close_others(order: Order, keep: Payment | None = None) -> None:
         refuse_if_in_flight(close(payment))
 
 
-def tidy_up(order_id: int | None) -> None:
+def tidy_up(order_id: int | None) -> list[str]:
     """After news about one of the order's payments, its work committed: close what a processing or paid order
-    no longer needs, send the refunds it owes, look up refunds Stripe reported that the shop cannot explain, and
-    send the order's confirmation once it is paid. Failures are logged and left to `reconcile_payments`, which
-    calls this too."""
+    no longer needs (and an open object found at Stripe, never handed out), send the refunds it owes, look up
+    refunds Stripe reported that the shop cannot explain. Returns what is still owed because Stripe did not
+    answer, in words (the follow-up that runs it tries again)."""
     if order_id is None:
-        return
+        return []
     order = Order.objects.filter(pk=order_id).first()
     if order is None:
-        return
+        return []
+    problems = []
     closing = order.payments.filter(status__in=states.OPEN_PAYMENTS)
     if order.status in (OrderStatus.DRAFT, OrderStatus.AWAITING_PAYMENT):
         closing = closing.filter(origin=PaymentOrigin.STRIPE)  # found at Stripe: never handed to a shopper
@@ -91,10 +91,17 @@ def tidy_up(order_id: int | None) -> None:
         try:
             closed = close(payment)
         except ShopError as exc:
-            logger.warning("order %s: could not close %s yet: %s", order.public_id, payment.stripe_id, exc)
+            problems.append(f"{payment.stripe_id} not closed yet: {exc.message}")
             continue
         logger.info("order %s: closed %s, now %s", order.public_id, closed.stripe_id, closed.status)
-    refunds.send_owed(order)
-    refunds.look_up_unexplained(order)
-    receipts.send_confirmation(order.pk)
-    receipts.send_refund_notices(order)
+    problems += refunds.send_owed(order)
+    problems += refunds.look_up_unexplained(order)
+    return problems
+
+
+@followups.handles(FollowUp.Kind.TIDY_ORDER)
+def tidy_up_followup(row: FollowUp) -> str:
+    problems = tidy_up(row.order_id)
+    if problems:
+        raise followups.Incomplete("; ".join(problems))
+    return "nothing left to close, refund or look up"

@@ -29,11 +29,11 @@ from catalog.models import Item
 from core.browser import browser_id
 from core.errors import browser_navigation, error_json
 from core.ratelimit import address_bucket, client_address
-from payments import checkout, gateway, intents, orders, promotions, states, sync, webhooks
+from payments import checkout, followups, gateway, intents, orders, promotions, states, sync, webhooks
 from payments.accounts import AccountNotConfigured, account_for
 from payments.errors import CurrencyMismatch, OrderNotEditable, PaymentProviderError, ShopError
 from payments.forms import ItemForm, ItemQuantityForm, NewOrderForm, PayForm, PromoForm, PutForm, submitted
-from payments.models import Order, Payment, PaymentKind
+from payments.models import FollowUp, Order, Payment, PaymentKind
 from payments.pricing import price_order
 
 logger = logging.getLogger("payments.views")
@@ -411,15 +411,17 @@ def result_page(
 
 
 def refreshed(payment: Payment) -> tuple[Payment, str]:
-    """The payment as the webhook left it; if it is still open, ask Stripe once (never the URL), then do what
-    follows from the answer (close the order's other objects once it is paid)."""
+    """The payment as the webhook left it; if it is still open, ask Stripe once, within a short budget (never
+    the URL), and queue what follows from the answer (close the order's other objects once it is paid)."""
     if payment.status not in states.LIVE_PAYMENTS:
         return payment, ""
+    before = payment.status
     try:
-        payment = sync.refresh(payment)
+        payment = sync.refresh(payment, quick=True)
     except PaymentProviderError as exc:
         return payment, exc.message
-    sync.tidy_up(payment.order_id)
+    if payment.status != before:  # what follows is a worker's (the webhook queues it too, once)
+        followups.enqueue(FollowUp.Kind.TIDY_ORDER, order_id=payment.order_id)
     return payment, ""
 
 

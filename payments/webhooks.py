@@ -11,6 +11,13 @@ same transaction.
 - An event already processed (or ignored) is a duplicate: answered 200, nothing changes.
 - An error in a handler rolls its work back, the failure is recorded on the event row, and the caller answers
   500 so that Stripe delivers it again; the redelivery is processed like a first one.
+- An event whose object the shop does not know yet is kept **pending** (answered 200) and tried again by a
+  follow-up with backoff, and by the sweep.
+- **What a request does, and what a worker does.** The state move is done in the request: it is a database
+  write under the order's lock, and it is what makes a duplicate a duplicate (the event's row and its effect
+  commit together). Everything that needs Stripe or the mail server (closing the order's other objects, refunds
+  owed, refund look-ups, the confirmation and refund emails) is queued in the same transaction as a follow-up
+  (`payments.followups`) and done by a task worker: the webhook verifies, stores, moves the state and answers.
 """
 
 from __future__ import annotations
@@ -31,10 +38,10 @@ from django.utils import timezone
 from core import jsonbody
 from core.errors import ServiceUnavailable
 from core.redact import redact_json, redact_text
-from payments import disputes, lifecycle, matching, refunds, states, stripe_fields, sync
+from payments import disputes, followups, lifecycle, matching, refunds, states, stripe_fields
 from payments.accounts import StripeAccount, account_for
 from payments.errors import OrderBusy
-from payments.models import Payment, PaymentKind, StripeEvent
+from payments.models import FollowUp, Payment, PaymentKind, StripeEvent
 
 logger = logging.getLogger("payments.webhooks")
 
@@ -307,8 +314,14 @@ def record_and_process(acct: StripeAccount, event: dict[str, Any]) -> Receipt:
             return Receipt(event_id, "busy" if busy else "failed", row.last_error)
         if waiting_for:
             status = StripeEvent.Status.PENDING
+            if row.attempts == 1:  # stored now: tried again by a follow-up (with backoff) from here on
+                followups.enqueue(
+                    FollowUp.Kind.PENDING_EVENT, target_id=row.pk, delay=followups.BACKOFF_SECONDS[0]
+                )
         elif payment is not None:
             status = StripeEvent.Status.PROCESSED
+            # What follows at Stripe (close the order's other objects, refunds owed, refund look-ups): a worker's.
+            followups.enqueue(FollowUp.Kind.TIDY_ORDER, order_id=payment.order_id)
         else:
             status = StripeEvent.Status.IGNORED
         row.status, row.last_error = status, waiting_for[:2000]
@@ -320,6 +333,7 @@ def record_and_process(acct: StripeAccount, event: dict[str, Any]) -> Receipt:
     return Receipt(
         event_id,
         str(status),
+        waiting_for,
         order_id=payment.order_id if payment is not None else None,
         payment_id=payment.pk if payment is not None else None,
     )
@@ -363,8 +377,9 @@ def process_waiting(payment_id: int | None) -> list[Receipt]:
 
 
 def receive(acct: StripeAccount, payload: bytes, signature: str | None) -> Receipt:
-    """Verify, store once and process one delivery; then, its work committed, do what must follow at Stripe
-    (close the order's other open objects once it is paid or processing, send a refund it owes).
+    """Verify, store once and process one delivery, queueing in the same transaction what must follow at
+    Stripe or by mail (`followups`: a worker does it); then, committed, process the events that waited for the
+    payment it made known (database work only).
 
     `InvalidEvent` (400): not Stripe's, or signed but malformed (recorded). `ServiceUnavailable` (503): the
     database could not be reached, nothing was stored, Stripe delivers again later. A handler's own error is
@@ -375,5 +390,18 @@ def receive(acct: StripeAccount, payload: bytes, signature: str | None) -> Recei
     except (OperationalError, InterfaceError) as exc:
         raise ServiceUnavailable("The shop could not store the event; Stripe will retry.") from exc
     process_waiting(receipt.payment_id)
-    sync.tidy_up(receipt.order_id)
     return receipt
+
+
+@followups.handles(FollowUp.Kind.PENDING_EVENT)
+def retry_pending(row: FollowUp) -> str:
+    """The follow-up of an event kept pending: process it again (its object may be known now); still pending,
+    it is tried again later with backoff (and by the sweep, which asks Stripe)."""
+    event = StripeEvent.objects.filter(pk=row.target_id).first() if row.target_id is not None else None
+    if event is None or event.status != StripeEvent.Status.PENDING:
+        return "processed already"
+    receipt = record_and_process(account_for(event.account), event.payload)
+    if receipt.status == "pending":
+        raise followups.Incomplete(f"still waiting: {receipt.error}")
+    process_waiting(receipt.payment_id)
+    return f"event {event.event_id}: {receipt.status}"

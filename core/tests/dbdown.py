@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,11 +20,17 @@ def closed_port() -> int:
 def database_down(alias: str = "default") -> Iterator[None]:
     """Until the block ends, every new connection fails as after a crash or a network cut: PostgreSQL on a
     closed port ("connection refused"), SQLite on a path that cannot be opened. The current connection is
-    closed first, so the next query really connects (as CONN_HEALTH_CHECKS makes a request do). Use it in
-    `transaction=True` tests: a test wrapped in a transaction would lose it."""
+    closed first, so the next query really connects (as CONN_HEALTH_CHECKS makes a request do); with
+    PostgreSQL's connection pool, a pool is made for the outage (waiting 1 s for a connection, then failing as a
+    pool does) and another after it. Use it in `transaction=True` tests: a test wrapped in a transaction would
+    lose it."""
     connection = connections[alias]
-    saved = dict(connection.settings_dict)
+    saved = copy.deepcopy(connection.settings_dict)
     connection.close()
+    pooled = connection.vendor == "postgresql" and bool(connection.settings_dict["OPTIONS"].get("pool"))
+    if pooled:  # the pool keeps the parameters it was made with: a new one is made for the outage, and after
+        connection.close_pool()  # type: ignore[attr-defined]
+        connection.settings_dict["OPTIONS"]["pool"] = {**saved["OPTIONS"]["pool"], "timeout": 1.0}
     if connection.vendor == "postgresql":
         connection.settings_dict.update({"HOST": "127.0.0.1", "PORT": closed_port()})
     else:
@@ -32,5 +39,7 @@ def database_down(alias: str = "default") -> Iterator[None]:
         yield
     finally:
         connection.close()
+        if pooled:
+            connection.close_pool()  # type: ignore[attr-defined]
         connection.settings_dict.clear()
         connection.settings_dict.update(saved)

@@ -123,9 +123,27 @@ def test_a_signal_stops_the_shop_and_the_emulator(env: dict[str, str], how: sign
         for url in (f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{emulator_port}/healthz"):
             with pytest.raises(OSError):
                 urllib.request.urlopen(url, timeout=2)
+        assert not alive(worker_pid(process))  # the task worker stopped with the shop
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def worker_pid(process: subprocess.Popen[str]) -> int:
+    """The task worker's pid, as the launcher printed it (the launcher has ended)."""
+    output = process.stdout.read() if process.stdout else ""
+    found = re.search(r"A task worker runs beside it \(pid (\d+)\)", output)
+    assert found, output[-2000:]
+    return int(found.group(1))
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
 
 
 def make_run(env: dict[str, str], port: int, emulator_port: int) -> subprocess.Popen[str]:
@@ -156,6 +174,11 @@ def test_kill_9_frees_both_ports(env: dict[str, str], killed: str) -> None:
         process.kill()
         process.wait(timeout=5)
         assert wait_freed(port, emulator_port) == []
+        worker = worker_pid(process)
+        deadline = time.monotonic() + 10
+        while alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(worker)  # the task worker died with it too
     finally:
         stop_process(process)
 

@@ -8,6 +8,7 @@ import importlib
 import json
 import os
 import socket
+import socketserver
 import subprocess
 import sys
 import threading
@@ -227,6 +228,11 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx itself is the answer
+
+
 @dataclass
 class Browser:
     """One shopper's cookies and CSRF token, over real HTTP."""
@@ -236,16 +242,24 @@ class Browser:
     token: str = ""
 
     def request(
-        self, method: str, path: str, data: bytes | None = None, timeout: float = 30, **headers: str
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        timeout: float = 30,
+        follow: bool = True,
+        **headers: str,
     ) -> tuple[int, dict[str, str], str]:
+        """`follow=False`: a redirect is the answer (its cookies kept), as a browser sees a login's."""
         hdrs = dict(headers)
         if self.cookies:
             hdrs["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         if self.token and method != "GET":
             hdrs["X-CSRFToken"] = self.token
         req = urllib.request.Request(self.base + path, data=data, method=method, headers=hdrs)
+        opener = urllib.request.build_opener() if follow else urllib.request.build_opener(NoRedirect)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
+            with opener.open(req, timeout=timeout) as r:
                 status, body, head = r.status, r.read(), r.headers
         except urllib.error.HTTPError as exc:
             status, body, head = exc.code, exc.read(), exc.headers
@@ -273,3 +287,61 @@ class Browser:
             return status, head, json.loads(body)
         except ValueError:
             return status, head, body
+
+
+class SmtpRelay(socketserver.ThreadingTCPServer):
+    """A mail relay on 127.0.0.1 that keeps what it is sent: it answers a message's data after `delay` seconds
+    (then accepts it)."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.messages: list[bytes] = []
+        self.connections = 0
+        super().__init__(("127.0.0.1", 0), SmtpHandler)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> None:
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def message_ids(self) -> list[bytes]:
+        return [m.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0] for m in self.messages]
+
+
+class SmtpHandler(socketserver.StreamRequestHandler):
+    server: SmtpRelay
+
+    def reply(self, line: str) -> None:
+        self.wfile.write(line.encode() + b"\r\n")
+
+    def handle(self) -> None:
+        self.server.connections += 1
+        self.reply("220 relay.test ESMTP")
+        while line := self.rfile.readline():
+            command = line.strip().upper()
+            if command.startswith((b"EHLO", b"HELO")):
+                self.reply("250 relay.test")
+            elif command.startswith((b"MAIL", b"RCPT", b"RSET", b"NOOP")):
+                self.reply("250 OK")
+            elif command == b"DATA":
+                self.reply("354 go ahead")
+                body = b""
+                while (chunk := self.rfile.readline()) and chunk != b".\r\n":
+                    body += chunk
+                time.sleep(self.server.delay)
+                self.server.messages.append(body)
+                self.reply(f"250 2.0.0 Ok: queued as Q{len(self.server.messages)}")
+            elif command == b"QUIT":
+                self.reply("221 bye")
+                return
+            else:
+                self.reply("502 not implemented")

@@ -112,7 +112,7 @@ def test_compose_start_order(compose: dict[str, Any]) -> None:
 
 
 def test_compose_settings_from_env_file(compose: dict[str, Any]) -> None:
-    for name in ("web", "migrate", "reconcile"):
+    for name in ("web", "migrate", "worker", "reconcile"):
         service = compose["services"][name]
         # Relative to deploy/, so the repository root's .env (the one README says to create).
         assert service["env_file"] == ["../.env"], name
@@ -147,6 +147,16 @@ def test_compose_reconcile_runs_the_scheduled_job(compose: dict[str, Any]) -> No
         "sleep 300",
     ]
     assert command[:2] == ["sh", "-c"]
+
+
+def test_compose_worker_runs_the_task_queue_with_the_web_image(compose: dict[str, Any]) -> None:
+    """The task workers: the web image, `db_worker`, after the migrations; several with --scale."""
+    worker = compose["services"]["worker"]
+    assert worker["image"] == compose["services"]["web"]["image"]
+    assert worker["command"] == ["python", "manage.py", "db_worker", "--no-reload"]
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert worker["environment"]["DEBUG"] == "0"
+    assert "ports" not in worker and "container_name" not in worker  # scalable
 
 
 def test_compose_web_port_on_loopback_only(compose: dict[str, Any]) -> None:
@@ -208,13 +218,13 @@ def test_compose_config_validates_with_docker_compose(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     config = json.loads(result.stdout)
     services = config["services"]
-    assert set(services) == {"db", "migrate", "web", "nginx", "reconcile"}
+    assert set(services) == {"db", "migrate", "web", "worker", "nginx", "reconcile"}
     web = services["web"]
     # env_file was found at the repository root and merged; `environment` wins over it.
     assert web["environment"]["SECRET_KEY"] == "from-dot-env"
     assert web["environment"]["DATABASE_URL"] == "postgres://shop:pw@db:5432/shop"
     # .env.example is written for `make run` (DEBUG=1): compose runs production whatever it says.
-    for name in ("web", "migrate", "reconcile"):
+    for name in ("web", "migrate", "worker", "reconcile"):
         assert services[name]["environment"]["DEBUG"] == "0", name
     assert web["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert web["depends_on"]["db"]["condition"] == "service_healthy"
@@ -905,6 +915,22 @@ def test_systemd_reconcile_timer() -> None:
     assert timer["Timer"]["OnBootSec"]  # the first run, after which OnUnitActiveSec repeats
     assert timer["Timer"]["Unit"] == ["shop-reconcile.service"]
     assert timer["Install"]["WantedBy"] == ["timers.target"]
+
+
+def test_systemd_worker_unit_runs_any_number_of_task_workers() -> None:
+    unit = read_unit("shop-worker@.service")
+    service = unit["Service"]
+    assert shlex.split(service["ExecStart"][0]) == [
+        "/srv/shop/.venv/bin/python",
+        "manage.py",
+        "db_worker",
+        "--no-reload",
+        "--worker-id",
+        "%H-%i",
+    ]
+    assert service["User"] == ["shop"] and service["EnvironmentFile"] == ["/srv/shop/.env"]
+    assert service["Restart"] == ["always"]
+    assert unit["Install"]["WantedBy"] == ["multi-user.target"]
 
 
 def test_systemd_analyze_verify() -> None:
