@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stripe_emulator.core import Emulator
+    from stripe_emulator.store import Store
 
 __all__ = ["load", "save"]
 
@@ -36,7 +36,7 @@ _PLAIN = (
 )
 
 
-def save(emulator: Emulator, path: Path) -> None:
+def save(emulator: Store, path: Path) -> None:
     """Write the emulator's state to ``path`` (whole or not at all)."""
     data: dict[str, Any] = {name: getattr(emulator, name) for name in _PLAIN}
     data["version"] = VERSION
@@ -52,9 +52,9 @@ def save(emulator: Emulator, path: Path) -> None:
     os.replace(temporary, path)
 
 
-def load(emulator: Emulator, path: Path) -> bool:
+def load(emulator: Store, path: Path) -> bool:
     """Restore the state saved in ``path`` (``False`` if there is none, or it is of other accounts)."""
-    from stripe_emulator.core import _IdempotentEntry
+    from stripe_emulator.store import IdempotentEntry
 
     if not path.is_file():
         return False
@@ -69,7 +69,7 @@ def load(emulator: Emulator, path: Path) -> bool:
     }
     emulator._session_intents = set(data["_session_intents"])
     emulator._idempotency = {
-        (account, key): _IdempotentEntry(fingerprint, status, body.encode("utf-8"), request_id)
+        (account, key): IdempotentEntry(fingerprint, status, body.encode("utf-8"), request_id)
         for account, key, fingerprint, status, body, request_id in data["_idempotency"]
     }
     return True
