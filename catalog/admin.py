@@ -10,8 +10,8 @@ from django.contrib import admin
 from djmoney.money import Money
 
 from catalog.models import Item
+from core.admin_display import when
 from core.money import minor_unit_exponent
-from payments.admin_display import when
 
 PRICE_HELP = (
     "A decimal in the currency chosen next to it, with at most the decimals Stripe charges in it: 89.90 (EUR, "

@@ -15,14 +15,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_safe
 
 from catalog.models import Item
+from catalog.pages import CATALOG_PAGE, item_page_name
 from core import pagecache
 from core.browser import browser_id
-
-CATALOG_PAGE = "catalog"
-
-
-def item_page_name(item_id: int) -> str:
-    return f"item:{item_id}"
 
 
 @require_safe

@@ -10,11 +10,13 @@ token). They carry no Last-Modified: a page shows more than its item (the taxes 
 translations, the catalog around it), and no one date covers all of that, whereas the ETag changes with
 anything that changes the render; a client revalidating with If-Modified-Since alone gets the page again.
 
-Keys hold the language (each language has its own render: the shopper's, chosen by LocaleMiddleware from the
-language switch's cookie or Accept-Language, so the switch works with caching) and a fingerprint of what the
-render depends on besides its data (Stripe's settings, the static files' hashed names, the compiled
-translations), so a deploy or an account change never serves an old render; a change of the data itself
-deletes the keys (`forget`, every language), and every entry expires after `TTL` anyway.
+Keys hold the page and the language (each language has its own render: the shopper's, chosen by
+LocaleMiddleware from the language switch's cookie or Accept-Language, so the switch works with caching). Each
+entry carries a fingerprint of what the render depends on besides its data (Stripe's settings, the static
+files' hashed names, the compiled translations), checked when the page is served: a deploy or an account
+change never serves an old render. A change of the data itself deletes the keys (`forget`, every language),
+which needs no fingerprint, so saving an item works before `collectstatic` (no static file is looked up); every
+entry expires after `TTL` anyway.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def fingerprint() -> str:
 
 
 def key(name: str, language: str | None = None) -> str:
-    return f"page:{language or get_language() or settings.LANGUAGE_CODE}:{name}:{fingerprint()}"
+    return f"page:{language or get_language() or settings.LANGUAGE_CODE}:{name}"
 
 
 def render(template: str, context: dict[str, Any]) -> str:
@@ -91,10 +93,15 @@ def render(template: str, context: dict[str, Any]) -> str:
 def serve(request: HttpRequest, name: str, build: Callable[[], str]) -> HttpResponse:
     """The cached page `name` for this visitor (GET, and HEAD: the same answer, whose body the server drops);
     `build()` renders it on a miss and may raise Http404 (nothing is cached then)."""
+    current = fingerprint()
     entry = cache.get(key(name))
-    if entry is None:
+    if entry is None or entry.get("fingerprint") != current:
         body = build()
-        entry = {"body": body, "etag": f'"{hashlib.sha256(body.encode()).hexdigest()[:20]}"'}
+        entry = {
+            "body": body,
+            "etag": f'"{hashlib.sha256(body.encode()).hexdigest()[:20]}"',
+            "fingerprint": current,
+        }
         cache.set(key(name), entry, TTL)
     etag = entry["etag"]
     response = get_conditional_response(request, etag=etag)

@@ -6,7 +6,7 @@ payment (which makes it a cart again, as the shopper's "Change order" does), cle
 
 Every amount is shown in its currency as Stripe shows it (`$24.50`, `€89.90`, `¥1,500`, `12.500 KWD`), long
 Stripe ids are shortened with the whole id in a tooltip and on the record's page, and the tables fit a 1280 px
-window (`payments/admin_display.py`, `static/shop_admin/admin.css`).
+window (`core/admin_display.py`, `static/shop_admin/admin.css`).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from core.admin_display import currency_code, id_label, link, when, with_note
 from core.money import format_money, minor_unit_exponent
 from core.redact import redact_json
 from payments import disputes, orders, promotions, refunds, states
-from payments.admin_display import currency_code, id_label, link, when, with_note
 from payments.admin_merchant import DisputeInline, object_pk, refund_view
 from payments.admin_promotions import PromotionRefusalInline
 from payments.errors import ShopError

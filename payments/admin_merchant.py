@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from core.admin_display import link, when
 from core.money import (
     AmountError,
     format_money,
@@ -29,7 +30,6 @@ from core.money import (
     to_minor_units,
 )
 from payments import disputes, orders, refunds, revenue
-from payments.admin_display import link, when
 from payments.errors import ShopError
 from payments.models import Dispute, Order, Refund, Revenue
 from payments.pricing import PricedOrder, price_order

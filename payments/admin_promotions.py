@@ -12,7 +12,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.safestring import SafeString
 
-from payments.admin_display import when
+from core.admin_display import when
 from payments.models import PromotionRefusal
 
 

@@ -9,7 +9,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from catalog.models import Item
-from catalog.views import CATALOG_PAGE, item_page_name
+from catalog.pages import CATALOG_PAGE, item_page_name
 from core import pagecache
 from payments.models import Tax
 

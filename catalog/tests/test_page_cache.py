@@ -176,3 +176,25 @@ def test_100_views_and_10_pay_clicks_make_exactly_10_payment_intents(
     assert len(creates) == 10
     assert len(stripe_fake.requests) == 10
     assert Order.objects.count() == Payment.objects.count() == 10
+
+
+def test_an_item_is_saved_and_deleted_before_collectstatic(settings: Any, tmp_path: Any) -> None:
+    """Production settings keep static files in a manifest that `collectstatic` writes: creating an item from
+    `manage.py shell` before that must work (saving forgets the cached pages without looking up a static
+    file; the fingerprint of a render is read when a page is served)."""
+    from catalog.tests.factories import make_item
+    from core import pagecache
+
+    settings.STATIC_ROOT = str(tmp_path)  # empty: no staticfiles.json
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+    }
+    with pytest.raises(ValueError, match="Missing staticfiles manifest entry"):
+        pagecache.fingerprint()  # what a page view needs is missing indeed
+    with transaction.atomic():
+        item = make_item("Moka pot", "35.00")
+    item.price = Money(Decimal("36.00"), "USD")  # type: ignore[assignment]
+    item.save()
+    item.delete()
+    assert not Item.objects.filter(name="Moka pot").exists()

@@ -1,5 +1,5 @@
-"""Demo data: items in USD, EUR and JPY (those of the configured accounts), a discount, two taxes and a sample
-order. Safe to run again."""
+"""Demo data: the demo catalog (`catalog.demo`: items in USD, EUR and JPY, those of the configured accounts),
+a discount, two taxes and a sample order. Safe to run again."""
 
 from __future__ import annotations
 
@@ -9,27 +9,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
-from djmoney.money import Money
 
+from catalog.demo import seed_items
 from catalog.models import Item
 from payments.models import Discount, Order, OrderLine, Tax
-
-ITEMS = [
-    (
-        "Espresso beans, 1 kg",
-        "Single-origin beans from Huila, Colombia, roasted for espresso.",
-        "24.50",
-        "USD",
-    ),
-    ("Pour-over kettle", "Gooseneck kettle with a thermometer, 1 litre.", "59.00", "USD"),
-    ("Ceramic dripper", "Hand-made porcelain dripper for size 02 filters.", "18.00", "USD"),
-    ("Hand grinder", "Steel burrs, 30 clicks per turn, for espresso to French press.", "89.90", "EUR"),
-    ("Paper filters, 100", "Unbleached size 02 filters.", "4.90", "EUR"),
-    ("Cupping spoon", "Stainless steel, deep bowl.", "12.00", "EUR"),
-    # Yen have no minor unit: Stripe is sent 1500 for ¥1,500 (a zero-decimal currency).
-    ("Drip bags, 10", "Single-serve pour-over bags, medium roast.", "1500", "JPY"),
-    ("Cold brew bottle", "Glass bottle with a fine mesh filter, 1 litre.", "3200", "JPY"),
-]
 
 
 class Command(BaseCommand):
@@ -37,16 +20,7 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
-        currencies = set(settings.CURRENCIES)
-        created = 0
-        for name, description, price, currency in ITEMS:
-            if currency not in currencies:
-                continue
-            _, was_created = Item.objects.get_or_create(
-                name=name,
-                defaults={"description": description, "price": Money(Decimal(price), currency)},  # type: ignore[misc]
-            )
-            created += was_created
+        created = seed_items(settings.CURRENCIES)
         discount, _ = Discount.objects.get_or_create(
             name="Welcome 10%", defaults={"percent_off": Decimal("10"), "code": "WELCOME10"}
         )
