@@ -2,7 +2,7 @@
 
 Webhooks, the return pages, the shop's own Stripe calls (cancel, expire, retrieve) and the reconcile command
 all come through here, so the rules live in one place. Nothing here calls Stripe: what must happen at Stripe
-afterwards (closing the order's other objects, a refund it owes) is done by `closing.tidy_up()` once the
+afterwards (closing the order's other objects, a refund it owes) is done by `sync.tidy_up()` once the
 transaction has committed.
 
 - Every change runs under `states.locked_payment()` (order row, then payment row).
