@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 from hypothesis import settings as hypothesis_settings
 
+from core.tests.postgres_only import summary_line
 from payments.accounts import AccountRegistry, install_registry
 from payments.tests.stripe_fake import FakeStripe, signed_event
 
@@ -114,3 +115,13 @@ def _site_url_of_the_live_server(request: pytest.FixtureRequest) -> None:
     if "live_server" in request.fixturenames:
         live_server = request.getfixturevalue("live_server")
         request.getfixturevalue("settings").SITE_URL = live_server.url
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any) -> Iterator[None]:
+    """A run on SQLite ends (after the short summary, before the counts) with one line saying how many
+    PostgreSQL-only tests it skipped and how to run them."""
+    yield
+    line = summary_line(terminalreporter.stats.get("skipped", []))
+    if line is not None:
+        terminalreporter.write_line(line, yellow=True, bold=True)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import threading
 
 import pytest
 from django.core.checks import run_checks
+from django.core.management import call_command
 from django.db import connection
 from django.test import Client, override_settings
 
 from payments.accounts import AccountNotConfigured, AccountRegistry, account_for
 from payments.checks import check_stripe_accounts
+from payments.refunds import refund_order
+from payments.tests.support import pay_item
 
 USD_SK = "sk_test_usd_0000000000000000"
 EUR_SK = "sk_test_eur_1111111111111111"
@@ -122,11 +126,6 @@ class TestRegistry:
         with pytest.raises(AccountNotConfigured):
             account_for("gbp")
 
-    def test_no_code_sets_the_global_api_key(self) -> None:
-        import stripe
-
-        assert stripe.api_key is None
-
 
 @pytest.mark.django_db
 class TestIsolation:
@@ -170,3 +169,20 @@ class TestIsolation:
         for call in sessions:
             currency = call.params["line_items"][0]["price_data"]["currency"]
             assert call.api_key == {"usd": USD_SK, "eur": EUR_SK}[currency]
+
+
+@pytest.mark.django_db
+def test_no_payment_path_sets_the_global_api_key(client, usd_item, eur_item, stripe_fake) -> None:
+    """Every Stripe call goes through its account's own client: paying by the card form (a PaymentIntent) and
+    by Checkout, the webhooks, a refund and the reconcile command leave `stripe.api_key` unset, so that no
+    call can fall back to another account's key."""
+    import stripe
+
+    assert stripe.api_key is None
+    order, _ = pay_item(client, stripe_fake, usd_item)
+    pay_item(Client(), stripe_fake, eur_item, checkout=True)
+    refund_order(order, requested_by="staff")
+    call_command("reconcile_payments", "--older-than", "0", stdout=io.StringIO())
+    made = {r.path.split("?")[0].rstrip("/") for r in stripe_fake.requests}
+    assert {"/v1/payment_intents", "/v1/checkout/sessions", "/v1/refunds"} <= made, made
+    assert stripe.api_key is None
