@@ -355,6 +355,12 @@ def display_percent(value: Decimal | int, *, locale: str | None = None) -> str:
     return text
 
 
+def plain_percent(value: Decimal | int) -> str:
+    """A rate as staff and logs read it, whatever the language: ``20`` for 20.0000, ``2.5`` for 2.5000 (the
+    shopper's pages use ``display_percent``)."""
+    return format(Decimal(value).normalize(), "f")
+
+
 def _active_locale() -> str:
     from django.utils.translation import get_language, to_locale
 

@@ -31,7 +31,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from core.admin_display import currency_code, id_label, link, when, with_note
-from core.money import format_money, minor_unit_exponent
+from core.money import format_money, minor_unit_exponent, plain_percent
 from core.redact import redact_json
 from payments import disputes, orders, promotions, refunds, states
 from payments.admin_merchant import DisputeInline, object_pk, refund_view
@@ -196,7 +196,7 @@ class TaxAdmin(admin.ModelAdmin):
 
     @admin.display(description="Rate", ordering="percentage")
     def rate(self, tax: Tax) -> str:
-        return f"{_percent(tax.percentage)}% ({'included in prices' if tax.inclusive else 'added'})"
+        return f"{plain_percent(tax.percentage)}% ({'included in prices' if tax.inclusive else 'added'})"
 
     @admin.display(description="Updated", ordering="updated_at")
     def updated(self, tax: Tax) -> SafeString | str:
@@ -226,10 +226,6 @@ def _quantized(amount: Decimal, currency: str) -> Decimal:
     """`24.500` -> `24.50` for USD, `1500.000` -> `1500` for JPY: the decimals the currency has, when exact."""
     shown = amount.quantize(Decimal(1).scaleb(-minor_unit_exponent(currency)))
     return shown if shown == amount else amount
-
-
-def _percent(value: Decimal) -> str:
-    return format(Decimal(value).normalize(), "f")
 
 
 def order_link(order: Order) -> SafeString:
@@ -705,7 +701,11 @@ class OrderAdmin(admin.ModelAdmin):
         for tax in priced.taxes:
             kind = "included" if tax.tax.inclusive else "added"
             rows.append(
-                ("", f"{tax.tax.name} {_percent(tax.tax.percentage)}% ({kind})", priced.display(tax.amount))
+                (
+                    "",
+                    f"{tax.tax.name} {plain_percent(tax.tax.percentage)}% ({kind})",
+                    priced.display(tax.amount),
+                )
             )
         rows.append(("total", "Total", priced.display(priced.total)))
         if order.amount_refunded:

@@ -28,6 +28,7 @@ from core.money import (
     minimum_charge,
     minor_unit_exponent,
     minor_unit_step,
+    plain_percent,
     to_minor_units,
 )
 
@@ -503,3 +504,16 @@ def test_property_check_chargeable_matches_limits(minor: int, currency: str) -> 
         assert error.shopper_message
     else:
         assert ok
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (Decimal("20.0000"), "20"),
+        (Decimal("2.5000"), "2.5"),
+        (Decimal("0.1250"), "0.125"),
+        (Decimal("100"), "100"),
+    ],
+)
+def test_plain_percent(value: Decimal, text: str) -> None:
+    assert plain_percent(value) == text

@@ -49,13 +49,6 @@ def rate(value: Decimal) -> str:
     return display_percent(value)
 
 
-@register.filter
-def percent(value: Decimal) -> str:
-    """`20` for 20.0000, `2.5` for 2.5000: a rate as people write it."""
-    text = format(Decimal(value).normalize(), "f")
-    return text
-
-
 @register.simple_tag
 def publishable_key(currency: str) -> str:
     """The publishable key of `currency`'s account ("" when payments in it are not set up)."""
