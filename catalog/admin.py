@@ -11,7 +11,7 @@ from djmoney.money import Money
 
 from catalog.models import Item
 from core.money import minor_unit_exponent
-from payments.admin_display import when
+from payments.admin.display import when
 
 PRICE_HELP = (
     "A decimal in the currency chosen next to it, with at most the decimals Stripe charges in it: 89.90 (EUR, "

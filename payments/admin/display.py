@@ -1,6 +1,6 @@
 """How the admin shows what its tables hold: Stripe ids shortened (the full id in a tooltip and on the record's
 page), moments in one compact format, a line of small print under a value, currencies as people write them
-(USD, in every filter too). Used by `payments/admin.py`, `payments/admin_merchant.py` and `catalog/admin.py`;
+(USD, in every filter too). Used by every module of `payments/admin/` and by `catalog/admin.py`;
 the look is `static/shop_admin/admin.css`."""
 
 from __future__ import annotations

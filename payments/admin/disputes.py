@@ -1,0 +1,114 @@
+"""Disputes, read-only: on the order's page and in a list whose first column opens the dispute in Stripe's
+dashboard, where staff answer it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from core.money import format_money
+from payments import disputes
+from payments.admin.display import link, when
+from payments.models import Dispute
+
+
+class DisputeInline(admin.TabularInline):
+    model = Dispute
+    extra = 0
+    can_delete = False
+    fields = ("dashboard", "amount_display", "reason", "status", "due", "funds")
+    readonly_fields = fields
+
+    @admin.display(description="Dispute")
+    def dashboard(self, dispute: Dispute) -> str:
+        return dashboard_link(dispute)
+
+    @admin.display(description="Amount")
+    def amount_display(self, dispute: Dispute) -> str:
+        return format_money(dispute.amount, dispute.currency, minor=True)
+
+    @admin.display(description="Evidence due by")
+    def due(self, dispute: Dispute) -> str:
+        return due_display(dispute)
+
+    @admin.display(description="Funds out / back")
+    def funds(self, dispute: Dispute) -> str:
+        return funds_display(dispute)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def dashboard_link(dispute: Dispute) -> str:
+    """The dispute's page in Stripe's dashboard (where staff answer it), its id shortened."""
+    return link(dispute.dashboard_url, dispute.stripe_id, external=True)
+
+
+def due_display(dispute: Dispute) -> str:
+    """When the evidence is due, while the dispute is open; past due in red."""
+    if dispute.evidence_due_by is None or dispute.status in disputes.FINAL:
+        return "-"
+    shown = when(dispute.evidence_due_by)
+    if dispute.status in disputes.OPEN and dispute.evidence_due_by < timezone.now():
+        return format_html('<strong class="errornote">{} (past due)</strong>', shown)
+    return shown
+
+
+def funds_display(dispute: Dispute) -> str:
+    out = format_money(dispute.funds_withdrawn, dispute.currency, minor=True)
+    back = format_money(dispute.funds_reinstated, dispute.currency, minor=True)
+    return f"{out} / {back}"
+
+
+@admin.register(Dispute)
+class DisputeAdmin(admin.ModelAdmin):
+    list_display = (
+        "stripe_link",
+        "order_link",
+        "amount_display",
+        "reason",
+        "status",
+        "due",
+        "funds",
+    )
+    list_filter = ("status", "reason", "account")
+    search_fields = ("stripe_id", "charge_id", "order__public_id", "payment__payment_intent_id")
+    readonly_fields = [f.name for f in Dispute._meta.fields] + ["stripe_link"]
+    list_select_related = ("order",)
+    list_display_links = None  # the first column links to Stripe's dashboard, where disputes are answered
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Dispute (Stripe)", ordering="stripe_id")
+    def stripe_link(self, dispute: Dispute) -> str:
+        return dashboard_link(dispute)
+
+    @admin.display(description="Order", ordering="order__created_at")
+    def order_link(self, dispute: Dispute) -> str:
+        url = reverse("admin:payments_order_change", args=[dispute.order_id])
+        return link(url, str(dispute.order.public_id), shown=str(dispute.order.public_id)[:8])
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_display(self, dispute: Dispute) -> str:
+        return format_money(dispute.amount, dispute.currency, minor=True)
+
+    @admin.display(description="Funds out / back")
+    def funds(self, dispute: Dispute) -> str:
+        return funds_display(dispute)
+
+    @admin.display(description="Evidence due", ordering="evidence_due_by")
+    def due(self, dispute: Dispute) -> str:
+        return due_display(dispute)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
