@@ -16,9 +16,10 @@ from payments.admin.display import link
 from payments.models import Order
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """A record nobody edits or deletes in the admin, superusers included: what Stripe reported, the ledger of
-    payments, refunds, disputes and events. Staff act through the order's actions instead."""
+class ReadOnly:
+    """A record nobody adds, changes or deletes in the admin, superusers included: what Stripe reported, the
+    ledger of payments, refunds, disputes and events, what the shop counted. Staff act through the order's
+    actions instead. Mixed into `ReadOnlyAdmin` and `ReadOnlyInline`; the permissions are written only here."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -30,18 +31,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyAdmin(ReadOnly, admin.ModelAdmin):
+    """A list and pages of records staff only read."""
+
+
+class ReadOnlyInline(ReadOnly, admin.TabularInline):
+    """Rows staff only read, on another record's page (no empty row to add one, no delete box)."""
+
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # The largest primary key (a BigAutoField).

@@ -3,24 +3,19 @@ dashboard, where staff answer it."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from core.money import format_money
 from payments import disputes
+from payments.admin.base import ReadOnlyAdmin, ReadOnlyInline, order_link
 from payments.admin.display import link, when
 from payments.models import Dispute
 
 
-class DisputeInline(admin.TabularInline):
+class DisputeInline(ReadOnlyInline):
     model = Dispute
-    extra = 0
-    can_delete = False
     fields = ("dashboard", "amount_display", "reason", "status", "due", "funds")
     readonly_fields = fields
 
@@ -39,9 +34,6 @@ class DisputeInline(admin.TabularInline):
     @admin.display(description="Funds out / back")
     def funds(self, dispute: Dispute) -> str:
         return funds_display(dispute)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def dashboard_link(dispute: Dispute) -> str:
@@ -66,7 +58,7 @@ def funds_display(dispute: Dispute) -> str:
 
 
 @admin.register(Dispute)
-class DisputeAdmin(admin.ModelAdmin):
+class DisputeAdmin(ReadOnlyAdmin):
     list_display = (
         "stripe_link",
         "order_link",
@@ -89,8 +81,7 @@ class DisputeAdmin(admin.ModelAdmin):
 
     @admin.display(description="Order", ordering="order__created_at")
     def order_link(self, dispute: Dispute) -> str:
-        url = reverse("admin:payments_order_change", args=[dispute.order_id])
-        return link(url, str(dispute.order.public_id), shown=str(dispute.order.public_id)[:8])
+        return order_link(dispute.order)
 
     @admin.display(description="Amount", ordering="amount")
     def amount_display(self, dispute: Dispute) -> str:
@@ -103,12 +94,3 @@ class DisputeAdmin(admin.ModelAdmin):
     @admin.display(description="Evidence due", ordering="evidence_due_by")
     def due(self, dispute: Dispute) -> str:
         return due_display(dispute)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -18,15 +18,13 @@ from django.http import HttpRequest
 from django.utils.safestring import SafeString
 
 from payments import promotions
-from payments.admin.base import percent
+from payments.admin.base import ReadOnlyInline, percent
 from payments.admin.display import when
 from payments.models import Discount, OrderStatus, PromotionRefusal, Tax
 
 
-class PromotionRefusalInline(admin.TabularInline):
+class PromotionRefusalInline(ReadOnlyInline):
     model = PromotionRefusal
-    extra = 0
-    can_delete = False
     verbose_name = "refused try"
     verbose_name_plural = "Refused tries (shoppers read “The code … is not valid.” whatever the reason)"
     fields = ("reason", "count", "first", "last")
@@ -40,12 +38,6 @@ class PromotionRefusalInline(admin.TabularInline):
     @admin.display(description="Last")
     def last(self, refusal: PromotionRefusal) -> SafeString | str:
         return when(refusal.last_at)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def currency_field(model_field: Any, *, required: bool = False) -> forms.ChoiceField:

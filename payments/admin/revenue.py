@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from payments import revenue
+from payments.admin.base import ReadOnlyAdmin
 from payments.models import Revenue
 
 
@@ -32,17 +33,8 @@ class PeriodForm(forms.Form):
 
 
 @admin.register(Revenue)
-class RevenueAdmin(admin.ModelAdmin):
+class RevenueAdmin(ReadOnlyAdmin):
     """Net sales per day and currency, for a chosen period (`payments.revenue`)."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("payments.view_payment") or super().has_view_permission(request, obj)
