@@ -13,10 +13,11 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from core.money import format_money
-from payments import disputes, orders, refunds, states
+from payments import orders, refunds, states
 from payments.admin.base import ReadOnlyInline, ReviewForm
+from payments.admin.refund_page import ask_for_note, refund_left
 from payments.errors import ShopError
-from payments.models import Order, Refund, StaffAction
+from payments.models import Order, StaffAction
 
 
 class StaffActionInline(ReadOnlyInline):
@@ -120,8 +121,7 @@ class BulkRefundForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if data.get("reason") == Refund.Reason.REQUESTED_BY_STAFF and not (data.get("note") or "").strip():
-            self.add_error("note", "Say why the money is given back.")
+        ask_for_note(self, data)
         return data
 
 
@@ -129,11 +129,6 @@ def bulk_refund_rows(queryset: QuerySet[Order]) -> list[tuple[Order, int, str]]:
     """Each selected order with what is left to refund on it (0, and why, when it cannot be refunded)."""
     rows = []
     for order in queryset.order_by("currency", "created_at"):
-        try:
-            payment = refunds.refundable_payment(order)
-            disputes.check_refundable(payment)
-            left = refunds.left_to_refund(payment)
-            rows.append((order, left, "" if left else "Nothing left to refund on this order."))
-        except ShopError as exc:
-            rows.append((order, 0, exc.message))
+        left, blocked = refund_left(order)
+        rows.append((order, left, blocked or ("" if left else refunds.NOTHING_LEFT)))
     return rows

@@ -24,7 +24,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from payments import states
+from payments import refunds, states
 from payments.admin.base import object_pk, percent
 from payments.admin.display import currency_code, id_label, when, with_note
 from payments.admin.disputes import DisputeInline
@@ -358,7 +358,7 @@ class OrderAdmin(OrderActions):
     @admin.display(description="Refund")
     def refund_page(self, order: Order) -> str:
         if not order.pk or not states.is_paid(order):
-            return "Only paid orders can be refunded."
+            return refunds.NOT_PAID
         url = reverse("admin:payments_order_refund", args=[order.pk])
         return format_html('<a class="button" href="{}" id="refund-page">Refund an amount or lines…</a>', url)
 

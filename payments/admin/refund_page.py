@@ -23,7 +23,7 @@ from core.money import (
     minor_unit_step,
     to_minor_units,
 )
-from payments import disputes, orders, refunds
+from payments import orders, refunds
 from payments.admin.base import object_pk
 from payments.errors import ShopError
 from payments.models import Order, Refund
@@ -97,6 +97,12 @@ def parse_amount(text: str, currency: str) -> int:
     return minor
 
 
+def ask_for_note(form: forms.Form, data: dict[str, Any]) -> None:
+    """A refund "for another reason" says why in its note (`refunds.staff_refund` refuses one without)."""
+    if data.get("reason") == Refund.Reason.REQUESTED_BY_STAFF and not (data.get("note") or "").strip():
+        form.add_error("note", "Say why the money is given back.")
+
+
 class RefundForm(forms.Form):
     """Refund an amount, or chosen units of the order's lines, for a reason. `token` is this form's one-time
     key: sending it again makes no second refund. A valid form is first shown back for confirmation (the
@@ -159,8 +165,7 @@ class RefundForm(forms.Form):
             raise forms.ValidationError("Refund either an amount or lines, not both.")
         if not text and not quantities:
             raise forms.ValidationError("Enter an amount, or how many of which lines to refund.")
-        if data.get("reason") == Refund.Reason.REQUESTED_BY_STAFF and not (data.get("note") or "").strip():
-            self.add_error("note", "Say why the money is given back.")
+        ask_for_note(self, data)
         data["lines"] = quantities
         if text:
             try:
@@ -184,34 +189,50 @@ class RefundForm(forms.Form):
 
 
 def refund_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
-    """The refund page of one order (`/admin/payments/order/<id>/refund/`): the form, then its confirmation."""
+    """The refund page of one order (`/admin/payments/order/<id>/refund/`): the form, then its confirmation,
+    then the refund."""
     order = get_object_or_404(orders.with_pricing(), pk=object_pk(object_id))
     change_url = reverse("admin:payments_order_change", args=[order.pk])
     if not request.user.has_perm("payments.change_order"):
         messages.error(request, "You may not refund orders.")
         return HttpResponseRedirect(change_url)
-    priced = price_order(order)
-    form = RefundForm(request.POST or None, order=order, priced=priced, initial={"token": uuid.uuid4().hex})
+    form = RefundForm(
+        request.POST or None, order=order, priced=price_order(order), initial={"token": uuid.uuid4().hex}
+    )
     confirming = False
     if request.method == "POST" and form.is_valid():
-        if not form.cleaned_data["confirmed"]:
-            confirming = True  # shown back with the amount as read, to be confirmed
-        else:
-            response = _refund(request, order, form, change_url)
-            if response is not None:
-                return response
+        confirming = not form.cleaned_data["confirmed"]  # shown back with the amount as read, to be confirmed
+        if not confirming and (done := _refund(request, order, form, change_url)) is not None:
+            return done
+    return _page(model_admin, request, form, confirming=confirming, change_url=change_url)
+
+
+def refund_left(order: Order) -> tuple[int, str]:
+    """What is left to refund on the order (minor units) and, when it cannot be refunded at all, why
+    (`refunds.refundable`: not paid, disputed)."""
     try:
-        payment = refunds.refundable_payment(order)
-        disputes.check_refundable(payment)
-        blocked, left = "", refunds.left_to_refund(payment)
+        _, left = refunds.refundable(order)
     except ShopError as exc:
-        blocked, left = exc.message, 0
+        return 0, exc.message
+    return left, ""
+
+
+def _page(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    form: RefundForm,
+    *,
+    confirming: bool,
+    change_url: str,
+) -> TemplateResponse:
+    order = form.order
+    left, blocked = refund_left(order)
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": Order._meta,
         "title": f"Refund {order}",
         "order": order,
-        "priced": priced,
+        "priced": form.priced,
         "form": form,
         "confirming": confirming,
         "left": format_money(left, order.currency, minor=True),
