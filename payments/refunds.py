@@ -34,8 +34,13 @@ logger = logging.getLogger("payments.refunds")
 UNSENT = (Refund.Status.PENDING,)
 COUNTED = (Refund.Status.PENDING, Refund.Status.SENT, Refund.Status.SUCCEEDED)
 
+# What staff read when an order cannot be refunded (the refund page, the bulk action, a refused refund).
+NOT_PAID = "Only paid orders can be refunded."
+NOTHING_LEFT = "Nothing left to refund on this order."
+
 
 def refundable_payment(order: Order) -> Payment:
+    """The payment a refund of the order goes to (its first that succeeded); refused unless the order is paid."""
     payment = (
         order.payments.filter(status=PaymentStatus.SUCCEEDED)
         .exclude(payment_intent_id="")
@@ -43,7 +48,7 @@ def refundable_payment(order: Order) -> Payment:
         .first()
     )
     if not states.is_paid(order) or payment is None:
-        raise OrderNotPayable("Only paid orders can be refunded.")
+        raise OrderNotPayable(NOT_PAID)
     return payment
 
 
@@ -52,10 +57,19 @@ def left_to_refund(payment: Payment) -> int:
     return payment.amount_received - max(asked, payment.amount_refunded)
 
 
+def refundable(order: Order) -> tuple[Payment, int]:
+    """Whether the order can be refunded, the one rule: its payment (the order is paid, the payment not held
+    or taken by a dispute) and what is left to refund on it, in minor units (0 once all of it was asked for).
+    Refused with what staff read (`ShopError.message`)."""
+    payment = refundable_payment(order)
+    disputes.check_refundable(payment)
+    return payment, left_to_refund(payment)
+
+
 def check_refund_amount(amount: int, payment: Payment, remaining: int) -> None:
     currency = payment.currency
     if remaining <= 0:
-        raise OrderNotPayable("Nothing left to refund on this order.")
+        raise OrderNotPayable(NOTHING_LEFT)
     if amount <= 0:
         raise OrderNotPayable("Enter an amount to refund.")
     if amount > remaining:
@@ -124,9 +138,7 @@ def staff_refund(
         refund = Refund.objects.filter(idempotency_key=key).select_related("payment", "order").first()
         repeated = refund is not None
         if refund is None:
-            payment = refundable_payment(order)
-            disputes.check_refundable(payment)
-            remaining = left_to_refund(payment)
+            payment, remaining = refundable(order)
             if lines:  # priced here, under the lock, against the units refunded so far
                 amount = amount_for_lines(from_snapshot(order.snapshot or {}), lines, refunded_units(order))
             amount = remaining if amount is None else amount

@@ -8,10 +8,26 @@ from html import unescape
 from typing import Any
 
 import pytest
+from django.contrib import admin
 from django.urls import reverse
 
 from catalog.tests.factories import make_item
-from payments.models import Dispute, Order, Payment, Refund, StripeEvent
+from payments.admin.disputes import DisputeInline
+from payments.admin.order_actions import StaffActionInline
+from payments.admin.payments import PaymentInline, RefundInline
+from payments.admin.promotions import PromotionRefusalInline
+from payments.models import (
+    Discount,
+    Dispute,
+    FollowUp,
+    Order,
+    Payment,
+    Refund,
+    Revenue,
+    StrayPayment,
+    StripeEvent,
+    StripeObject,
+)
 from payments.tests.factories import make_cart
 
 pytestmark = pytest.mark.django_db
@@ -79,6 +95,35 @@ def test_payments_and_events_are_read_only(admin_client, client, usd_item) -> No
     assert admin_client.get("/admin/payments/stripeevent/add/").status_code == 403
     html = admin_client.get(f"/admin/payments/payment/{payment.pk}/change/").content.decode()
     assert "https://dashboard.stripe.com/test" in html
+
+
+# The records staff only read: what Stripe reported, the ledger, what the shop counted.
+READ_ONLY_MODELS = (Payment, Refund, Dispute, StripeEvent, StripeObject, StrayPayment, FollowUp, Revenue)
+READ_ONLY_INLINES = {
+    Order: (PaymentInline, RefundInline, DisputeInline, StaffActionInline),
+    Discount: (PromotionRefusalInline,),
+}
+
+
+def test_every_record_of_the_books_is_read_only_for_superusers_too(rf, admin_user) -> None:
+    """Nobody adds, changes or deletes a payment, refund, dispute, event, stray payment, follow-up or revenue
+    row in the admin, on its own pages or on an order's or a discount's (the `ReadOnly` mixin)."""
+    request = rf.get("/admin/")
+    request.user = admin_user
+    for model in READ_ONLY_MODELS:
+        model_admin = admin.site._registry[model]
+        assert not model_admin.has_add_permission(request), model
+        assert not model_admin.has_change_permission(request, None), model
+        assert not model_admin.has_delete_permission(request, None), model
+    for parent, inlines in READ_ONLY_INLINES.items():
+        registered = admin.site._registry[parent]
+        assert set(inlines) <= set(registered.inlines), parent
+        for inline_class in inlines:
+            inline = inline_class(parent, admin.site)
+            assert not inline.has_add_permission(request, None), inline_class
+            assert not inline.has_change_permission(request, None), inline_class
+            assert not inline.has_delete_permission(request, None), inline_class
+            assert inline.get_extra(request) == 0 and not inline.can_delete, inline_class
 
 
 # ------------------------------------------------------------------------------------------------ reading well

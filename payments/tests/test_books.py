@@ -650,6 +650,21 @@ def test_the_bulk_refund_shows_orders_and_totals_per_currency_before_anything_is
     assert {c.params["reason"] for c in stripe_fake.calls("POST", "/v1/refunds")} == {"duplicate"}
 
 
+def test_the_bulk_refund_says_why_an_order_is_not_refunded(
+    admin_client: Client, usd_item: Item, stripe_fake: Any
+) -> None:
+    """The bulk action and the refund page read one rule (`refunds.refundable`): an order all of whose payment
+    was asked back has nothing left, a cart is not paid; neither is refunded again."""
+    refunded, _ = pay_item(Client(), stripe_fake, usd_item)
+    refunds.refund_order(refunded)  # all of it, before Stripe's news
+    cart = make_cart(usd_item)
+    selected = {"action": "refund_in_full", "_selected_action": [refunded.pk, cart.pk]}
+    page = admin_client.post("/admin/payments/order/", selected).content.decode()
+    assert "Nothing left to refund on this order." in page and "Only paid orders can be refunded." in page
+    admin_client.post("/admin/payments/order/", {**selected, "confirm": "yes", "reason": "duplicate"})
+    assert Refund.objects.count() == 1 and len(stripe_fake.calls("POST", "/v1/refunds")) == 1
+
+
 def test_a_tax_in_a_currency_the_shop_has_no_account_for_cannot_be_saved(admin_client: Client) -> None:
     from django.core.exceptions import ValidationError
 

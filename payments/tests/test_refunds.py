@@ -17,7 +17,7 @@ from django.test import Client
 
 from catalog.tests.factories import make_item
 from payments import refunds
-from payments.admin_merchant import parse_amount
+from payments.admin.refund_page import parse_amount
 from payments.models import Discount, Order, OrderStatus, Payment, Refund, StripeEvent, Tax
 from payments.tests.support import (
     CARD_REFUND_FAILS,

@@ -1,26 +1,20 @@
-"""Staff views for what happens after the sale: an order's refund page, the disputes list, revenue per currency.
-
-`payments/admin.py` links them into the order's admin; they are registered here.
-"""
+"""An order's refund page (`/admin/payments/order/<id>/refund/`): an amount or chosen lines, for a reason,
+confirmed before it is made; `OrderAdmin.get_urls` links it into the order's admin."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.html import format_html
 
-from core.admin_display import link, when
 from core.money import (
     AmountError,
     format_money,
@@ -29,13 +23,11 @@ from core.money import (
     minor_unit_step,
     to_minor_units,
 )
-from payments import disputes, orders, refunds, revenue
+from payments import orders, refunds
+from payments.admin.base import object_pk
 from payments.errors import ShopError
-from payments.models import Dispute, Order, Refund, Revenue
+from payments.models import Order, Refund
 from payments.pricing import PricedOrder, price_order
-
-# ------------------------------------------------------------------------------------------------ refunds
-
 
 GROUPING = re.compile(r"\d{1,3}(?:[,.]\d{3})+")
 SPACES = re.compile(r"[\s\u00a0\u202f\u2009']")
@@ -105,6 +97,12 @@ def parse_amount(text: str, currency: str) -> int:
     return minor
 
 
+def ask_for_note(form: forms.Form, data: dict[str, Any]) -> None:
+    """A refund "for another reason" says why in its note (`refunds.staff_refund` refuses one without)."""
+    if data.get("reason") == Refund.Reason.REQUESTED_BY_STAFF and not (data.get("note") or "").strip():
+        form.add_error("note", "Say why the money is given back.")
+
+
 class RefundForm(forms.Form):
     """Refund an amount, or chosen units of the order's lines, for a reason. `token` is this form's one-time
     key: sending it again makes no second refund. A valid form is first shown back for confirmation (the
@@ -167,8 +165,7 @@ class RefundForm(forms.Form):
             raise forms.ValidationError("Refund either an amount or lines, not both.")
         if not text and not quantities:
             raise forms.ValidationError("Enter an amount, or how many of which lines to refund.")
-        if data.get("reason") == Refund.Reason.REQUESTED_BY_STAFF and not (data.get("note") or "").strip():
-            self.add_error("note", "Say why the money is given back.")
+        ask_for_note(self, data)
         data["lines"] = quantities
         if text:
             try:
@@ -191,47 +188,51 @@ class RefundForm(forms.Form):
         return [field.as_hidden() for field in self if field.name not in ("confirmed",)]
 
 
-# The largest primary key (a BigAutoField).
-MAX_PK = 2**63 - 1
-
-
-def object_pk(object_id: str) -> int:
-    """A primary key from an admin URL, or 404 for anything that is not one (`abc`, `1058%00`, `10**30`), rather
-    than the database's error on a value its column cannot hold."""
-    if not (object_id.isascii() and object_id.isdigit()) or not 0 < int(object_id) <= MAX_PK:
-        raise Http404("No such order.")
-    return int(object_id)
-
-
 def refund_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
-    """The refund page of one order (`/admin/payments/order/<id>/refund/`): the form, then its confirmation."""
+    """The refund page of one order (`/admin/payments/order/<id>/refund/`): the form, then its confirmation,
+    then the refund."""
     order = get_object_or_404(orders.with_pricing(), pk=object_pk(object_id))
     change_url = reverse("admin:payments_order_change", args=[order.pk])
     if not request.user.has_perm("payments.change_order"):
         messages.error(request, "You may not refund orders.")
         return HttpResponseRedirect(change_url)
-    priced = price_order(order)
-    form = RefundForm(request.POST or None, order=order, priced=priced, initial={"token": uuid.uuid4().hex})
+    form = RefundForm(
+        request.POST or None, order=order, priced=price_order(order), initial={"token": uuid.uuid4().hex}
+    )
     confirming = False
     if request.method == "POST" and form.is_valid():
-        if not form.cleaned_data["confirmed"]:
-            confirming = True  # shown back with the amount as read, to be confirmed
-        else:
-            response = _refund(request, order, form, change_url)
-            if response is not None:
-                return response
+        confirming = not form.cleaned_data["confirmed"]  # shown back with the amount as read, to be confirmed
+        if not confirming and (done := _refund(request, order, form, change_url)) is not None:
+            return done
+    return _page(model_admin, request, form, confirming=confirming, change_url=change_url)
+
+
+def refund_left(order: Order) -> tuple[int, str]:
+    """What is left to refund on the order (minor units) and, when it cannot be refunded at all, why
+    (`refunds.refundable`: not paid, disputed)."""
     try:
-        payment = refunds.refundable_payment(order)
-        disputes.check_refundable(payment)
-        blocked, left = "", refunds.left_to_refund(payment)
+        _, left = refunds.refundable(order)
     except ShopError as exc:
-        blocked, left = exc.message, 0
+        return 0, exc.message
+    return left, ""
+
+
+def _page(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    form: RefundForm,
+    *,
+    confirming: bool,
+    change_url: str,
+) -> TemplateResponse:
+    order = form.order
+    left, blocked = refund_left(order)
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": Order._meta,
         "title": f"Refund {order}",
         "order": order,
-        "priced": priced,
+        "priced": form.priced,
         "form": form,
         "confirming": confirming,
         "left": format_money(left, order.currency, minor=True),
@@ -280,166 +281,3 @@ def _refund(request: HttpRequest, order: Order, form: RefundForm, change_url: st
             "changes when Stripe confirms it.",
         )
     return HttpResponseRedirect(change_url)
-
-
-# ------------------------------------------------------------------------------------------------ disputes
-
-
-class DisputeInline(admin.TabularInline):
-    model = Dispute
-    extra = 0
-    can_delete = False
-    fields = ("dashboard", "amount_display", "reason", "status", "due", "funds")
-    readonly_fields = fields
-
-    @admin.display(description="Dispute")
-    def dashboard(self, dispute: Dispute) -> str:
-        return dashboard_link(dispute)
-
-    @admin.display(description="Amount")
-    def amount_display(self, dispute: Dispute) -> str:
-        return format_money(dispute.amount, dispute.currency, minor=True)
-
-    @admin.display(description="Evidence due by")
-    def due(self, dispute: Dispute) -> str:
-        return due_display(dispute)
-
-    @admin.display(description="Funds out / back")
-    def funds(self, dispute: Dispute) -> str:
-        return funds_display(dispute)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-def dashboard_link(dispute: Dispute) -> str:
-    """The dispute's page in Stripe's dashboard (where staff answer it), its id shortened."""
-    return link(dispute.dashboard_url, dispute.stripe_id, external=True)
-
-
-def due_display(dispute: Dispute) -> str:
-    """When the evidence is due, while the dispute is open; past due in red."""
-    if dispute.evidence_due_by is None or dispute.status in disputes.FINAL:
-        return "-"
-    shown = when(dispute.evidence_due_by)
-    if dispute.status in disputes.OPEN and dispute.evidence_due_by < timezone.now():
-        return format_html('<strong class="errornote">{} (past due)</strong>', shown)
-    return shown
-
-
-def funds_display(dispute: Dispute) -> str:
-    out = format_money(dispute.funds_withdrawn, dispute.currency, minor=True)
-    back = format_money(dispute.funds_reinstated, dispute.currency, minor=True)
-    return f"{out} / {back}"
-
-
-@admin.register(Dispute)
-class DisputeAdmin(admin.ModelAdmin):
-    list_display = (
-        "stripe_link",
-        "order_link",
-        "amount_display",
-        "reason",
-        "status",
-        "due",
-        "funds",
-    )
-    list_filter = ("status", "reason", "account")
-    search_fields = ("stripe_id", "charge_id", "order__public_id", "payment__payment_intent_id")
-    readonly_fields = [f.name for f in Dispute._meta.fields] + ["stripe_link"]
-    list_select_related = ("order",)
-    list_display_links = None  # the first column links to Stripe's dashboard, where disputes are answered
-    date_hierarchy = "created_at"
-
-    @admin.display(description="Dispute (Stripe)", ordering="stripe_id")
-    def stripe_link(self, dispute: Dispute) -> str:
-        return dashboard_link(dispute)
-
-    @admin.display(description="Order", ordering="order__created_at")
-    def order_link(self, dispute: Dispute) -> str:
-        url = reverse("admin:payments_order_change", args=[dispute.order_id])
-        return link(url, str(dispute.order.public_id), shown=str(dispute.order.public_id)[:8])
-
-    @admin.display(description="Amount", ordering="amount")
-    def amount_display(self, dispute: Dispute) -> str:
-        return format_money(dispute.amount, dispute.currency, minor=True)
-
-    @admin.display(description="Funds out / back")
-    def funds(self, dispute: Dispute) -> str:
-        return funds_display(dispute)
-
-    @admin.display(description="Evidence due", ordering="evidence_due_by")
-    def due(self, dispute: Dispute) -> str:
-        return due_display(dispute)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-# ------------------------------------------------------------------------------------------------ revenue
-
-
-class PeriodForm(forms.Form):
-    start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        start, end = data.get("start"), data.get("end")
-        if start and end:
-            if end < start:
-                raise forms.ValidationError("The period ends before it starts.")
-            if (end - start).days >= revenue.MAX_DAYS:
-                raise forms.ValidationError(f"Choose at most {revenue.MAX_DAYS} days.")
-        return data
-
-
-@admin.register(Revenue)
-class RevenueAdmin(admin.ModelAdmin):
-    """Net sales per day and currency, for a chosen period (`payments.revenue`)."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm("payments.view_payment") or super().has_view_permission(request, obj)
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        if not self.has_view_permission(request):
-            messages.error(request, "You may not see revenue.")
-            return HttpResponseRedirect(reverse("admin:index"))
-        today = timezone.localdate()
-        default = {"start": today - timedelta(days=29), "end": today}
-        form = PeriodForm(request.GET or None, initial=default)
-        start: date = default["start"]
-        end: date = default["end"]
-        if form.is_bound and form.is_valid():
-            start, end = form.cleaned_data["start"], form.cleaned_data["end"]
-        elif not form.is_bound:
-            form = PeriodForm(default)
-            form.is_valid()
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": "Revenue per currency",
-            "form": form,
-            "start": start,
-            "end": end,
-            "currencies": revenue.report(start, end),
-            "time_zone": timezone.get_current_timezone_name(),
-        }
-        return TemplateResponse(request, "admin/payments/revenue.html", context)
