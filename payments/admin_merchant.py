@@ -28,7 +28,7 @@ from core.money import (
     minor_unit_step,
     to_minor_units,
 )
-from payments import disputes, orders, refunds, revenue
+from payments import disputes, orders, refunds, revenue, states
 from payments.admin_display import link, when
 from payments.errors import ShopError
 from payments.models import Dispute, Order, Refund, Revenue
@@ -319,10 +319,10 @@ def dashboard_link(dispute: Dispute) -> str:
 
 def due_display(dispute: Dispute) -> str:
     """When the evidence is due, while the dispute is open; past due in red."""
-    if dispute.evidence_due_by is None or dispute.status in disputes.FINAL:
+    if dispute.evidence_due_by is None or dispute.status in states.DISPUTE_FINAL:
         return "-"
     shown = when(dispute.evidence_due_by)
-    if dispute.status in disputes.OPEN and dispute.evidence_due_by < timezone.now():
+    if dispute.status in states.DISPUTE_OPEN and dispute.evidence_due_by < timezone.now():
         return format_html('<strong class="errornote">{} (past due)</strong>', shown)
     return shown
 

@@ -142,7 +142,7 @@ def _apply(
     with states.locked_payment(payment, wait=wait) as held:
         order, payment = held.order, held.payment
         before = payment.status
-        if before in states.FINAL_PAYMENTS and status != before:
+        if not states.payment_may_move(before, status):
             logger.info("payment %s stays %s (Stripe now says %s)", payment.stripe_id, before, status)
             return payment
         if before == PaymentStatus.SUCCEEDED:
@@ -254,7 +254,7 @@ def refunded_status(order: Order) -> str:
 # ------------------------------------------------------------------------------------------------ refunds
 # A payment's refunded amount is the sum of its refunds that Stripe made and that did not fail: every refund,
 # the shop's own and those made in Stripe's dashboard, is a `Refund` row kept in step with Stripe's refund
-# object (its status only moves forward: pending -> succeeded -> failed or canceled). A refund that fails gives
+# object (its status only moves forward: `states.refund_may_move`). A refund that fails gives
 # its amount back, so the refunded amount, and the order's state, can go down again.
 
 REFUND_STATUS = {
@@ -264,20 +264,11 @@ REFUND_STATUS = {
     "failed": Refund.Status.FAILED,
     "canceled": Refund.Status.CANCELED,
 }
-REFUND_RANK = {
-    Refund.Status.PENDING: 0,
-    Refund.Status.SENT: 1,
-    Refund.Status.SUCCEEDED: 2,
-    Refund.Status.FAILED: 3,
-    Refund.Status.CANCELED: 3,
-}
-# Refunds whose money went (or is going) back to the cardholder.
-MADE_REFUNDS = (Refund.Status.SENT, Refund.Status.SUCCEEDED)
 
 
 def refunded_amount(payment: Payment) -> int:
     return (
-        payment.refunds.filter(status__in=MADE_REFUNDS)
+        payment.refunds.filter(status__in=states.MADE_REFUNDS)
         .exclude(stripe_id="")
         .aggregate(total=Sum("amount"))["total"]
         or 0
@@ -336,12 +327,12 @@ def record_refund(row: Refund, refund: StripeDict) -> bool:
     if isinstance(created, int) and row.stripe_created is None:
         row.stripe_created = datetime.fromtimestamp(created, tz=UTC)
         fields.append("stripe_created")
-    if REFUND_RANK[status] > REFUND_RANK[Refund.Status(row.status)]:
+    if states.refund_may_move(row.status, status):
         row.status = status
         fields.append("status")
         if status == Refund.Status.SUCCEEDED:  # the shopper is told, by a worker once this commits
             followups.enqueue(FollowUp.Kind.REFUND_NOTICE, order_id=row.order_id, target_id=row.pk)
-        if status in (Refund.Status.FAILED, Refund.Status.CANCELED):
+        if status in states.FAILED_REFUNDS:
             row.last_error = str(refund.get("failure_reason") or status)
             fields.append("last_error")
     if fields:

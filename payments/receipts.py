@@ -36,7 +36,6 @@ from django.utils.translation import gettext
 from core.mail import relay_reply
 from core.money import display_money
 from payments import followups, states
-from payments.lifecycle import MADE_REFUNDS
 from payments.models import FollowUp, Order, Refund
 from payments.pricing import price_order
 
@@ -158,7 +157,7 @@ def refund_message(refund: Refund) -> EmailMessage:
         refunded_on=refund.stripe_created or refund.updated_at,
         # The refunds Stripe made so far, this one included (the order's own figure follows Stripe's events,
         # which may come after the answer that told the shop this refund succeeded).
-        refunded_so_far=refund.order.refunds.filter(status__in=MADE_REFUNDS)
+        refunded_so_far=refund.order.refunds.filter(status__in=states.MADE_REFUNDS)
         .exclude(stripe_id="")
         .aggregate(total=Sum("amount"))["total"]
         or 0,

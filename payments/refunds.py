@@ -31,9 +31,6 @@ from payments.pricing import PricedOrder, from_snapshot
 
 logger = logging.getLogger("payments.refunds")
 
-UNSENT = (Refund.Status.PENDING,)
-COUNTED = (Refund.Status.PENDING, Refund.Status.SENT, Refund.Status.SUCCEEDED)
-
 
 def refundable_payment(order: Order) -> Payment:
     payment = (
@@ -48,7 +45,9 @@ def refundable_payment(order: Order) -> Payment:
 
 
 def left_to_refund(payment: Payment) -> int:
-    asked = payment.refunds.filter(status__in=COUNTED).aggregate(total=Sum("amount"))["total"] or 0
+    asked = (
+        payment.refunds.filter(status__in=states.ASKED_REFUNDS).aggregate(total=Sum("amount"))["total"] or 0
+    )
     return payment.amount_received - max(asked, payment.amount_refunded)
 
 
@@ -160,7 +159,7 @@ def staff_refund(
 def refunded_units(order: Order) -> dict[int, int]:
     """Units of each line (item id -> units) already refunded by line, failed refunds left out."""
     units: dict[int, int] = {}
-    for lines in order.refunds.filter(status__in=COUNTED).values_list("lines", flat=True):
+    for lines in order.refunds.filter(status__in=states.ASKED_REFUNDS).values_list("lines", flat=True):
         for item_id, count in (lines or {}).items():
             units[int(item_id)] = units.get(int(item_id), 0) + int(count)
     return units
@@ -296,7 +295,11 @@ def send_owed(order: Order) -> list[str]:
     answer); what could not be sent yet (Stripe did not answer), in words. A refusal is final and recorded on
     its refund, so it is not one of them."""
     problems = []
-    for refund in order.refunds.filter(status__in=UNSENT).select_related("payment", "order").order_by("id"):
+    for refund in (
+        order.refunds.filter(status__in=states.UNSENT_REFUNDS)
+        .select_related("payment", "order")
+        .order_by("id")
+    ):
         try:
             send(refund)
         except disputes.RefundRefused as exc:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -54,21 +54,29 @@ from payments.errors import (
     OrderNotEditable,
     OrderNotPayable,
 )
-from payments.models import FLAG_FIELDS, Order, OrderLine, OrderStatus, Payment, PaymentStatus, StaffAction
+from payments.models import (
+    FLAG_FIELDS,
+    Dispute,
+    DisputeState,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+    Refund,
+    StaffAction,
+)
 from payments.pricing import PricedOrder, from_snapshot, price_buy_now, price_live, to_snapshot
 
 logger = logging.getLogger("payments.states")
 
-EDITABLE = frozenset({OrderStatus.DRAFT})
-PAYABLE = frozenset({OrderStatus.DRAFT, OrderStatus.AWAITING_PAYMENT})
-PAID_STATES = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
+# ------------------------------------------------------------------------------------------------ orders
 
-# Payments: `open` objects can still be paid at Stripe; `processing` ones are being paid; the rest are final.
-OPEN_PAYMENTS = frozenset({PaymentStatus.OPEN})
-LIVE_PAYMENTS = frozenset({PaymentStatus.OPEN, PaymentStatus.PROCESSING})
-FINAL_PAYMENTS = frozenset(
-    {PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED}
-)
+EDITABLE = frozenset({OrderStatus.DRAFT})
+# A payment object may be opened for the order (a one-item order keeps its browser's key only while payable).
+PAYABLE = frozenset({OrderStatus.DRAFT, OrderStatus.AWAITING_PAYMENT})
+# Stripe took the order's total (whatever was given back since): it counts as sold, and as a code's use.
+PAID_STATES = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
 
 MOVES: dict[str, frozenset[str]] = {
     OrderStatus.DRAFT: frozenset({OrderStatus.AWAITING_PAYMENT}),
@@ -78,6 +86,97 @@ MOVES: dict[str, frozenset[str]] = {
     OrderStatus.PARTIALLY_REFUNDED: frozenset({OrderStatus.PAID, OrderStatus.REFUNDED}),
     OrderStatus.REFUNDED: frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED}),
 }
+
+# ------------------------------------------------------------------------------------------------ payments
+# A payment object is `open` (Stripe could still take it), `processing` (being paid), or final. It never leaves
+# a final state: a late or repeated event changes nothing (`lifecycle` applies Stripe's news through this rule).
+#
+#     open ⇄ processing ──▶ succeeded | failed | canceled | expired   (open ──▶ any final state as well)
+
+OPEN_PAYMENTS = frozenset({PaymentStatus.OPEN})
+LIVE_PAYMENTS = frozenset({PaymentStatus.OPEN, PaymentStatus.PROCESSING})
+FINAL_PAYMENTS = frozenset(
+    {PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED}
+)
+
+
+def payment_may_move(before: str, to: str) -> bool:
+    """Whether a payment in `before` takes the status `to` that Stripe reported (maybe in an old event)."""
+    return to == before or before not in FINAL_PAYMENTS
+
+
+# ------------------------------------------------------------------------------------------------ refunds
+# A refund row is written before Stripe is asked (`pending`), then follows Stripe's refund object, forward only:
+#
+#     pending ──▶ sent ──▶ succeeded ──▶ failed | canceled   (a refund that fails gives its amount back)
+
+UNSENT_REFUNDS = frozenset({Refund.Status.PENDING})
+# Refunds whose money went (or is going) back to the cardholder: the refunded amounts and revenue count these.
+MADE_REFUNDS = frozenset({Refund.Status.SENT, Refund.Status.SUCCEEDED})
+# Refunds asked for and not failed: what is left to refund counts these.
+ASKED_REFUNDS = frozenset({*UNSENT_REFUNDS, *MADE_REFUNDS})
+FAILED_REFUNDS = frozenset({Refund.Status.FAILED, Refund.Status.CANCELED})
+REFUND_RANK = {
+    Refund.Status.PENDING: 0,
+    Refund.Status.SENT: 1,
+    Refund.Status.SUCCEEDED: 2,
+    Refund.Status.FAILED: 3,
+    Refund.Status.CANCELED: 3,
+}
+
+
+def refund_may_move(before: str, to: str) -> bool:
+    """Whether a refund in `before` takes the status `to` (never backwards, never out of a final state)."""
+    return REFUND_RANK[Refund.Status(to)] > REFUND_RANK[Refund.Status(before)]
+
+
+# ------------------------------------------------------------------------------------------------ disputes
+# A dispute opens as an inquiry or a chargeback and only moves forward, then closes for good:
+#
+#     warning_needs_response ──▶ warning_under_review ──▶ needs_response ──▶ under_review
+#     any open status ──▶ won | lost | warning_closed | prevented
+
+DISPUTE_FINAL = frozenset(
+    {Dispute.Status.WON, Dispute.Status.LOST, Dispute.Status.WARNING_CLOSED, Dispute.Status.PREVENTED}
+)
+DISPUTE_OPEN = frozenset(
+    {
+        Dispute.Status.WARNING_NEEDS_RESPONSE,
+        Dispute.Status.WARNING_UNDER_REVIEW,
+        Dispute.Status.NEEDS_RESPONSE,
+        Dispute.Status.UNDER_REVIEW,
+    }
+)
+DISPUTE_RANK = {
+    Dispute.Status.WARNING_NEEDS_RESPONSE: 0,
+    Dispute.Status.WARNING_UNDER_REVIEW: 1,
+    Dispute.Status.NEEDS_RESPONSE: 2,
+    Dispute.Status.UNDER_REVIEW: 3,
+}
+
+
+def dispute_may_move(current: str, new: str) -> bool:
+    """Whether a dispute in `current` takes the status `new` reported by an event (maybe an old one)."""
+    if current == new or current in DISPUTE_FINAL:
+        return False
+    if new in DISPUTE_FINAL:
+        return True
+    return DISPUTE_RANK.get(new, -1) >= DISPUTE_RANK.get(current, -1)  # type: ignore[call-overload]
+
+
+def dispute_state(statuses: Iterable[str]) -> str:
+    """An order's disputes in one word (`DisputeState`): open while any is open, else lost, won or closed."""
+    found = set(statuses)
+    if found & DISPUTE_OPEN:
+        return DisputeState.OPEN
+    if Dispute.Status.LOST in found:
+        return DisputeState.LOST
+    if Dispute.Status.WON in found:
+        return DisputeState.WON
+    if found:
+        return DisputeState.CLOSED
+    return DisputeState.NONE
+
 
 # How long a request waits for an order's lock: by default (every connection, settings.ORDER_LOCK_WAIT) at
 # most as long as one Stripe call may hold it; a webhook delivery a few seconds, then it answers 503 and
