@@ -32,7 +32,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from core.money import format_money, minor_unit_exponent
 from core.redact import redact_json
-from payments import disputes, orders, promotions, refunds, states
+from payments import disputes, locks, orders, promotions, refunds, states
 from payments.admin_display import currency_code, id_label, link, when, with_note
 from payments.admin_merchant import DisputeInline, object_pk, refund_view
 from payments.admin_promotions import PromotionRefusalInline
@@ -156,9 +156,9 @@ class DiscountAdmin(admin.ModelAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Discount]:
-        paid = Q(orders__status__in=promotions.USED)
+        paid = Q(orders__status__in=states.PAID_STATES)
         held = Q(orders__status=OrderStatus.PROCESSING) | Q(  # as promotions.holders counts them
-            orders__status=OrderStatus.AWAITING_PAYMENT, orders__payments__status__in=promotions.LIVE
+            orders__status=OrderStatus.AWAITING_PAYMENT, orders__payments__status__in=states.LIVE_PAYMENTS
         )
         return (
             super()
@@ -543,8 +543,7 @@ class OrderAdmin(admin.ModelAdmin):
             pk = object_pk(str(object_id))
         except Http404:
             return None
-        with states.busy_as_error():
-            return Order.objects.select_for_update(of=("self",)).filter(pk=pk).first()
+        return locks.lock_order(pk)
 
     def changeform_view(
         self,

@@ -5,7 +5,7 @@ row per Stripe dispute and to its order's `dispute_status`; and the rule that a 
   event brings the row up to date, whatever arrived before it. Events may come in any order and more than
   once: a dispute never leaves a final status (won, lost, closed), an open status never goes back to an
   earlier one (an inquiry -> a chargeback -> under review), and the funds withdrawn and reinstated only grow.
-- Every change runs under `states.locked_payment` (the order's row, then the payment's), like the rest of the
+- Every change runs under `locks.locked_payment` (the order's row, then the payment's), like the rest of the
   lifecycle; nothing here calls Stripe. The order's page and the admin show "Disputed", then "Dispute won" or
   "Dispute lost". A lost dispute is money the shop no longer has (see `payments.revenue`).
 - While a dispute is open (or once it is lost) the card network holds the money: a refund is refused with
@@ -21,7 +21,7 @@ from typing import Any
 from django.utils import formats, timezone
 
 from core.money import format_money
-from payments import matching, states, stripe_fields
+from payments import locks, matching, states, stripe_fields
 from payments.accounts import StripeAccount
 from payments.errors import ShopError
 from payments.models import Dispute, Order, Payment
@@ -76,7 +76,7 @@ def on_dispute_event(acct: StripeAccount, dispute: Mapping[str, Any], event_type
     payment = matching.paid_through(acct, dispute)
     if payment is None:
         return None
-    apply_dispute(payment, dispute, event_type, wait=states.WEBHOOK_LOCK_WAIT)
+    apply_dispute(payment, dispute, event_type, wait=locks.WEBHOOK_LOCK_WAIT)
     return payment
 
 
@@ -90,7 +90,7 @@ def apply_dispute(
         status = Dispute.Status.NEEDS_RESPONSE  # a status this version does not know: still open
     withdrawn, reinstated = _funds(dispute, event_type)
     due = dispute.get("evidence_details") or {}
-    with states.locked_payment(payment, wait=wait or states.WEBHOOK_LOCK_WAIT) as held:
+    with locks.locked_payment(payment, wait=wait or locks.WEBHOOK_LOCK_WAIT) as held:
         order, payment = held.order, held.payment
         row = Dispute.objects.filter(account=payment.account, stripe_id=stripe_id).first()
         created = row is None

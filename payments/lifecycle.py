@@ -5,7 +5,7 @@ all come through here, so the rules live in one place. Nothing here calls Stripe
 afterwards (closing the order's other objects, a refund it owes) is done by `closing.tidy_up()` once the
 transaction has committed.
 
-- Every change runs under `states.locked_payment()` (order row, then payment row).
+- Every change runs under `locks.locked_payment()` (order row, then payment row).
 - A payment never leaves a final state (succeeded, failed, canceled, expired); a late or repeated event changes
   nothing, so events may arrive in any order and any number of times.
 - An order becomes paid only when a payment for its current snapshot succeeded with exactly the snapshot's
@@ -26,7 +26,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from core.money import format_money
-from payments import followups, states, stripe_fields
+from payments import followups, locks, states, stripe_fields
 from payments.models import (
     FLAG_FIELDS,
     FollowUp,
@@ -139,7 +139,7 @@ def _apply(
     *,
     email: str = "",
 ) -> Payment:
-    with states.locked_payment(payment, wait=wait) as held:
+    with locks.locked_payment(payment, wait=wait) as held:
         order, payment = held.order, held.payment
         before = payment.status
         if not states.payment_may_move(before, status):
@@ -344,7 +344,7 @@ def apply_stripe_refund(payment: Payment, refund: StripeDict, *, wait: float | N
     """Apply a Stripe refund object (from `refund.*` events, or looked up at Stripe): its row's status, then
     the refunded amounts and the order's state."""
     stripe_fields.check(stripe_fields.REFUND, refund)
-    with states.locked_payment(payment, wait=wait) as held:
+    with locks.locked_payment(payment, wait=wait) as held:
         order, payment = held.order, held.payment
         row = _refund_row(order, payment, refund)
         record_refund(row, refund)
@@ -357,7 +357,7 @@ def apply_refund(payment: Payment, charge: StripeDict, *, wait: float | None = N
     amount they do not explain (a refund made in Stripe's dashboard, or news not yet received) is marked for
     its refunds to be looked up at Stripe once this is committed (`refunds.look_up`, run by `sync.tidy_up`)."""
     stripe_fields.check(stripe_fields.CHARGE, charge)
-    with states.locked_payment(payment, wait=wait) as held:
+    with locks.locked_payment(payment, wait=wait) as held:
         order, payment = held.order, held.payment
         recount(order, payment)
         if _int(charge.get("amount_refunded")) != payment.amount_refunded and not payment.refunds_to_check:

@@ -23,7 +23,7 @@ from django.db.models import Sum
 from stripe.params import RefundCreateParams, RefundListParams
 
 from core.money import allocate, format_money, minor_unit_step
-from payments import disputes, gateway, lifecycle, matching, states
+from payments import disputes, gateway, lifecycle, locks, matching, states
 from payments.accounts import StripeAccount
 from payments.errors import OrderNotPayable, PaymentProviderError, ShopError, StripeRefused
 from payments.models import Order, Payment, PaymentStatus, Refund, StaffAction
@@ -119,7 +119,7 @@ def staff_refund(
     if reason == Refund.Reason.REQUESTED_BY_STAFF and not note.strip():
         raise OrderNotPayable("Say in a note why the money is given back.")
     key = f"refund:{order.public_id}:{request_key}" if request_key else f"refund:{uuid.uuid4()}"
-    with states.locked(order.pk) as order:
+    with locks.locked(order.pk) as order:
         refund = Refund.objects.filter(idempotency_key=key).select_related("payment", "order").first()
         repeated = refund is not None
         if refund is None:
@@ -233,8 +233,8 @@ def send(refund: Refund) -> Refund:
     leaves it pending (`RefundNotSent`) for reconciliation."""
     failure: ShopError | None = None
     look_up_now = False
-    with states.locked(refund.order_id):
-        refund = Refund.objects.select_for_update().select_related("payment", "order").get(pk=refund.pk)
+    with locks.locked(refund.order_id):
+        refund = locks.lock_refund(refund.pk)
         if refund.status != Refund.Status.PENDING:
             return refund  # sent (or refused) meanwhile
         payment = refund.payment
@@ -336,7 +336,7 @@ def look_up(payment: Payment) -> None:
     for refund in reversed(found):  # oldest first
         lifecycle.apply_stripe_refund(payment, refund)
     if not found:
-        with states.locked_payment(payment) as held:
+        with locks.locked_payment(payment) as held:
             lifecycle.recount(held.order, held.payment)
 
 
@@ -358,7 +358,7 @@ def on_refund_event(acct: StripeAccount, refund: Mapping[str, Any], event_type: 
     payment = matching.paid_through(acct, refund)
     if payment is None:
         return None
-    lifecycle.apply_stripe_refund(payment, refund, wait=states.WEBHOOK_LOCK_WAIT)
+    lifecycle.apply_stripe_refund(payment, refund, wait=locks.WEBHOOK_LOCK_WAIT)
     return payment
 
 
