@@ -22,12 +22,20 @@ ONE_EVENT = re.compile(r'WHERE "payments_stripeevent"\."id" = %s$')
 
 
 ROW_LOCK = re.compile(r'^SELECT .* FROM "(payments_\w+)".* FOR UPDATE', re.DOTALL)
+# The rows the lock order is about (a stray payment's `update_or_create` in the sweep locks a row of its own).
+ORDERED_TABLES = {
+    "payments_stripeevent",
+    "payments_order",
+    "payments_payment",
+    "payments_refund",
+    "payments_discount",
+}
 
 
 def _checked(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
     """Runs around every statement of the test's connection."""
     lock = ROW_LOCK.match(sql)
-    if lock and lock.group(1) not in {h.table for h in locks.held()}:
+    if lock and lock.group(1) in ORDERED_TABLES and lock.group(1) not in {h.table for h in locks.held()}:
         locks.violations.append(f"a row lock taken outside payments.locks: {sql[:160]}")
     if EVENT_WRITE.match(sql):
         held = locks.held()
