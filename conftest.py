@@ -54,6 +54,18 @@ def task_worker(request: pytest.FixtureRequest, _fresh_cache: None) -> Iterator[
         yield worker
 
 
+@pytest.fixture(autouse=True)
+def _lock_order_checked() -> Iterator[None]:
+    """Every path a test drives takes its row locks in the order `payments.locks` writes: a lock taken against
+    it raises where it is taken and fails the test here even if the code caught the error, and so does an event
+    row written while an order's lock is held (`payments/tests/lockorder.py`)."""
+    from payments.tests.lockorder import lock_order_checked
+
+    with lock_order_checked() as violations:
+        yield
+    assert violations == [], "row locks taken against the lock order of payments/locks.py"
+
+
 @pytest.fixture
 def held_queue(task_worker: Any) -> Any:
     """The queue as production has it between a request and a worker: tasks wait until the test runs them

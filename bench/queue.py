@@ -147,7 +147,7 @@ class Bench:
         from django.conf import settings
 
         from catalog.models import Item
-        from payments import states
+        from payments import freezing, locks
         from payments.models import Order, OrderLine, Payment
 
         item = Item.objects.get_or_create(
@@ -159,8 +159,8 @@ class Bench:
                 currency="usd", browser=f"bench-{uuid.uuid4().hex}", email=f"b{i}@example.com"
             )
             OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.amount)
-            with states.locked(order.pk) as locked:
-                states.freeze(locked)  # awaiting payment, v1: its snapshot is what Stripe is paid
+            with locks.locked(order.pk) as locked:
+                freezing.freeze(locked)  # awaiting payment, v1: its snapshot is what Stripe is paid
             sk = settings.STRIPE_ACCOUNTS["usd"]["secret_key"]
             session = self.stripe(
                 sk,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
+from core.ratelimit import parse_rates
 from core.siteurl import SITE_URL_HINT, site_url_problem
 
 
@@ -42,10 +44,6 @@ def check_site_url_https(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
 def check_rate_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """The budgets of RATELIMITS (RATELIMIT_*_PER_SESSION/_PER_ADDRESS) and TRUSTED_PROXIES must parse: a
     typo would otherwise fail every limited request."""
-    import ipaddress
-
-    from core.ratelimit import parse_rates
-
     messages: list[CheckMessage] = []
     for group, spec in settings.RATELIMITS.items():
         for scope in ("session", "address", "username"):

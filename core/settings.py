@@ -383,7 +383,7 @@ STRIPE_JS_URL: str = env.str("STRIPE_JS_URL", default="https://js.stripe.com/end
 STRIPE_TIMEOUT: float = env.float("STRIPE_TIMEOUT", default=5.0)
 STRIPE_MAX_NETWORK_RETRIES: int = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
 # So a request waits for an order's row lock at most as long as one Stripe call may hold it (PostgreSQL's
-# lock_timeout, set for every connection; a webhook delivery waits less, see payments/states.py).
+# lock_timeout, set for every connection; a webhook delivery waits less, see payments/locks.py).
 ORDER_LOCK_WAIT: float = STRIPE_TIMEOUT * (1 + STRIPE_MAX_NETWORK_RETRIES) + 1
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = (

@@ -19,11 +19,18 @@ from stripe.params.checkout import (
     SessionCreateParamsLineItemPriceDataProductData,
 )
 
-from payments import gateway, paying, promotions, states, sync
+from payments import freezing, gateway, paying, promotions, sync
 from payments.accounts import StripeAccount
 from payments.errors import CheckoutUnavailable
-from payments.models import Order, Payment, PaymentKind, PaymentStatus, StripeObject
-from payments.pricing import DiscountInput, PricedOrder, TaxInput, describe, mixes_inclusive_and_exclusive
+from payments.models import (
+    Order,
+    Payment,
+    PaymentKind,
+    PaymentStatus,
+    StripeObject,
+    mixes_inclusive_and_exclusive,
+)
+from payments.pricing import DiscountInput, PricedOrder, TaxInput, describe
 
 logger = logging.getLogger("payments.checkout")
 
@@ -192,7 +199,7 @@ def _reuse(order: Order, acct: StripeAccount) -> tuple[Payment, OpenSession] | N
 
 
 def create_session(
-    order: Order | states.NewOrder,
+    order: Order | freezing.NewOrder,
     *,
     success_url: str,
     cancel_url: str,

@@ -11,6 +11,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError
 
 from payments.accounts import AccountRegistry
+from payments.models import Discount, Tax
 
 
 def _mode(key: str) -> str | None:
@@ -160,8 +161,6 @@ def check_currencies_of_rows(app_configs: Any = None, **kwargs: Any) -> list[Che
     """Taxes and discounts in a currency no Stripe account is configured for apply to no order (a typo such
     as `uds`, or an account removed since): reported so that staff correct them. A database check: `migrate`
     (so every `make run`) and `manage.py check --database default` run it."""
-    from payments.models import Discount, Tax
-
     if not kwargs.get("databases"):
         return []
     known = set(settings.STRIPE_ACCOUNTS)

@@ -5,7 +5,7 @@ row per Stripe dispute and to its order's `dispute_status`; and the rule that a 
   event brings the row up to date, whatever arrived before it. Events may come in any order and more than
   once: a dispute never leaves a final status (won, lost, closed), an open status never goes back to an
   earlier one (an inquiry -> a chargeback -> under review), and the funds withdrawn and reinstated only grow.
-- Every change runs under `states.locked_payment` (the order's row, then the payment's), like the rest of the
+- Every change runs under `locks.locked_payment` (the order's row, then the payment's), like the rest of the
   lifecycle; nothing here calls Stripe. The order's page and the admin show "Disputed", then "Dispute won" or
   "Dispute lost". A lost dispute is money the shop no longer has (see `payments.revenue`).
 - While a dispute is open (or once it is lost) the card network holds the money: a refund is refused with
@@ -21,31 +21,13 @@ from typing import Any
 from django.utils import formats, timezone
 
 from core.money import format_money
-from payments import matching, states, stripe_fields
+from payments import locks, matching, states, stripe_fields
 from payments.accounts import StripeAccount
 from payments.errors import ShopError
-from payments.models import Dispute, DisputeState, Order, Payment
+from payments.models import Dispute, Order, Payment
 
 logger = logging.getLogger("payments.disputes")
 
-FINAL = frozenset(
-    {Dispute.Status.WON, Dispute.Status.LOST, Dispute.Status.WARNING_CLOSED, Dispute.Status.PREVENTED}
-)
-OPEN = frozenset(
-    {
-        Dispute.Status.WARNING_NEEDS_RESPONSE,
-        Dispute.Status.WARNING_UNDER_REVIEW,
-        Dispute.Status.NEEDS_RESPONSE,
-        Dispute.Status.UNDER_REVIEW,
-    }
-)
-# The order in which an open dispute moves: it never goes back to an earlier one.
-RANK = {
-    Dispute.Status.WARNING_NEEDS_RESPONSE: 0,
-    Dispute.Status.WARNING_UNDER_REVIEW: 1,
-    Dispute.Status.NEEDS_RESPONSE: 2,
-    Dispute.Status.UNDER_REVIEW: 3,
-}
 EVENTS = (
     "charge.dispute.created",
     "charge.dispute.updated",
@@ -83,27 +65,9 @@ def _funds(dispute: Mapping[str, Any], event_type: str) -> tuple[int, int]:
     return withdrawn, reinstated
 
 
-def _moves_to(current: str, new: str) -> bool:
-    """Whether a dispute in `current` takes the status `new` reported by an event (maybe an old one)."""
-    if current == new or current in FINAL:
-        return False
-    if new in FINAL:
-        return True
-    return RANK.get(new, -1) >= RANK.get(current, -1)  # type: ignore[call-overload]
-
-
 def summary(order: Order) -> str:
     """The order's disputes in one word: open while any is open, else lost, won or closed."""
-    statuses = set(order.disputes.values_list("status", flat=True))
-    if statuses & OPEN:
-        return DisputeState.OPEN
-    if Dispute.Status.LOST in statuses:
-        return DisputeState.LOST
-    if Dispute.Status.WON in statuses:
-        return DisputeState.WON
-    if statuses:
-        return DisputeState.CLOSED
-    return DisputeState.NONE
+    return states.dispute_state(order.disputes.values_list("status", flat=True))
 
 
 def on_dispute_event(acct: StripeAccount, dispute: Mapping[str, Any], event_type: str) -> Payment | None:
@@ -112,7 +76,7 @@ def on_dispute_event(acct: StripeAccount, dispute: Mapping[str, Any], event_type
     payment = matching.paid_through(acct, dispute)
     if payment is None:
         return None
-    apply_dispute(payment, dispute, event_type, wait=states.WEBHOOK_LOCK_WAIT)
+    apply_dispute(payment, dispute, event_type, wait=locks.WEBHOOK_LOCK_WAIT)
     return payment
 
 
@@ -126,7 +90,7 @@ def apply_dispute(
         status = Dispute.Status.NEEDS_RESPONSE  # a status this version does not know: still open
     withdrawn, reinstated = _funds(dispute, event_type)
     due = dispute.get("evidence_details") or {}
-    with states.locked_payment(payment, wait=wait or states.WEBHOOK_LOCK_WAIT) as held:
+    with locks.locked_payment(payment, wait=wait or locks.WEBHOOK_LOCK_WAIT) as held:
         order, payment = held.order, held.payment
         row = Dispute.objects.filter(account=payment.account, stripe_id=stripe_id).first()
         created = row is None
@@ -141,7 +105,7 @@ def apply_dispute(
                 stripe_created=stripe_fields.timestamp(dispute.get("created")),
             )
         before = row.status
-        if created or _moves_to(row.status, status):
+        if created or states.dispute_may_move(row.status, status):
             row.status = status
             # What the dispute says about itself, taken with its status so an old event never undoes it.
             row.reason = str(dispute.get("reason") or "")[:40]
@@ -153,7 +117,7 @@ def apply_dispute(
         row.currency = str(dispute.get("currency") or payment.currency).lower()
         row.funds_withdrawn = max(row.funds_withdrawn, withdrawn)
         row.funds_reinstated = max(row.funds_reinstated, reinstated)
-        if row.status in FINAL and row.closed_at is None:
+        if row.status in states.DISPUTE_FINAL and row.closed_at is None:
             row.closed_at = timezone.now()
         row.save()
         state = summary(order)
@@ -177,7 +141,7 @@ def check_refundable(payment: Payment) -> None:
                 f"This payment was disputed and the dispute was lost: the cardholder's bank already returned "
                 f"{amount} to them, so it cannot be refunded as well."
             )
-        if dispute.status in OPEN and not dispute.is_charge_refundable:
+        if dispute.status in states.DISPUTE_OPEN and not dispute.is_charge_refundable:
             due = (
                 f" Evidence is due by {formats.date_format(timezone.localtime(dispute.evidence_due_by))}."
                 if dispute.evidence_due_by

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import stripe
 from stripe.params import PaymentIntentCreateParams
 
-from payments import gateway, lifecycle, paying, states, sync
+from payments import freezing, gateway, lifecycle, paying, sync
 from payments.accounts import StripeAccount
 from payments.models import Order, Payment, PaymentKind, PaymentStatus
 from payments.pricing import PricedOrder, describe
@@ -93,7 +93,7 @@ def _update_receipt_email(acct: StripeAccount, intent_id: str, email: str) -> st
 
 
 def open_intent(
-    order: Order | states.NewOrder, *, owner: str = "", expected_total: int | None = None, email: str = ""
+    order: Order | freezing.NewOrder, *, owner: str = "", expected_total: int | None = None, email: str = ""
 ) -> OpenIntent:
     """The order's one payable PaymentIntent, for its frozen snapshot (see `paying.open_object`); `email`: where
     the receipt goes (stored on the order, sent to Stripe as `receipt_email`)."""

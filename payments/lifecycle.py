@@ -5,7 +5,7 @@ all come through here, so the rules live in one place. Nothing here calls Stripe
 afterwards (closing the order's other objects, a refund it owes) is done by `sync.tidy_up()` once the
 transaction has committed.
 
-- Every change runs under `states.locked_payment()` (order row, then payment row).
+- Every change runs under `locks.locked_payment()` (order row, then payment row).
 - A payment never leaves a final state (succeeded, failed, canceled, expired); a late or repeated event changes
   nothing, so events may arrive in any order and any number of times.
 - An order becomes paid only when a payment for its current snapshot succeeded with exactly the snapshot's
@@ -26,7 +26,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from core.money import format_money
-from payments import followups, states, stripe_fields
+from payments import followups, locks, states, stripe_fields
 from payments.models import (
     FLAG_FIELDS,
     FollowUp,
@@ -139,10 +139,10 @@ def _apply(
     *,
     email: str = "",
 ) -> Payment:
-    with states.locked_payment(payment, wait=wait) as held:
+    with locks.locked_payment(payment, wait=wait) as held:
         order, payment = held.order, held.payment
         before = payment.status
-        if before in states.FINAL_PAYMENTS and status != before:
+        if not states.payment_may_move(before, status):
             logger.info("payment %s stays %s (Stripe now says %s)", payment.stripe_id, before, status)
             return payment
         if before == PaymentStatus.SUCCEEDED:
@@ -254,7 +254,7 @@ def refunded_status(order: Order) -> str:
 # ------------------------------------------------------------------------------------------------ refunds
 # A payment's refunded amount is the sum of its refunds that Stripe made and that did not fail: every refund,
 # the shop's own and those made in Stripe's dashboard, is a `Refund` row kept in step with Stripe's refund
-# object (its status only moves forward: pending -> succeeded -> failed or canceled). A refund that fails gives
+# object (its status only moves forward: `states.refund_may_move`). A refund that fails gives
 # its amount back, so the refunded amount, and the order's state, can go down again.
 
 REFUND_STATUS = {
@@ -264,20 +264,11 @@ REFUND_STATUS = {
     "failed": Refund.Status.FAILED,
     "canceled": Refund.Status.CANCELED,
 }
-REFUND_RANK = {
-    Refund.Status.PENDING: 0,
-    Refund.Status.SENT: 1,
-    Refund.Status.SUCCEEDED: 2,
-    Refund.Status.FAILED: 3,
-    Refund.Status.CANCELED: 3,
-}
-# Refunds whose money went (or is going) back to the cardholder.
-MADE_REFUNDS = (Refund.Status.SENT, Refund.Status.SUCCEEDED)
 
 
 def refunded_amount(payment: Payment) -> int:
     return (
-        payment.refunds.filter(status__in=MADE_REFUNDS)
+        payment.refunds.filter(status__in=states.MADE_REFUNDS)
         .exclude(stripe_id="")
         .aggregate(total=Sum("amount"))["total"]
         or 0
@@ -336,12 +327,12 @@ def record_refund(row: Refund, refund: StripeDict) -> bool:
     if isinstance(created, int) and row.stripe_created is None:
         row.stripe_created = datetime.fromtimestamp(created, tz=UTC)
         fields.append("stripe_created")
-    if REFUND_RANK[status] > REFUND_RANK[Refund.Status(row.status)]:
+    if states.refund_may_move(row.status, status):
         row.status = status
         fields.append("status")
         if status == Refund.Status.SUCCEEDED:  # the shopper is told, by a worker once this commits
             followups.enqueue(FollowUp.Kind.REFUND_NOTICE, order_id=row.order_id, target_id=row.pk)
-        if status in (Refund.Status.FAILED, Refund.Status.CANCELED):
+        if status in states.FAILED_REFUNDS:
             row.last_error = str(refund.get("failure_reason") or status)
             fields.append("last_error")
     if fields:
@@ -353,7 +344,7 @@ def apply_stripe_refund(payment: Payment, refund: StripeDict, *, wait: float | N
     """Apply a Stripe refund object (from `refund.*` events, or looked up at Stripe): its row's status, then
     the refunded amounts and the order's state."""
     stripe_fields.check(stripe_fields.REFUND, refund)
-    with states.locked_payment(payment, wait=wait) as held:
+    with locks.locked_payment(payment, wait=wait) as held:
         order, payment = held.order, held.payment
         row = _refund_row(order, payment, refund)
         record_refund(row, refund)
@@ -366,7 +357,7 @@ def apply_refund(payment: Payment, charge: StripeDict, *, wait: float | None = N
     amount they do not explain (a refund made in Stripe's dashboard, or news not yet received) is marked for
     its refunds to be looked up at Stripe once this is committed (`refunds.look_up`, run by `sync.tidy_up`)."""
     stripe_fields.check(stripe_fields.CHARGE, charge)
-    with states.locked_payment(payment, wait=wait) as held:
+    with locks.locked_payment(payment, wait=wait) as held:
         order, payment = held.order, held.payment
         recount(order, payment)
         if _int(charge.get("amount_refunded")) != payment.amount_refunded and not payment.refunds_to_check:

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from payments import states
+from payments import locks
 from payments.accounts import StripeAccount
 from payments.models import Order, Payment, PaymentKind, PaymentOrigin, PaymentStatus
 
@@ -109,7 +109,7 @@ def adopt(acct: StripeAccount, kind: str, obj: StripeDict, order: Order) -> Paym
     """Record a Stripe object the shop has no row for (under the order's lock; the row may have been written
     meanwhile by the request that created the object, which then wins). `lifecycle` applies its state next."""
     object_id = stripe_id(obj)
-    with states.locked(order.pk) as order:
+    with locks.locked(order.pk) as order:
         payment = known(acct, kind, object_id)
         if payment is not None:
             return payment

@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from core.money import format_money, to_minor_units
+from core.money import display_money, display_percent, format_money, to_minor_units
 
 MAX_QUANTITY = 99
 
@@ -142,8 +142,6 @@ class Discount(models.Model):
 
     def describe(self) -> str:
         """What the discount takes off, in the shopper's language (`10% off`, `10\xa0% скидки`)."""
-        from core.money import display_money, display_percent
-
         if self.percent_off is not None:
             return gettext("%(discount)s off") % {"discount": display_percent(self.percent_off)}
         return gettext("%(discount)s off") % {"discount": display_money(self.amount_off or 0, self.currency)}
@@ -259,6 +257,29 @@ class Tax(models.Model):
                         "does not document how it would compute them together)."
                     }
                 )
+
+
+def default_taxes(currency: str) -> list[Tax]:
+    """The active taxes staff set to apply to every order in `currency` (one query)."""
+    return list(
+        Tax.objects.filter(applies_to_every_order=True, is_active=True, currency=currency.lower()).order_by(
+            "id"
+        )
+    )
+
+
+class TaxKind(Protocol):
+    @property
+    def inclusive(self) -> bool: ...
+
+
+def mixes_inclusive_and_exclusive(taxes: Iterable[TaxKind]) -> bool:
+    """Whether these taxes put an inclusive and an exclusive rate on one line. Stripe's documentation does not
+    say on what amount Checkout computes an exclusive rate next to an inclusive one (the price with the
+    inclusive tax, or without it), so the shop never makes such an order: the admin refuses the configuration
+    and Checkout is refused for an order that has it anyway (README, "What Stripe documents")."""
+    kinds = {bool(t.inclusive) for t in taxes}
+    return len(kinds) == 2
 
 
 class OrderStatus(models.TextChoices):
@@ -389,9 +410,7 @@ class Order(models.Model):
 
     def clean_taxes(self, taxes: Iterable[Tax]) -> None:
         """Refuse taxes that, with the ones every order in this currency carries, would put an inclusive and an
-        exclusive rate on one line (see `pricing.mixes_inclusive_and_exclusive`)."""
-        from payments.pricing import default_taxes, mixes_inclusive_and_exclusive
-
+        exclusive rate on one line (see `mixes_inclusive_and_exclusive`)."""
         chosen = [t for t in taxes if t.is_active] + default_taxes(self.currency)
         if mixes_inclusive_and_exclusive(chosen):
             names = ", ".join(sorted({str(t) for t in chosen}))

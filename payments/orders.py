@@ -3,14 +3,15 @@ order", which closes an order's payment objects at Stripe and makes it a cart ag
 
 Orders belong to a browser (`core.browser`: a random id kept in its signed session cookie).
 
-Every change runs under the order's row lock (`states.locked`), so two requests for one cart never lose an
+Every change runs under the order's row lock (`locks.locked`), so two requests for one cart never lose an
 update. Each rule refuses with a clear `ShopError` and changes nothing.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, QuerySet
@@ -19,7 +20,7 @@ from django.utils.translation import gettext as _
 
 from catalog.models import Item
 from core.browser import browser_id, known_browser
-from payments import states, sync
+from payments import freezing, locks, promotions, states, sync
 from payments.errors import (
     AlreadyPaid,
     CurrencyMismatch,
@@ -29,6 +30,8 @@ from payments.errors import (
     ShopError,
 )
 from payments.models import MAX_QUANTITY, Order, OrderLine, OrderStatus, Tax
+
+logger = logging.getLogger("payments.orders")
 
 CART_SESSION_KEY = "cart_order_id"
 
@@ -120,7 +123,7 @@ def put_item(
 ) -> OrderLine:
     """Set the quantity of `item` in the order (or add to it when `add`), under the order's row lock."""
     check_quantity(quantity)
-    with states.locked(order.pk) as order:
+    with locks.locked(order.pk) as order:
         states.check_editable(order, can_change(request, order))
         has_lines = order.lines.exists()
         if has_lines and item.currency != order.currency:
@@ -173,7 +176,7 @@ def put_item(
 
 
 def remove_item(request: HttpRequest, order: Order, item_id: int) -> None:
-    with states.locked(order.pk) as order:
+    with locks.locked(order.pk) as order:
         states.check_editable(order, can_change(request, order))
         order.lines.filter(item_id=item_id).delete()
         order.save(update_fields=["updated_at"])
@@ -186,7 +189,7 @@ def change_order(order: Order, *, may_change: bool) -> Order:
     if not may_change:
         raise NotOrderOwner(_("This order belongs to another shopper."))
     refusal: OrderNotEditable | None = None
-    with states.locked(order.pk) as order:
+    with locks.locked(order.pk) as order:
         if order.status == OrderStatus.DRAFT:
             return order
         if order.status != OrderStatus.AWAITING_PAYMENT:
@@ -214,8 +217,8 @@ BUY_NOW_IDS = uuid.UUID("6f1d5c3e-2b7a-4f0e-9a51-3c8e2d4b7a10")
 
 def buy_now_order(
     request: HttpRequest, item: Item, *, page_loaded_at: datetime | None = None
-) -> Order | states.NewOrder:
-    """The browser's open one-item order for `item`, or the one to make (`states.NewOrder`, created with its
+) -> Order | freezing.NewOrder:
+    """The browser's open one-item order for `item`, or the one to make (`freezing.NewOrder`, created with its
     payment object by `paying.open_object`) once the last was paid, is processing or is held for staff --
     unless that happened after the shopper's page was loaded (`page_loaded_at`): then the click comes from a
     tab that did not see it, and `AlreadyPaid` says so instead of charging the shopper a second time.
@@ -251,7 +254,7 @@ def buy_now_order(
             },
             order_url=settled[-1].get_absolute_url(),
         )
-    return states.NewOrder(
+    return freezing.NewOrder(
         public_id=uuid.uuid5(BUY_NOW_IDS, f"{browser}/{item.pk}/{len(history)}"), browser=browser, item=item
     )
 
@@ -267,7 +270,23 @@ def follow_price(order: Order, item: Item) -> Order:
         return order
     if order.status == OrderStatus.AWAITING_PAYMENT:
         order = change_order(order, may_change=True)
-    with states.locked(order.pk) as order:
+    with locks.locked(order.pk) as order:
         if states.is_editable(order):
             order.lines.filter(item=item).update(unit_price=item.amount)
     return order
+
+
+def release_stale_holds(older_than: timedelta | None = None) -> int:
+    """Close at Stripe the objects of orders that held a code's use for too long and thaw the orders back to
+    carts (as "Change order" does), so that abandoned carts give their uses back. Returns how many were
+    released."""
+    released = 0
+    for order in promotions.stale_holds(older_than).order_by("updated_at")[:200]:
+        try:
+            change_order(order, may_change=True)
+        except ShopError as exc:
+            logger.info("order %s keeps its promotion code hold: %s", order.public_id, exc.message)
+            continue
+        released += 1
+        logger.info("order %s: promotion code hold released (held too long)", order.public_id)
+    return released

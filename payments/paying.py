@@ -1,7 +1,7 @@
 """Opening a payment object for an order: the one path both ways to pay go through.
 
 `open_object(order, reuse=..., create=...)` takes the order's row lock and then:
-1. freezes a cart (`states.freeze`: snapshot, version + 1), or takes a frozen order's snapshot; refuses an order
+1. freezes a cart (`freezing.freeze`: snapshot, version + 1), or takes a frozen order's snapshot; refuses an order
    that is processing, paid, held for staff, empty, or whose total is not the one the shopper's page showed;
 2. reuses the object already open for this snapshot when `reuse` finds one Stripe still lets be paid;
 3. otherwise closes every other open object of the order at Stripe (`sync.close_others`), refusing if one of
@@ -13,7 +13,7 @@ retries of one call keep its key (a lost answer is replayed by Stripe); a call t
 500, which Stripe saves and replays for that key for 24 hours, or a lost connection) leaves the next click a new
 key. An object the unanswered call may have made carries the order's metadata, so reconciliation finds it.
 
-A new one-item order (`states.NewOrder`, from an item page's Pay or Checkout button) is made frozen with its
+A new one-item order (`freezing.NewOrder`, from an item page's Pay or Checkout button) is made frozen with its
 first object in one transaction: if Stripe cannot be reached, nothing is left behind but the attempt count.
 A cart has no open object, so for a cart steps 1 and 3 are all the transaction does: if Stripe cannot be
 reached, the freeze is rolled back with it and the cart stays a cart. For a frozen order, what Stripe reported
@@ -30,7 +30,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
-from payments import gateway, states, sync
+from payments import freezing, gateway, locks, states, sync
 from payments.accounts import StripeAccount
 from payments.errors import NotOrderOwner, ShopError
 from payments.models import Order, PayAttempt, Payment
@@ -40,7 +40,7 @@ T = TypeVar("T")
 
 
 def open_object(
-    target: Order | states.NewOrder,
+    target: Order | freezing.NewOrder,
     *,
     reuse: Callable[[Order, StripeAccount], tuple[Payment, T] | None],
     create: Callable[[Order, PricedOrder, StripeAccount, int], T],
@@ -50,10 +50,10 @@ def open_object(
 ) -> T:
     language = get_language() or ""  # the shopper's: their order confirmation is written in it
     attempt = next_attempt(target.public_id)
-    if isinstance(target, states.NewOrder):
+    if isinstance(target, freezing.NewOrder):
         try:
             with transaction.atomic():  # the order, its line and its first object, or nothing at all
-                order, priced = states.make_frozen(
+                order, priced = freezing.make_frozen(
                     target, expected_total=expected_total, email=email, language=language
                 )
                 return _opened_by(
@@ -62,7 +62,7 @@ def open_object(
         except IntegrityError:  # the same browser's other click made this order first: go on with it
             target = Order.objects.get(public_id=target.public_id)
     refusal: ShopError | None = None
-    with states.locked(target.pk) as order:
+    with locks.locked(target.pk) as order:
         if (
             owner and order.browser and order.browser != owner
         ):  # claimed meanwhile by the browser that paid it
@@ -77,10 +77,10 @@ def open_object(
         if changed:
             order.save(update_fields=changed)
         if states.is_editable(order):  # any error rolls the freeze back with the rest: the cart stays a cart
-            priced = states.freeze(order, expected_total=expected_total)
+            priced = freezing.freeze(order, expected_total=expected_total)
             return _opened_by(owner, order, create(order, priced, gateway.account(order.currency), attempt))
         try:
-            priced = states.freeze(order, expected_total=expected_total)
+            priced = freezing.freeze(order, expected_total=expected_total)
             acct = gateway.account(order.currency)
             reused = reuse(order, acct)
             if reused and not order.browser and reused[0].browser != owner:

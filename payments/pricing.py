@@ -12,16 +12,16 @@ Rules (the same Stripe Checkout applies to a coupon and tax rates, so both payme
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from django.db.models import Prefetch, prefetch_related_objects
+
+from catalog.models import Item
 from core.money import allocate, format_money, minor_unit_step, to_minor_units
-
-if TYPE_CHECKING:
-    from catalog.models import Item
-    from payments.models import Order, Tax
+from payments.models import Order, OrderLine, Tax, default_taxes
 
 HUNDRED = Decimal(100)
 
@@ -181,33 +181,13 @@ def price(
     )
 
 
-def mixes_inclusive_and_exclusive(taxes: Iterable[TaxInput | Tax]) -> bool:
-    """Whether these taxes put an inclusive and an exclusive rate on one line. Stripe's documentation does not
-    say on what amount Checkout computes an exclusive rate next to an inclusive one (the price with the
-    inclusive tax, or without it), so the shop never makes such an order: the admin refuses the configuration
-    and Checkout is refused for an order that has it anyway (README, "What Stripe documents")."""
-    kinds = {bool(t.inclusive) for t in taxes}
-    return len(kinds) == 2
-
-
 def tax_input(tax: Tax) -> TaxInput:
     return TaxInput(id=tax.pk, name=tax.name, percentage=tax.percentage, inclusive=tax.inclusive)
 
 
-def default_taxes(currency: str) -> list[Tax]:
-    """The active taxes staff set to apply to every order in `currency` (one query)."""
-    from payments.models import Tax
-
-    return list(
-        Tax.objects.filter(applies_to_every_order=True, is_active=True, currency=currency.lower()).order_by(
-            "id"
-        )
-    )
-
-
 def price_buy_now(item: Item) -> PricedOrder:
     """A one-item order of `item`: its price and the taxes every order in its currency carries. What the item
-    page shows and its Pay and Checkout buttons charge (`states.make_frozen` freezes exactly this)."""
+    page shows and its Pay and Checkout buttons charge (`freezing.make_frozen` freezes exactly this)."""
     line = LineInput(item.pk, item.name, item.description, item.amount, 1)
     return price(item.currency, [line], None, [tax_input(t) for t in default_taxes(item.currency)])
 
@@ -219,10 +199,6 @@ def order_inputs(order: Order) -> tuple[list[LineInput], DiscountInput | None, l
     The taxes are those staff attached to the order and those that apply to every order in its currency
     (`Tax.applies_to_every_order`), each once: a default tax is priced, shown and sent to Checkout exactly as
     an attached one."""
-    from django.db.models import Prefetch, prefetch_related_objects
-
-    from payments.models import OrderLine, Tax
-
     prefetch_related_objects(
         [order],
         Prefetch("lines", queryset=OrderLine.objects.select_related("item").order_by("id")),

@@ -11,7 +11,7 @@
   existing code is counted per code and reason (`PromotionRefusal`, on the discount's admin page); an unknown
   code is logged.
 - **Where the limit is enforced: when the order is frozen, by holding a use.** `hold` runs inside
-  `states.freeze` (under the order's lock, before any Stripe object exists): it locks the discount's row and
+  `freezing.freeze` (under the order's lock, before any Stripe object exists): it locks the discount's row and
   counts the uses held by other orders; a code used up refuses the freeze, so nothing is created at Stripe. Two
   carts paying with the last use take the discount's lock one after the other: the second sees the first one's
   hold and is refused before it is charged anything. A held use is always honored when it is paid, and no
@@ -19,7 +19,7 @@
 - **Holds are short, and one client cannot take them all.** An order holds a use while it has a payment object
   Stripe could still take (open or processing), or once it is processing or paid. A Checkout Session of an
   order with a limited code expires at Stripe after `PROMO_HOLD_MINUTES` (Stripe's shortest, 30, by default),
-  and `release_stale_holds` (run by `reconcile_payments`) closes the PaymentIntents of orders held longer than
+  and `orders.release_stale_holds` (run by `reconcile_payments`) closes the PaymentIntents of orders held longer than
   that and thaws them back to carts. A use is given back at once when its object is canceled or expires (the
   object's own event, or the shop's own cancel). One browser holds at most `PROMO_HOLDS_PER_BROWSER` uses of a
   code at a time, and one address (that entered the code) at most `PROMO_HOLDS_PER_ADDRESS`, and never more
@@ -41,17 +41,16 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
+from payments import locks, states
 from payments.errors import ShopError
-from payments.models import Discount, Order, OrderStatus, Payment, PaymentStatus, PromotionRefusal
+from payments.models import Discount, Order, OrderStatus, Payment, PromotionRefusal
 from payments.pricing import PricedOrder
 
 logger = logging.getLogger("payments.promotions")
 
-USED = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED)
-# Orders in these states hold one use of their discount whatever their payment objects (being paid or paid).
-HOLDING = (OrderStatus.PROCESSING, *USED)
-# Payment objects Stripe could still take: an order waiting for payment holds a use while it has one.
-LIVE = (PaymentStatus.OPEN, PaymentStatus.PROCESSING)
+# Orders in these states hold one use of their discount whatever their payment objects (being paid or paid);
+# an order waiting for payment holds one while it has an object Stripe could still take (`states.LIVE_PAYMENTS`).
+HOLDING = frozenset({OrderStatus.PROCESSING, *states.PAID_STATES})
 Reason = PromotionRefusal.Reason
 
 
@@ -80,14 +79,14 @@ def hold_minutes() -> int:
 def holders(discount: Discount) -> QuerySet[Order]:
     """Orders that hold (or used) one of the discount's uses: processing or paid, or waiting for payment with an
     object Stripe could still take."""
-    live = Exists(Payment.objects.filter(order=OuterRef("pk"), status__in=LIVE))
+    live = Exists(Payment.objects.filter(order=OuterRef("pk"), status__in=states.LIVE_PAYMENTS))
     return Order.objects.filter(discount=discount).filter(
         Q(status__in=HOLDING) | Q(live, status=OrderStatus.AWAITING_PAYMENT)
     )
 
 
 def paid_uses(discount: Discount) -> int:
-    return Order.objects.filter(discount=discount, status__in=USED).count()
+    return Order.objects.filter(discount=discount, status__in=states.PAID_STATES).count()
 
 
 def address_digest(address: str) -> str:
@@ -147,12 +146,10 @@ def record_refusal(discount: Discount, reason: str) -> None:
 def apply_code(order: Order, code: str, *, may_change: bool, address: str = "") -> Discount:
     """Attach the discount of promotion code `code` to the cart `order` (its owner's or staff's request, from
     `address`, the client's address as the rate limits count it)."""
-    from payments import states  # states imports this module
-
     if not normalize(code):
         raise PromotionCodeRefused(_("Enter a promotion code."), code="code_missing", status=400)
     reason: str | None = None
-    with states.locked(order.pk) as order:
+    with locks.locked(order.pk) as order:
         states.check_editable(order, may_change)
         current = order.discount if order.discount_id else None
         if current is not None and not current.code:  # said whatever the code is: nothing learnt from it
@@ -178,9 +175,7 @@ def apply_code(order: Order, code: str, *, may_change: bool, address: str = "") 
 
 def remove_code(order: Order, *, may_change: bool) -> None:
     """Take the promotion code off the cart `order` (a discount staff attached stays)."""
-    from payments import states
-
-    with states.locked(order.pk) as order:
+    with locks.locked(order.pk) as order:
         states.check_editable(order, may_change)
         if order.discount_id is not None and order.discount is not None and order.discount.code:
             logger.info("order %s: promotion code %s removed", order.public_id, order.discount.code)
@@ -234,7 +229,7 @@ def address_cap(discount: Discount) -> int:
 def _held_by_the_same_client(discount: Discount, order: Order) -> bool:
     """Whether the browser or the address that is paying `order` already holds as many of the code's uses as it
     may (uses paid are no longer held)."""
-    held = holders(discount).exclude(pk=order.pk).exclude(status__in=USED)
+    held = holders(discount).exclude(pk=order.pk).exclude(status__in=states.PAID_STATES)
     if order.browser and held.filter(browser=order.browser).count() >= int(settings.PROMO_HOLDS_PER_BROWSER):
         return True
     return bool(order.code_address) and (
@@ -243,11 +238,9 @@ def _held_by_the_same_client(discount: Discount, order: Order) -> bool:
 
 
 def hold(order: Order, priced: PricedOrder) -> None:
-    """Called by `states.freeze` before a payment object is created for `order` (under its lock): refuse a code
+    """Called by `freezing.freeze` before a payment object is created for `order` (under its lock): refuse a code
     that expired or is used up, or whose uses this client already holds; otherwise the use is held by the order
     through the object about to be created. An order that already holds its use (a live object) keeps it."""
-    from payments import states
-
     discount = order.discount if order.discount_id else None
     if discount is None or priced.discount is None:
         return  # no discount applies to what is being paid
@@ -257,12 +250,11 @@ def hold(order: Order, priced: PricedOrder) -> None:
         check_window(discount)  # a frozen order keeps the discount of its snapshot
     if discount.max_uses is None:
         return
-    if order.status != OrderStatus.DRAFT and order.payments.filter(status__in=LIVE).exists():
+    if order.status != OrderStatus.DRAFT and order.payments.filter(status__in=states.LIVE_PAYMENTS).exists():
         return  # it holds its use already
-    with states.busy_as_error():
-        # The discount's row lock, after the order's (every path that takes both takes them in this order),
-        # serializes the carts racing for its last uses until each one's freeze commits or rolls back.
-        Discount.objects.select_for_update().filter(pk=discount.pk).exists()
+    # The discount's row lock, after the order's (`locks`: lock 2), serializes the carts racing for its last
+    # uses until each one's freeze commits or rolls back.
+    locks.lock_discount(discount.pk)
     if holders(discount).exclude(pk=order.pk).count() >= discount.max_uses:
         logger.info("order %s: promotion code %s used up", order.public_id, discount.code)
         raise used_up_error(discount)
@@ -299,25 +291,7 @@ def stale_holds(older_than: timedelta | None = None) -> QuerySet[Order]:
     """Orders waiting for payment with a limited code whose objects Stripe could take were all opened longer ago
     than the hold lasts."""
     cutoff = timezone.now() - (older_than or timedelta(minutes=hold_minutes()))
-    live = Payment.objects.filter(order=OuterRef("pk"), status__in=LIVE)
+    live = Payment.objects.filter(order=OuterRef("pk"), status__in=states.LIVE_PAYMENTS)
     return Order.objects.filter(
         Exists(live), status=OrderStatus.AWAITING_PAYMENT, discount__max_uses__isnull=False
     ).exclude(Exists(live.filter(created_at__gte=cutoff)))
-
-
-def release_stale_holds(older_than: timedelta | None = None) -> int:
-    """Close at Stripe the objects of orders that held a code's use for too long and thaw the orders back to
-    carts (as "Change order" does), so that abandoned carts give their uses back. Returns how many were
-    released."""
-    from payments import orders
-
-    released = 0
-    for order in stale_holds(older_than).order_by("updated_at")[:200]:
-        try:
-            orders.change_order(order, may_change=True)
-        except ShopError as exc:
-            logger.info("order %s keeps its promotion code hold: %s", order.public_id, exc.message)
-            continue
-        released += 1
-        logger.info("order %s: promotion code hold released (held too long)", order.public_id)
-    return released

@@ -8,7 +8,7 @@ collects the address itself); the shop's confirmation goes to the same address, 
 
 **Sent by workers, once.** Each email is a follow-up (`payments.followups`), queued in the transaction that
 learned the news (the order paid, the refund made) and sent by a task worker, never in a request: a slow mail
-server slows nobody. `deliver_confirmation` claims the email under the order's row lock (`states.locked`): it
+server slows nobody. `deliver_confirmation` claims the email under the order's row lock (`locks.locked`): it
 stamps `confirmation_sent_at` only if no one did, and the stamp commits before the email is sent. Repeated or
 concurrent news queue at most one follow-up at a time, and only the one whose stamp went in sends. If sending
 fails, the stamp is taken back and the follow-up tries again later (with backoff); a worker that died between
@@ -35,8 +35,7 @@ from django.utils.translation import gettext
 
 from core.mail import relay_reply
 from core.money import display_money
-from payments import followups, states
-from payments.lifecycle import MADE_REFUNDS
+from payments import followups, locks, states
 from payments.models import FollowUp, Order, Refund
 from payments.pricing import price_order
 
@@ -114,7 +113,7 @@ def deliver_confirmation(row: FollowUp) -> str:
     the email is sent (and recorded on the follow-up): another follow-up finds it stamped and sends nothing,
     and this one, run again after its worker died, finds its own claim and sends the same message again."""
     assert row.order_id is not None
-    with states.locked(row.order_id) as order:
+    with locks.locked(row.order_id) as order:
         claimed = order.confirmation_sent_at
         resuming = claimed is not None and row.result == f"claimed {claimed.isoformat()}"
         if not owed(order) and not resuming:
@@ -158,7 +157,7 @@ def refund_message(refund: Refund) -> EmailMessage:
         refunded_on=refund.stripe_created or refund.updated_at,
         # The refunds Stripe made so far, this one included (the order's own figure follows Stripe's events,
         # which may come after the answer that told the shop this refund succeeded).
-        refunded_so_far=refund.order.refunds.filter(status__in=MADE_REFUNDS)
+        refunded_so_far=refund.order.refunds.filter(status__in=states.MADE_REFUNDS)
         .exclude(stripe_id="")
         .aggregate(total=Sum("amount"))["total"]
         or 0,
@@ -171,8 +170,8 @@ def deliver_refund_notice(row: FollowUp) -> str:
     (`notice_sent_at`, under the order's lock)."""
     if row.target_id is None or (refund := Refund.objects.filter(pk=row.target_id).first()) is None:
         return "no such refund"
-    with states.locked(refund.order_id) as order:
-        refund = Refund.objects.select_for_update().get(pk=refund.pk)
+    with locks.locked(refund.order_id) as order:
+        refund = locks.lock_refund(refund.pk)
         refund.order = order
         claimed = refund.notice_sent_at
         resuming = claimed is not None and row.result == f"claimed {claimed.isoformat()}"

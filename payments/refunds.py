@@ -23,16 +23,13 @@ from django.db.models import Sum
 from stripe.params import RefundCreateParams, RefundListParams
 
 from core.money import allocate, format_money, minor_unit_step
-from payments import disputes, gateway, lifecycle, matching, states
+from payments import disputes, gateway, lifecycle, locks, matching, states
 from payments.accounts import StripeAccount
 from payments.errors import OrderNotPayable, PaymentProviderError, ShopError, StripeRefused
 from payments.models import Order, Payment, PaymentStatus, Refund, StaffAction
 from payments.pricing import PricedOrder, from_snapshot
 
 logger = logging.getLogger("payments.refunds")
-
-UNSENT = (Refund.Status.PENDING,)
-COUNTED = (Refund.Status.PENDING, Refund.Status.SENT, Refund.Status.SUCCEEDED)
 
 # What staff read when an order cannot be refunded (the refund page, the bulk action, a refused refund).
 NOT_PAID = "Only paid orders can be refunded."
@@ -53,7 +50,9 @@ def refundable_payment(order: Order) -> Payment:
 
 
 def left_to_refund(payment: Payment) -> int:
-    asked = payment.refunds.filter(status__in=COUNTED).aggregate(total=Sum("amount"))["total"] or 0
+    asked = (
+        payment.refunds.filter(status__in=states.ASKED_REFUNDS).aggregate(total=Sum("amount"))["total"] or 0
+    )
     return payment.amount_received - max(asked, payment.amount_refunded)
 
 
@@ -134,7 +133,7 @@ def staff_refund(
     if reason == Refund.Reason.REQUESTED_BY_STAFF and not note.strip():
         raise OrderNotPayable("Say in a note why the money is given back.")
     key = f"refund:{order.public_id}:{request_key}" if request_key else f"refund:{uuid.uuid4()}"
-    with states.locked(order.pk) as order:
+    with locks.locked(order.pk) as order:
         refund = Refund.objects.filter(idempotency_key=key).select_related("payment", "order").first()
         repeated = refund is not None
         if refund is None:
@@ -172,7 +171,7 @@ def staff_refund(
 def refunded_units(order: Order) -> dict[int, int]:
     """Units of each line (item id -> units) already refunded by line, failed refunds left out."""
     units: dict[int, int] = {}
-    for lines in order.refunds.filter(status__in=COUNTED).values_list("lines", flat=True):
+    for lines in order.refunds.filter(status__in=states.ASKED_REFUNDS).values_list("lines", flat=True):
         for item_id, count in (lines or {}).items():
             units[int(item_id)] = units.get(int(item_id), 0) + int(count)
     return units
@@ -246,8 +245,8 @@ def send(refund: Refund) -> Refund:
     leaves it pending (`RefundNotSent`) for reconciliation."""
     failure: ShopError | None = None
     look_up_now = False
-    with states.locked(refund.order_id):
-        refund = Refund.objects.select_for_update().select_related("payment", "order").get(pk=refund.pk)
+    with locks.locked(refund.order_id):
+        refund = locks.lock_refund(refund.pk)
         if refund.status != Refund.Status.PENDING:
             return refund  # sent (or refused) meanwhile
         payment = refund.payment
@@ -308,7 +307,11 @@ def send_owed(order: Order) -> list[str]:
     answer); what could not be sent yet (Stripe did not answer), in words. A refusal is final and recorded on
     its refund, so it is not one of them."""
     problems = []
-    for refund in order.refunds.filter(status__in=UNSENT).select_related("payment", "order").order_by("id"):
+    for refund in (
+        order.refunds.filter(status__in=states.UNSENT_REFUNDS)
+        .select_related("payment", "order")
+        .order_by("id")
+    ):
         try:
             send(refund)
         except disputes.RefundRefused as exc:
@@ -345,7 +348,7 @@ def look_up(payment: Payment) -> None:
     for refund in reversed(found):  # oldest first
         lifecycle.apply_stripe_refund(payment, refund)
     if not found:
-        with states.locked_payment(payment) as held:
+        with locks.locked_payment(payment) as held:
             lifecycle.recount(held.order, held.payment)
 
 
@@ -367,7 +370,7 @@ def on_refund_event(acct: StripeAccount, refund: Mapping[str, Any], event_type: 
     payment = matching.paid_through(acct, refund)
     if payment is None:
         return None
-    lifecycle.apply_stripe_refund(payment, refund, wait=states.WEBHOOK_LOCK_WAIT)
+    lifecycle.apply_stripe_refund(payment, refund, wait=locks.WEBHOOK_LOCK_WAIT)
     return payment
 
 

@@ -20,10 +20,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from core.money import format_money
+from payments import states
 from payments.models import Dispute, Payment, PaymentStatus, Refund
 
 MAX_DAYS = 366
-MADE_REFUNDS = (Refund.Status.SENT, Refund.Status.SUCCEEDED)
 
 
 @dataclass
@@ -104,7 +104,7 @@ def report(start: date, end: date) -> list[CurrencyRevenue]:
         "total",
     )
     refunds = _by_day(
-        Refund.objects.filter(status__in=MADE_REFUNDS)
+        Refund.objects.filter(status__in=states.MADE_REFUNDS)
         .exclude(stripe_id="")
         .annotate(when=Coalesce("stripe_created", "created_at"))
         .filter(when__gte=low, when__lt=high)

@@ -1,8 +1,11 @@
-"""Order states, the moves allowed between them, and the one helper that takes row locks.
+"""The shop's four state machines -- orders, payments, refunds, disputes: their states, the moves allowed
+between them, and the predicates the rest of the shop asks (payable, paid, made refunds, final...). Every rule
+about a state is written here once; the modules that apply Stripe's news (`lifecycle`, `disputes`) and those
+that act on orders ask this module.
 
-The rule this module makes hold by construction: **a Stripe payment object is always for a frozen, priced
-snapshot of its order; at most one such object is payable at a time; an order is paid only when Stripe took
-exactly that snapshot's amount in its currency.**
+The rule the order machine makes hold by construction: **a Stripe payment object is always for a frozen,
+priced snapshot of its order; at most one such object is payable at a time; an order is paid only when Stripe
+took exactly that snapshot's amount in its currency.**
 
     draft ──(shopper pays: freeze)──▶ awaiting_payment ──(a payment is processing)──▶ processing
       ▲                                 │        ▲                                        │
@@ -12,63 +15,48 @@ exactly that snapshot's amount in its currency.**
     paid ⇄ partially_refunded ⇄ refunded   (refunds, and refunds that failed)
 
 - `draft` is the cart: lines can change; no payment object is open.
-- Paying **freezes** the order: the priced order (lines, unit prices, discount, taxes, total) is stored as its
-  snapshot and its version goes up by one. Every Stripe object is created for that snapshot and that version.
+- Paying **freezes** the order (`payments.freezing`): the priced order (lines, unit prices, discount, taxes,
+  total) is stored as its snapshot and its version goes up by one. Every Stripe object is created for that
+  snapshot and that version.
 - While frozen, the cart endpoints refuse (409). To change the cart, "change order" first closes every open
   object at Stripe (cancel the PaymentIntent, expire the Session); only when Stripe confirms none of them is
   paid or processing does the order thaw back to `draft`.
 - An order flagged for staff (`needs_attention`) and not paid cannot be paid again until staff clear the flag.
 
-**Locks** are taken by `locked()` only, always in this order, so that two paths never wait on each other in a
-cycle (PostgreSQL would break such a deadlock by failing one of them):
-
-    1. the order row
-    2. the order's payment rows (or, freezing a cart with a limited promotion code, its discount's row:
-       `promotions.hold`)
-
-Webhooks lock their `StripeEvent` row before any of these, and nothing that holds an order lock ever locks an
-event row. A lock is waited for at most `settings.ORDER_LOCK_WAIT` / `WEBHOOK_LOCK_WAIT` seconds (PostgreSQL's
-`lock_timeout`); a row lock is held across a Stripe call only for that call's short budget (STRIPE_TIMEOUT
-times its attempts, see `core/settings.py`).
+Every write to an order, a payment or a refund runs under its order's row lock, taken through
+`payments.locks` (where the lock order is written).
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable
 
-from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from catalog.models import Item
-from payments import gateway, promotions
-from payments.errors import (
-    EmptyOrder,
-    NotOrderOwner,
-    OrderBusy,
-    OrderChanged,
-    OrderNotEditable,
-    OrderNotPayable,
+from payments import locks
+from payments.errors import NotOrderOwner, OrderNotEditable, OrderNotPayable
+from payments.models import (
+    FLAG_FIELDS,
+    Dispute,
+    DisputeState,
+    Order,
+    OrderStatus,
+    PaymentStatus,
+    Refund,
+    StaffAction,
 )
-from payments.models import FLAG_FIELDS, Order, OrderLine, OrderStatus, Payment, PaymentStatus, StaffAction
-from payments.pricing import PricedOrder, from_snapshot, price_buy_now, price_live, to_snapshot
 
 logger = logging.getLogger("payments.states")
 
-EDITABLE = frozenset({OrderStatus.DRAFT})
-PAYABLE = frozenset({OrderStatus.DRAFT, OrderStatus.AWAITING_PAYMENT})
-PAID_STATES = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
+# ------------------------------------------------------------------------------------------------ orders
 
-# Payments: `open` objects can still be paid at Stripe; `processing` ones are being paid; the rest are final.
-OPEN_PAYMENTS = frozenset({PaymentStatus.OPEN})
-LIVE_PAYMENTS = frozenset({PaymentStatus.OPEN, PaymentStatus.PROCESSING})
-FINAL_PAYMENTS = frozenset(
-    {PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED}
-)
+EDITABLE = frozenset({OrderStatus.DRAFT})
+# A payment object may be opened for the order (a one-item order keeps its browser's key only while payable).
+PAYABLE = frozenset({OrderStatus.DRAFT, OrderStatus.AWAITING_PAYMENT})
+# Stripe took the order's total (whatever was given back since): it counts as sold, and as a code's use.
+PAID_STATES = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
 
 MOVES: dict[str, frozenset[str]] = {
     OrderStatus.DRAFT: frozenset({OrderStatus.AWAITING_PAYMENT}),
@@ -78,11 +66,6 @@ MOVES: dict[str, frozenset[str]] = {
     OrderStatus.PARTIALLY_REFUNDED: frozenset({OrderStatus.PAID, OrderStatus.REFUNDED}),
     OrderStatus.REFUNDED: frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED}),
 }
-
-# How long a request waits for an order's lock: by default (every connection, settings.ORDER_LOCK_WAIT) at
-# most as long as one Stripe call may hold it; a webhook delivery a few seconds, then it answers 503 and
-# Stripe delivers it again.
-WEBHOOK_LOCK_WAIT = 3.0
 
 
 class IllegalMove(RuntimeError):
@@ -127,53 +110,95 @@ def is_paid(order: Order) -> bool:
     return order.status in PAID_STATES
 
 
-# ------------------------------------------------------------------------------------------------ locks
+# ------------------------------------------------------------------------------------------------ payments
+# A payment object is `open` (Stripe could still take it), `processing` (being paid), or final. It never leaves
+# a final state: a late or repeated event changes nothing (`lifecycle` applies Stripe's news through this rule).
+#
+#     open ⇄ processing ──▶ succeeded | failed | canceled | expired   (open ──▶ any final state as well)
+
+OPEN_PAYMENTS = frozenset({PaymentStatus.OPEN})
+LIVE_PAYMENTS = frozenset({PaymentStatus.OPEN, PaymentStatus.PROCESSING})
+FINAL_PAYMENTS = frozenset(
+    {PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED, PaymentStatus.EXPIRED}
+)
 
 
-def wait_at_most(seconds: float) -> None:
-    """Row locks taken in the current transaction are waited for at most `seconds` (PostgreSQL; SQLite takes
-    its one write lock when a transaction starts and waits for it as configured in settings)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(seconds * 1000)}ms"])
+def payment_may_move(before: str, to: str) -> bool:
+    """Whether a payment in `before` takes the status `to` that Stripe reported (maybe in an old event)."""
+    return to == before or before not in FINAL_PAYMENTS
 
 
-@contextmanager
-def busy_as_error() -> Iterator[None]:
-    """Turn PostgreSQL's "lock not available" (the wait ran out) into `OrderBusy` (503, retry soon)."""
-    try:
-        yield
-    except OperationalError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) == "55P03":
-            raise OrderBusy(
-                _("This order is being updated right now; please try again in a moment.")
-            ) from exc
-        raise
+# ------------------------------------------------------------------------------------------------ refunds
+# A refund row is written before Stripe is asked (`pending`), then follows Stripe's refund object, forward only:
+#
+#     pending ──▶ sent ──▶ succeeded ──▶ failed | canceled   (a refund that fails gives its amount back)
+
+UNSENT_REFUNDS = frozenset({Refund.Status.PENDING})
+# Refunds whose money went (or is going) back to the cardholder: the refunded amounts and revenue count these.
+MADE_REFUNDS = frozenset({Refund.Status.SENT, Refund.Status.SUCCEEDED})
+# Refunds asked for and not failed: what is left to refund counts these.
+ASKED_REFUNDS = frozenset({*UNSENT_REFUNDS, *MADE_REFUNDS})
+FAILED_REFUNDS = frozenset({Refund.Status.FAILED, Refund.Status.CANCELED})
+REFUND_RANK = {
+    Refund.Status.PENDING: 0,
+    Refund.Status.SENT: 1,
+    Refund.Status.SUCCEEDED: 2,
+    Refund.Status.FAILED: 3,
+    Refund.Status.CANCELED: 3,
+}
 
 
-@contextmanager
-def locked(order_pk: int, *, wait: float | None = None) -> Iterator[Order]:
-    """A transaction holding the order's row lock (lock 1 above); yields the order as it is now. `wait`: wait
-    for it at most this long in this transaction (default: settings.ORDER_LOCK_WAIT, every connection's)."""
-    with transaction.atomic():
-        if wait is not None:
-            wait_at_most(wait)
-        with busy_as_error():
-            order = Order.objects.select_for_update().get(pk=order_pk)
-        yield order
+def refund_may_move(before: str, to: str) -> bool:
+    """Whether a refund in `before` takes the status `to` (never backwards, never out of a final state)."""
+    return REFUND_RANK[Refund.Status(to)] > REFUND_RANK[Refund.Status(before)]
 
 
-@dataclass
-class Locked:
-    order: Order
-    payment: Payment
+# ------------------------------------------------------------------------------------------------ disputes
+# A dispute opens as an inquiry or a chargeback and only moves forward, then closes for good:
+#
+#     warning_needs_response ──▶ warning_under_review ──▶ needs_response ──▶ under_review
+#     any open status ──▶ won | lost | warning_closed | prevented
+
+DISPUTE_FINAL = frozenset(
+    {Dispute.Status.WON, Dispute.Status.LOST, Dispute.Status.WARNING_CLOSED, Dispute.Status.PREVENTED}
+)
+DISPUTE_OPEN = frozenset(
+    {
+        Dispute.Status.WARNING_NEEDS_RESPONSE,
+        Dispute.Status.WARNING_UNDER_REVIEW,
+        Dispute.Status.NEEDS_RESPONSE,
+        Dispute.Status.UNDER_REVIEW,
+    }
+)
+DISPUTE_RANK = {
+    Dispute.Status.WARNING_NEEDS_RESPONSE: 0,
+    Dispute.Status.WARNING_UNDER_REVIEW: 1,
+    Dispute.Status.NEEDS_RESPONSE: 2,
+    Dispute.Status.UNDER_REVIEW: 3,
+}
 
 
-@contextmanager
-def locked_payment(payment: Payment, *, wait: float | None = None) -> Iterator[Locked]:
-    """The order's lock, then the payment's (locks 1 and 2, in that order)."""
-    with locked(payment.order_id, wait=wait) as order:
-        yield Locked(order, Payment.objects.select_for_update().get(pk=payment.pk))
+def dispute_may_move(current: str, new: str) -> bool:
+    """Whether a dispute in `current` takes the status `new` reported by an event (maybe an old one)."""
+    if current == new or current in DISPUTE_FINAL:
+        return False
+    if new in DISPUTE_FINAL:
+        return True
+    return DISPUTE_RANK.get(new, -1) >= DISPUTE_RANK.get(current, -1)  # type: ignore[call-overload]
+
+
+def dispute_state(statuses: Iterable[str]) -> str:
+    """An order's disputes in one word (`DisputeState`): open while any is open, else lost, won or closed."""
+    found = set(statuses)
+    if found & DISPUTE_OPEN:
+        return DisputeState.OPEN
+    if Dispute.Status.LOST in found:
+        return DisputeState.LOST
+    if Dispute.Status.WON in found:
+        return DisputeState.WON
+    if found:
+        return DisputeState.CLOSED
+    return DisputeState.NONE
 
 
 # ------------------------------------------------------------------------------------------------ moves
@@ -207,76 +232,6 @@ def check_payable(order: Order) -> None:
         )
 
 
-def freeze(order: Order, *, expected_total: int | None = None) -> PricedOrder:
-    """The snapshot a payment object is created for: the order's own once frozen, else taken now (draft ->
-    awaiting_payment, version + 1). Runs under `locked()`; refuses an order that is not payable, an empty
-    one, an amount Stripe would refuse, and (with `expected_total`) a total the shopper did not see."""
-    check_payable(order)
-    if order.status == OrderStatus.AWAITING_PAYMENT and order.snapshot:
-        priced = from_snapshot(order.snapshot)
-    else:
-        priced = price_live(order)
-        if priced.is_empty:
-            raise EmptyOrder(_("This order is empty: add an item before paying."))
-    if expected_total is not None and expected_total != priced.total:
-        raise OrderChanged(
-            _("This order changed since the page was loaded. Reload the page to see its total.")
-        )
-    gateway.check_amount(priced.total, priced.currency)
-    # A promotion code expired, used up or held by the same client elsewhere refuses here, before Stripe.
-    promotions.hold(order, priced)
-    if order.status == OrderStatus.DRAFT:
-        move(order, OrderStatus.AWAITING_PAYMENT)
-        order.snapshot = to_snapshot(priced)
-        order.version += 1
-        # An order staff made for a customer stays without an owner until a payment succeeds: it belongs to
-        # whoever pays it (`lifecycle`), not to whoever pressed Pay first.
-        order.save(update_fields=["snapshot", "version", *STATUS_FIELDS])
-        logger.info(
-            "order %s frozen v%s total=%s %s", order.public_id, order.version, priced.total, order.currency
-        )
-    return priced
-
-
-@dataclass(frozen=True)
-class NewOrder:
-    """A one-item order to make for a browser, born frozen together with its first payment object."""
-
-    public_id: uuid.UUID
-    browser: str
-    item: Item
-
-
-def make_frozen(
-    new: NewOrder, *, expected_total: int | None = None, email: str = "", language: str = ""
-) -> tuple[Order, PricedOrder]:
-    """Insert the one-item order of `new` already frozen (draft -> awaiting_payment at birth, version 1), with
-    its line, priced with the taxes every order in its currency carries. The new row is this transaction's
-    until it commits, so nothing else can lock or pay it first."""
-    item = new.item
-    priced = price_buy_now(item)
-    if expected_total is not None and expected_total != priced.total:
-        raise OrderChanged(
-            _("This item's price changed since the page was loaded. Reload the page to see it.")
-        )
-    gateway.check_amount(priced.total, priced.currency)
-    order = Order.objects.create(
-        public_id=new.public_id,
-        currency=item.currency,
-        browser=new.browser,
-        buy_now_item=item,
-        buy_now_key=buy_now_key(new.browser, item.pk),
-        status=OrderStatus.AWAITING_PAYMENT,
-        snapshot=to_snapshot(priced),
-        version=1,
-        email=email,
-        language=language,
-    )
-    OrderLine.objects.create(order=order, item=item, quantity=1, unit_price=item.amount)
-    logger.info("order %s made frozen v1 total=%s %s", order.public_id, priced.total, order.currency)
-    return order, priced
-
-
 def thaw(order: Order) -> None:
     """awaiting_payment -> draft, once every payment object of the order is closed at Stripe."""
     live = order.payments.filter(status__in=LIVE_PAYMENTS)
@@ -289,7 +244,7 @@ def thaw(order: Order) -> None:
 
 def flag_order(order_pk: int, note: str) -> None:
     """Flag an order for staff with `note` (once: the same note again changes nothing)."""
-    with locked(order_pk) as order:
+    with locks.locked(order_pk) as order:
         if note in order.attention_note and order.needs_attention:
             return
         order.flag(note)
@@ -311,7 +266,7 @@ def clear_sweep_failure(order_pk: int) -> None:
 def mark_reviewed(order_pk: int, who: str, note: str) -> None:
     """Staff handled what the order was flagged for: the flag is cleared, with their note, who and when. The
     order's one-item key is not given back (a newer order may hold it)."""
-    with locked(order_pk) as order:
+    with locks.locked(order_pk) as order:
         order.needs_attention = False
         order.note(f"Reviewed by {who}: {note}")
         order.save(update_fields=["needs_attention", "attention_note", "updated_at"])

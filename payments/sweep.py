@@ -40,7 +40,8 @@ from django.utils import timezone
 from stripe.params import EventListParams, PaymentIntentListParams
 from stripe.params.checkout import SessionListParams
 
-from payments import followups, gateway, lifecycle, matching, promotions, states, sync, webhooks
+from payments import followups, gateway, lifecycle, matching, states, sync, webhooks
+from payments import orders as shop_orders
 from payments.accounts import StripeAccount, account_for, registry
 from payments.errors import PaymentProviderError
 from payments.models import (
@@ -425,7 +426,7 @@ def queue_owed_work(report: Report, order_ids: Iterable[int]) -> None:
 
 def release_holds(report: Report) -> None:
     try:
-        released = promotions.release_stale_holds()
+        released = shop_orders.release_stale_holds()
     except Exception as exc:
         report.failed("promotion code holds", exc)
         return

@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 
 from payments import followups, gateway, lifecycle, refunds, states
 from payments.errors import OrderNotPayable, PaymentProviderError, ShopError
-from payments.models import FollowUp, Order, OrderStatus, Payment, PaymentKind, PaymentOrigin, PaymentStatus
+from payments.models import FollowUp, Order, Payment, PaymentKind, PaymentOrigin, PaymentStatus
 
 logger = logging.getLogger("payments.sync")
 
@@ -85,7 +85,7 @@ def tidy_up(order_id: int | None) -> list[str]:
         return []
     problems = []
     closing = order.payments.filter(status__in=states.OPEN_PAYMENTS)
-    if order.status in (OrderStatus.DRAFT, OrderStatus.AWAITING_PAYMENT):
+    if order.status in states.PAYABLE:
         closing = closing.filter(origin=PaymentOrigin.STRIPE)  # found at Stripe: never handed to a shopper
     for payment in closing.order_by("id"):
         try:

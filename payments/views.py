@@ -29,7 +29,18 @@ from catalog.models import Item
 from core.browser import browser_id
 from core.errors import browser_navigation, error_json
 from core.ratelimit import address_bucket, client_address
-from payments import checkout, followups, gateway, intents, orders, promotions, states, sync, webhooks
+from payments import (
+    checkout,
+    followups,
+    freezing,
+    gateway,
+    intents,
+    orders,
+    promotions,
+    states,
+    sync,
+    webhooks,
+)
 from payments.accounts import AccountNotConfigured, account_for
 from payments.errors import CurrencyMismatch, OrderNotEditable, PaymentProviderError, ShopError
 from payments.forms import ItemForm, ItemQuantityForm, NewOrderForm, PayForm, PromoForm, PutForm, submitted
@@ -147,7 +158,7 @@ def get_order(request: HttpRequest, order_id: str, *, pricing: bool = False) -> 
     return order
 
 
-def order_urls(order: Order | states.NewOrder) -> dict[str, str]:
+def order_urls(order: Order | freezing.NewOrder) -> dict[str, str]:
     oid = order.public_id
     return {
         "return_url": absolute(reverse("payments:intent_return", args=[oid])),
@@ -157,13 +168,13 @@ def order_urls(order: Order | states.NewOrder) -> dict[str, str]:
     }
 
 
-def item_order(request: HttpRequest, item_id: int) -> Order | states.NewOrder:
+def item_order(request: HttpRequest, item_id: int) -> Order | freezing.NewOrder:
     """The shopper's one-item order for buying `item_id` now, at the price the item has now (or the one to
     make, with its payment object)."""
     item = get_item(item_id)
     gateway.account(item.currency)
     order = orders.buy_now_order(request, item, page_loaded_at=pay_fields(request)["page_loaded_at"])
-    return order if isinstance(order, states.NewOrder) else orders.follow_price(order, item)
+    return order if isinstance(order, freezing.NewOrder) else orders.follow_price(order, item)
 
 
 def pay_fields(request: HttpRequest) -> dict[str, Any]:
@@ -182,7 +193,7 @@ def pay_fields(request: HttpRequest) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ Checkout
 
 
-def checkout_answer(request: HttpRequest, order: Order | states.NewOrder) -> HttpResponse:
+def checkout_answer(request: HttpRequest, order: Order | freezing.NewOrder) -> HttpResponse:
     """The session's id and hosted page as JSON (the task's contract, for scripts and API clients), or, for a
     browser that sent "Pay on Stripe Checkout" as a plain form (no JavaScript), a 303 to the hosted page."""
     urls = order_urls(order)
@@ -217,7 +228,7 @@ def buy_order(request: HttpRequest, order_id: str) -> HttpResponse:
 # ------------------------------------------------------------------------------------------------ PaymentIntents
 
 
-def intent_answer(request: HttpRequest, order: Order | states.NewOrder) -> JsonResponse:
+def intent_answer(request: HttpRequest, order: Order | freezing.NewOrder) -> JsonResponse:
     opened = intents.open_intent(
         order,
         owner=browser_id(request),

@@ -38,7 +38,7 @@ from django.utils import timezone
 from core import jsonbody
 from core.errors import ServiceUnavailable
 from core.redact import redact_json, redact_text
-from payments import disputes, followups, lifecycle, matching, refunds, states, stripe_fields
+from payments import disputes, followups, lifecycle, locks, matching, refunds, stripe_fields
 from payments.accounts import StripeAccount, account_for
 from payments.errors import OrderBusy
 from payments.models import FollowUp, Payment, PaymentKind, StripeEvent
@@ -95,10 +95,10 @@ def record_refusal(acct: StripeAccount, payload: bytes, reason: str, event: Any 
     key = event_id if usable else f"invalid:{digest[:32]}"
     try:
         with transaction.atomic():
-            row, created = StripeEvent.objects.select_for_update().get_or_create(
-                account=acct.currency,
-                event_id=key,
-                defaults={
+            row, created = locks.lock_or_create_event(
+                acct.currency,
+                str(key),
+                {
                     "type": _text(event_type)[:100] if isinstance(event_type, str) else "",
                     "payload": {"unparsed": redact_text(_text(payload.decode("utf-8", "replace")))[:65536]},
                     "status": StripeEvent.Status.INVALID,
@@ -180,11 +180,11 @@ def verify(acct: StripeAccount, payload: bytes, signature: str | None) -> dict[s
 
 # ------------------------------------------------------------------------------------------------ handlers
 # Each handler applies its object through `lifecycle` and returns the payment it concerned (None: not ours).
-# Locks are waited for at most `states.WEBHOOK_LOCK_WAIT`: a delivery that cannot get them answers 503 and
+# Locks are waited for at most `locks.WEBHOOK_LOCK_WAIT`: a delivery that cannot get them answers 503 and
 # Stripe delivers it again.
 
 Handler = Callable[[StripeAccount, Mapping[str, Any], str], Payment | None]
-WAIT = states.WEBHOOK_LOCK_WAIT
+WAIT = locks.WEBHOOK_LOCK_WAIT
 
 
 def _on_payment_intent(acct: StripeAccount, intent: Mapping[str, Any], event_type: str) -> Payment | None:
@@ -269,14 +269,10 @@ def record_and_process(acct: StripeAccount, event: dict[str, Any]) -> Receipt:
         "payload": redact_json(event),  # stored without its client secrets
     }
     with transaction.atomic():
-        states.wait_at_most(WAIT)
+        locks.wait_at_most(WAIT)
         try:
-            with transaction.atomic(), states.busy_as_error():
-                row = (
-                    StripeEvent.objects.select_for_update()
-                    .filter(account=acct.currency, event_id=event_id)
-                    .first()
-                )
+            with transaction.atomic(), locks.busy_as_error():
+                row = locks.lock_event(acct.currency, event_id)
                 if row is None:
                     row = StripeEvent.objects.create(
                         account=acct.currency,

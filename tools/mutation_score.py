@@ -14,6 +14,7 @@ MODULES = {
     "core.money": "core/money.py",
     "payments.pricing": "payments/pricing.py",
     "payments.states": "payments/states.py",
+    "payments.freezing": "payments/freezing.py",
     "payments.lifecycle": "payments/lifecycle.py",
 }
 KILLED = {"killed", "timeout", "caught by type check"}

@@ -441,8 +441,8 @@ def test_the_demo_survives_a_restart(env: dict[str, str], tmp_path: Path) -> Non
             assert json.loads(response.read())["id"].startswith("cs_")  # the default tax's rate is made now
         # An order opened (its PaymentIntent made) and another paid, before the restart.
         open_code = (
-            "import uuid; from catalog.models import Item; from payments import intents, states; "
-            "o = intents.open_intent(states.NewOrder(uuid.uuid4(), 'restart-test-{n}', Item.objects.get(pk={pk}))); "
+            "import uuid; from catalog.models import Item; from payments import freezing, intents; "
+            "o = intents.open_intent(freezing.NewOrder(uuid.uuid4(), 'restart-test-{n}', Item.objects.get(pk={pk}))); "
             "print(o.payment.stripe_id + ' ' + o.client_secret + ' ' + str(o.payment.order.public_id))"
         )
         opened_pi, opened_secret, opened_order = shell(demo, open_code.format(n=1, pk=second)).split()

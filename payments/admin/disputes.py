@@ -9,7 +9,7 @@ from django.utils.html import format_html
 
 from core.admin_display import link, when
 from core.money import format_money
-from payments import disputes
+from payments import states
 from payments.admin.base import ReadOnlyAdmin, ReadOnlyInline, order_link
 from payments.models import Dispute
 
@@ -43,10 +43,10 @@ def dashboard_link(dispute: Dispute) -> str:
 
 def due_display(dispute: Dispute) -> str:
     """When the evidence is due, while the dispute is open; past due in red."""
-    if dispute.evidence_due_by is None or dispute.status in disputes.FINAL:
+    if dispute.evidence_due_by is None or dispute.status in states.DISPUTE_FINAL:
         return "-"
     shown = when(dispute.evidence_due_by)
-    if dispute.status in disputes.OPEN and dispute.evidence_due_by < timezone.now():
+    if dispute.status in states.DISPUTE_OPEN and dispute.evidence_due_by < timezone.now():
         return format_html('<strong class="errornote">{} (past due)</strong>', shown)
     return shown
 

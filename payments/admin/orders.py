@@ -26,7 +26,7 @@ from django.utils.safestring import SafeString
 
 from core.admin_display import currency_code, id_label, when, with_note
 from core.money import plain_percent
-from payments import refunds, states
+from payments import locks, refunds, states
 from payments.admin.base import object_pk
 from payments.admin.disputes import DisputeInline
 from payments.admin.order_actions import OrderActions, StaffActionInline
@@ -182,8 +182,7 @@ class OrderAdmin(OrderActions):
             pk = object_pk(str(object_id))
         except Http404:
             return None
-        with states.busy_as_error():
-            return Order.objects.select_for_update(of=("self",)).filter(pk=pk).first()
+        return locks.lock_order(pk)
 
     def changeform_view(
         self,

@@ -19,7 +19,7 @@ from django.utils.safestring import SafeString
 
 from core.admin_display import when
 from core.money import plain_percent
-from payments import promotions
+from payments import promotions, states
 from payments.admin.base import ReadOnlyInline
 from payments.models import Discount, OrderStatus, PromotionRefusal, Tax
 
@@ -113,9 +113,9 @@ class DiscountAdmin(admin.ModelAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Discount]:
-        paid = Q(orders__status__in=promotions.USED)
+        paid = Q(orders__status__in=states.PAID_STATES)
         held = Q(orders__status=OrderStatus.PROCESSING) | Q(  # as promotions.holders counts them
-            orders__status=OrderStatus.AWAITING_PAYMENT, orders__payments__status__in=promotions.LIVE
+            orders__status=OrderStatus.AWAITING_PAYMENT, orders__payments__status__in=states.LIVE_PAYMENTS
         )
         return (
             super()

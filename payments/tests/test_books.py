@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from catalog.models import Item
-from payments import refunds, states, sweep
+from payments import freezing, refunds, states, sweep
 from payments.models import (
     AppendOnlyError,
     Order,
@@ -369,7 +369,7 @@ def test_an_event_before_its_order_is_committed_waits_and_pays_it_once_it_is(
 
     # The Pay request makes the one-item order and its PaymentIntent in one transaction; Stripe's news of
     # the payment can arrive before that transaction commits (the order is not in the database yet).
-    new = states.NewOrder(public_id=shop_orders.BUY_NOW_IDS, browser="b-early", item=usd_item)
+    new = freezing.NewOrder(public_id=shop_orders.BUY_NOW_IDS, browser="b-early", item=usd_item)
     pi = stripe_client("usd").v1.payment_intents.create(
         params={
             "amount": 2450,
@@ -383,7 +383,7 @@ def test_an_event_before_its_order_is_committed_waits_and_pays_it_once_it_is(
     response = post_event("usd", succeeded)
     assert (response.status_code, response.json()["status"]) == (200, "pending")
     # The request commits: its order exists, but its row for the PaymentIntent was never written.
-    order, _ = states.make_frozen(new)
+    order, _ = freezing.make_frozen(new)
     assert order.status == OrderStatus.AWAITING_PAYMENT
     # The event is tried again, finds the order, records the payment from Stripe's object, pays the order.
     assert reconcile()[0] == 0

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from catalog.models import Item
 from catalog.tests.factories import make_item
-from payments import refunds
+from payments import refunds, states
 from payments.errors import ShopError
 from payments.models import Order, Payment, PaymentStatus, Refund, StrayPayment
 from payments.tests.support import (
@@ -307,8 +307,7 @@ def ledger_net(order: Order) -> int:
     """What the shop's ledger says Stripe kept for the order: payments taken minus refunds made."""
     taken = sum(p.amount_received for p in order.payments.filter(status=PaymentStatus.SUCCEEDED))
     given_back = sum(
-        r.amount
-        for r in order.refunds.filter(status__in=refunds.lifecycle.MADE_REFUNDS).exclude(stripe_id="")
+        r.amount for r in order.refunds.filter(status__in=states.MADE_REFUNDS).exclude(stripe_id="")
     )
     return taken - given_back
 

@@ -21,7 +21,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 
 from catalog.models import Item
 from deploy.tests.live import SmtpRelay
-from payments import followups, states
+from payments import followups, freezing
 from payments.models import FollowUp, Order, OrderStatus, Payment, StripeEvent
 from payments.tests.support import (
     JSON,
@@ -194,7 +194,7 @@ def test_an_event_that_waited_for_its_order_is_retried_by_a_follow_up(
     from payments import orders as shop_orders
     from payments.tests.support import stripe_client
 
-    new = states.NewOrder(public_id=shop_orders.BUY_NOW_IDS, browser="b-early", item=usd_item)
+    new = freezing.NewOrder(public_id=shop_orders.BUY_NOW_IDS, browser="b-early", item=usd_item)
     pi = stripe_client("usd").v1.payment_intents.create(
         params={
             "amount": 2450,
@@ -213,7 +213,7 @@ def test_an_event_that_waited_for_its_order_is_retried_by_a_follow_up(
         "queued",
         1,
     ) and "not in the shop's database" in retry.last_error
-    order, _ = states.make_frozen(new)  # the Pay request commits
+    order, _ = freezing.make_frozen(new)  # the Pay request commits
     run_tasks(include_later=True)
     order.refresh_from_db()
     assert order.status == OrderStatus.PAID  # no return page, no sweep

@@ -453,6 +453,10 @@ def first_row_lock(queries: list[dict[str, Any]]) -> str:
 def test_every_path_locks_the_order_before_its_payments(
     tab: Shopper, usd_item: Item, stripe_fake: Any, post_event: Any
 ) -> None:
+    """The SQL of two paths, as PostgreSQL receives it. Every other path is checked in every test that drives it:
+    the autouse fixture `_lock_order_checked` fails a test whose code takes a lock against the order of
+    `payments/locks.py` (or, on PostgreSQL, a row lock that did not go through it), and
+    `test_lock_order.py` checks that no module takes a row lock by itself."""
     if connection.vendor != "postgresql":
         pytest.skip("row locks (SELECT ... FOR UPDATE) are PostgreSQL's; SQLite locks the whole database")
     cart = cart_of(tab, usd_item)

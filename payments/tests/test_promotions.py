@@ -16,7 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from catalog.tests.factories import make_item
-from payments import promotions
+from payments import orders, promotions
 from payments.models import Discount, Order, OrderLine, OrderStatus, Payment, PromotionRefusal
 from payments.tests.support import JSON, cart_with, pay_order
 
@@ -343,7 +343,7 @@ def test_a_hold_is_kept_while_its_payment_is_processing_or_paid(client, cart, st
     apply(client, cart, "ONCE")
     pay_order(client, stripe_fake, cart)
     Order.objects.filter(pk=cart.pk).update(updated_at=timezone.now() - timedelta(hours=2))
-    assert promotions.release_stale_holds() == 0
+    assert orders.release_stale_holds() == 0
     assert promotions.paid_uses(once) == 1
 
 

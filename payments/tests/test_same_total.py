@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 
 from catalog.tests.factories import make_item
 from core.money import MAX_AMOUNT, from_minor_units, minimum_charge, minor_unit_step, to_minor_units
+from payments.models import mixes_inclusive_and_exclusive
 from payments.pricing import (
     DiscountInput,
     LineInput,
     PricedOrder,
     TaxInput,
-    mixes_inclusive_and_exclusive,
     price,
 )
 from payments.tests.factories import make_tax, percent_off
