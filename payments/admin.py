@@ -36,6 +36,7 @@ from payments import disputes, orders, promotions, refunds, states
 from payments.admin_display import currency_code, id_label, link, when, with_note
 from payments.admin_merchant import DisputeInline, object_pk, refund_view
 from payments.admin_promotions import PromotionRefusalInline
+from payments.bulkhead import staff_waits_on_stripe
 from payments.errors import ShopError
 from payments.models import (
     Discount,
@@ -734,6 +735,7 @@ class OrderAdmin(admin.ModelAdmin):
     # ------------------------------------------------------------------------------------ actions
 
     @admin.action(description="Refund selected paid orders in full (through each order's Stripe account)…")
+    @staff_waits_on_stripe
     def refund_in_full(self, request: HttpRequest, queryset: QuerySet[Order]) -> TemplateResponse | None:
         """First a page that lists what would be refunded (each order, the amount per currency, the totals)
         and asks why; the refunds are made only once that page is confirmed."""
@@ -781,6 +783,7 @@ class OrderAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/payments/order/bulk_refund.html", context)
 
     @admin.action(description="Cancel the open payment of selected orders (they become carts again)")
+    @staff_waits_on_stripe
     def cancel_open_payment(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         for order in queryset:
             try:

@@ -30,6 +30,7 @@ from core.money import (
 )
 from payments import disputes, orders, refunds, revenue
 from payments.admin_display import link, when
+from payments.bulkhead import STAFF, STAFF_BUSY, compartment
 from payments.errors import ShopError
 from payments.models import Dispute, Order, Refund, Revenue
 from payments.pricing import PricedOrder, price_order
@@ -217,7 +218,10 @@ def refund_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: 
         if not form.cleaned_data["confirmed"]:
             confirming = True  # shown back with the amount as read, to be confirmed
         else:
-            response = _refund(request, order, form, change_url)
+            with compartment(STAFF).slot() as entered:  # payments/bulkhead.py: staff's own Stripe slots
+                response = _refund(request, order, form, change_url) if entered else None
+                if not entered:
+                    form.add_error(None, STAFF_BUSY)
             if response is not None:
                 return response
     try:
