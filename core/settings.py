@@ -93,6 +93,9 @@ MIDDLEWARE = [
     "django.middleware.locale.LocaleMiddleware",
     # ... except in the admin, which stays in English (core/middleware.py).
     "core.middleware.AdminLanguageMiddleware",
+    # Past the bound of requests waiting on Stripe, Pay and /buy are refused here, before any other work
+    # (payments/bulkhead.py, STRIPE_CONCURRENCY below).
+    "payments.bulkhead.BulkheadMiddleware",
     # Rate limits of the endpoints that create Stripe objects or orders (RATELIMITS below), before CSRF.
     "core.ratelimit.RateLimitMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -112,7 +112,9 @@ def test_the_slot_is_held_during_the_stripe_call_and_given_back(
 
 
 @pytest.mark.parametrize("kind", ["timeout", "500"])
-def test_the_slot_is_given_back_when_stripe_fails(client: Client, usd_item: Any, stripe_fake: Any, kind: str) -> None:
+def test_the_slot_is_given_back_when_stripe_fails(
+    client: Client, usd_item: Any, stripe_fake: Any, kind: str
+) -> None:
     stripe_fake.client.fail_next(kind, times=5)
     assert client.get(f"/buy/{usd_item.pk}").status_code == 502
     assert free_slots() == SLOTS
@@ -152,7 +154,9 @@ def test_pages_healthz_and_the_webhook_are_served_while_the_bound_is_reached(
     assert Payment.objects.get(stripe_id=intent["id"]).status == "succeeded"
 
 
-def test_the_return_page_asks_stripe_when_a_slot_is_free(client: Client, usd_item: Any, stripe_fake: Any) -> None:
+def test_the_return_page_asks_stripe_when_a_slot_is_free(
+    client: Client, usd_item: Any, stripe_fake: Any
+) -> None:
     answer = client.post(f"/item/{usd_item.pk}/intent", **JSON).json()
     stripe_fake.emulator.confirm_payment_intent(intent_id(answer))
     stripe_fake.outbox.clear()  # the webhook is late: only Stripe knows
