@@ -188,3 +188,24 @@ def test_staff_refunds_have_their_own_slots(admin_client: Client, usd_item: Any,
     assert done.status_code == 302, done.content.decode()[:2000]
     assert payment.refunds.count() == 1
     assert free_slots(bulkhead.STAFF) == 1
+
+
+def test_the_view_refuses_too_when_the_slots_went_between_the_middleware_and_it(
+    rf: Any, usd_item: Any
+) -> None:
+    """The middleware only peeks; the view's decorator takes the slot, and refuses if there is none."""
+    from payments import views
+
+    request = rf.post(f"/item/{usd_item.pk}/intent", HTTP_ACCEPT="application/json")
+    with all_slots_taken():
+        response = views.item_intent(request, item_id=usd_item.pk)
+    assert response.status_code == 503 and response["Retry-After"] == "7"
+    assert Order.objects.count() == 0
+
+
+def test_a_refused_click_counts_against_no_rate_limit(settings: Any, client: Client, usd_item: Any) -> None:
+    settings.RATELIMIT_ENABLED = True
+    with all_slots_taken():
+        for _ in range(40):  # more than the per-address and per-session limits of Pay
+            assert client.post(f"/item/{usd_item.pk}/intent", **JSON).status_code == 503
+    assert client.post(f"/item/{usd_item.pk}/intent", **JSON).status_code == 200
