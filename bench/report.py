@@ -16,6 +16,11 @@ CPU_MS = 6.0  # worker CPU per /buy or Pay request
 NEW_SHOPPER_QUERIES = 8
 GUESSES_PER_MINUTE = 30  # promotion codes answered per minute from one address, through nginx (issue 24)
 P99_GROWTH = 2.0  # honest shoppers' p99 beside the guessing / their calm p99
+# Issue 23: CPU per request as a multiple of the trivial floor view's in the same run, and starvation.
+ITEM_CPU_X = 1.5
+SHOPPER_CPU_X = 4.0
+WEBHOOK_CPU_X = 3.0
+STARVATION_P99_MS = 250.0
 
 Row = tuple[str, str, str, str, str]
 
@@ -67,10 +72,12 @@ def throughput_rows(r: dict[str, Any], args: argparse.Namespace) -> list[Row]:
             f"GET /item/<id> ({item['bytes']:,} bytes, returning visitor)",
             f"{fmt(item['rps'])} req/s = {ratio:.0%} of floor (rounds {', '.join(map(str, item['rounds']))})",
             lat(item),
-            f"{fmt(item['cpu_ms'], 2)} ms CPU/req, {q['item_returning']['queries']} queries "
+            f"{fmt(item['cpu_ms'], 2)} ms CPU/req = {times(item['cpu_ms'], floor['cpu_ms'])} floor, "
+            f"{q['item_returning']['queries']} queries "
             f"(new browser {q['item_new']['queries']}), {writes} writes, {item['stripe_objects']} Stripe objects, "
             f"{item['orders']} orders, {item['errors']} errors",
-            f">={ITEM_VS_FLOOR:.0%} of floor, <={ITEM_QUERIES} query, 0 writes/Stripe: {ok(item_ok)}",
+            f">={ITEM_VS_FLOOR:.0%} of floor, <={ITEM_QUERIES} query, 0 writes/Stripe: {ok(item_ok)}; "
+            f"CPU <={ITEM_CPU_X:g}x floor: {ok(item['cpu_ms'] <= ITEM_CPU_X * floor['cpu_ms'])}",
         )
     )
     for key, label in (("buy", "GET /buy/<id>"), ("pay", "POST /item/<id>/intent (Pay)")):
@@ -88,9 +95,11 @@ def throughput_rows(r: dict[str, Any], args: argparse.Namespace) -> list[Row]:
                 f"{label}, {args.concurrency} new shoppers",
                 f"{fmt(res['rps'])} req/s = {share:.0%} of {fmt(bound, 0)}",
                 lat(res),
-                f"{fmt(res['cpu_ms'], 2)} ms CPU/req, {new} queries (same shopper again "
+                f"{fmt(res['cpu_ms'], 2)} ms CPU/req = {times(res['cpu_ms'], floor['cpu_ms'])} floor, "
+                f"{new} queries (same shopper again "
                 f"{q[key + '_repeat']['queries']}), {res['errors']} errors",
-                f">={SHOPPERS_VS_BOUND:.0%}, <={CPU_MS:g} ms, <={NEW_SHOPPER_QUERIES} queries, 0 errors: {ok(good)}",
+                f">={SHOPPERS_VS_BOUND:.0%}, <={CPU_MS:g} ms, <={NEW_SHOPPER_QUERIES} queries, 0 errors: {ok(good)}; "
+                f"CPU <={SHOPPER_CPU_X:g}x floor: {ok(res['cpu_ms'] <= SHOPPER_CPU_X * floor['cpu_ms'])}",
             )
         )
     cores = os.cpu_count() or 1
@@ -125,11 +134,15 @@ def throughput_rows(r: dict[str, Any], args: argparse.Namespace) -> list[Row]:
             f"{fmt(hooks['rps'])} events/s",
             lat(hooks),
             f"{sent} sent, {hooks['stored']} stored once, ~{sent - min(sent, hooks['stored'])} duplicates, "
-            f"{fmt(hooks['cpu_ms'], 2)} ms CPU/event, {hooks['errors']} errors",
+            f"{fmt(hooks['cpu_ms'], 2)} ms CPU/event = {times(hooks['cpu_ms'], floor['cpu_ms'])} floor, "
+            f"{hooks['errors']} errors",
             f"paid {hooks['paid_orders']}/{hooks['known']} orders, 0 errors: "
-            + ok(hooks["errors"] == 0 and hooks["paid_orders"] >= hooks["known"]),
+            + ok(hooks["errors"] == 0 and hooks["paid_orders"] >= hooks["known"])
+            + f"; CPU <={WEBHOOK_CPU_X:g}x floor: {ok(hooks['cpu_ms'] <= WEBHOOK_CPU_X * floor['cpu_ms'])}",
         )
     )
+    if "starvation" in r:
+        rows.append(starvation_row(r["starvation"]))
     rows.append(
         (
             "Peak RSS of a gunicorn worker",
@@ -149,6 +162,26 @@ def throughput_rows(r: dict[str, Any], args: argparse.Namespace) -> list[Row]:
     )
     rows.append(("Queries vs items/lines", growth, "-", "-", f"no growth: {ok(flat)}"))
     return rows
+
+
+def times(cpu_ms: float, floor_ms: float) -> str:
+    """A CPU figure as a multiple of the floor view's, measured in the same run."""
+    return f"{cpu_ms / floor_ms:.1f}x" if floor_ms == floor_ms and floor_ms else "n/a"
+
+
+def starvation_row(s: dict[str, Any]) -> Row:
+    """Pages and /healthz while 200 shoppers press Pay on a Stripe that answers in 10 s (the bulkhead on)."""
+    good = (
+        s["pages_p99_ms"] < STARVATION_P99_MS and s["healthz_p99_ms"] < STARVATION_P99_MS and not s["failed"]
+    )
+    return (
+        f"Pages while {s['clicks']} shoppers press Pay, Stripe answering in 10 s",
+        f"pages p99 {fmt(s['pages_p99_ms'], 0)} ms, /healthz p99 {fmt(s['healthz_p99_ms'], 0)} ms",
+        "-",
+        f"max {fmt(s['pages_max_ms'], 0)} / {fmt(s['healthz_max_ms'], 0)} ms over {s['requests']} requests, "
+        f"{s['failed']} failed; clicks: {s['waited']} waited on Stripe, {s['refused']} refused 503 (bulkhead)",
+        f"both p99 <{STARVATION_P99_MS:g} ms: {ok(good)}",
+    )
 
 
 def flood_rows(r: dict[str, Any]) -> list[Row]:

@@ -18,7 +18,9 @@ import contextlib
 import json
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -138,6 +140,9 @@ def measure_throughput(stack: Stack, args: argparse.Namespace, r: dict[str, Any]
     workers, threads = r["size"]
     slots = workers * threads
     item_id = r["item_id"]
+    # The bulkhead (payments/bulkhead.py) would refuse most of these 64 shoppers with 503: the rows measure
+    # what a request costs and what the stack can carry, so they run without it (the starvation row with it).
+    stack.start_app(STRIPE_CONCURRENCY="0")
     probe = clients.Conn(stack.base)
     _, amount = probe.page(f"/item/{item_id}")
     probe.close()
@@ -210,6 +215,100 @@ def measure_throughput(stack: Stack, args: argparse.Namespace, r: dict[str, Any]
     r["worker_pids"] = len(stack.workers.pids)
 
 
+STARVATION_CLICKS = 200
+STARVATION_STRIPE_S = 10.0  # Stripe answers in this long (more than STRIPE_TIMEOUT: each attempt times out)
+STARVATION_MEASURE_S = 6.0
+
+
+def p99_ms(values: list[float]) -> float:
+    ordered = sorted(values) or [float("nan")]
+    return 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def stripe_hangs(stack: Stack, seconds: float) -> None:
+    """Every Stripe call sleeps this long more, from now on (the emulator's control endpoint)."""
+    url = f"{stack.emu_base}/_emulator/hang"  # our own http:// emulator
+    request = urllib.request.Request(url, data=f"seconds={seconds}".encode())  # noqa: S310
+    urllib.request.urlopen(request, timeout=5).close()  # noqa: S310
+
+
+def measure_starvation(stack: Stack, r: dict[str, Any], say: Any) -> None:
+    """200 new shoppers press Pay at once (from another process, an address each) while Stripe answers in 10 s;
+    meanwhile the pages and /healthz are timed (shipped config: the bulkhead on)."""
+    item_id = r["item_id"]
+    stack.start_app()
+    first = clients.Conn(stack.base)
+    token, _ = first.page(f"/item/{item_id}")
+    cookie = first.cookies.get("csrftoken", "")
+    first.close()
+    stripe_hangs(stack, STARVATION_STRIPE_S)
+    say(
+        f"starvation: {STARVATION_CLICKS} Pay clicks at once while Stripe answers in {STARVATION_STRIPE_S:.0f} s"
+    )
+    crowd = subprocess.Popen(  # noqa: S603
+        [
+            PYTHON,
+            "-m",
+            "deploy.tests.crowd",
+            stack.base,
+            f"/item/{item_id}/intent",
+            str(STARVATION_CLICKS),
+            cookie,
+            token,
+        ],
+        cwd=ROOT,
+        env=stack.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert crowd.stdin is not None and crowd.stdout is not None
+    crowd.stdout.readline()  # ready
+    crowd.stdin.write("go\n")
+    crowd.stdin.flush()
+    pressed = time.monotonic()
+    paths = {"pages": ["/", f"/item/{item_id}"], "healthz": ["/healthz"]}
+    timings: dict[str, list[float]] = {"pages": [], "healthz": []}
+    failed: list[int] = []
+
+    def look(kind: str) -> None:
+        conn = clients.Conn(stack.base)
+        n = 0
+        while time.monotonic() - pressed < STARVATION_MEASURE_S:
+            path = paths[kind][n % len(paths[kind])]
+            n += 1
+            started = time.monotonic()
+            try:
+                status, _ = conn.request("GET", path)
+            except OSError:
+                status = 0
+            timings[kind].append(time.monotonic() - started)
+            if status != 200:
+                failed.append(status)
+            time.sleep(0.02)
+        conn.close()
+
+    lookers = [threading.Thread(target=look, args=(kind,)) for kind in timings for _ in range(2)]
+    for t in lookers:
+        t.start()
+    for t in lookers:
+        t.join()
+    out, _ = crowd.communicate(timeout=120)
+    answers = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    stripe_hangs(stack, 0)
+    r["starvation"] = {
+        "clicks": len(answers),
+        "refused": sum(1 for a in answers if a["status"] == 503),
+        "waited": sum(1 for a in answers if a["status"] != 503),
+        "pages_p99_ms": p99_ms(timings["pages"]),
+        "pages_max_ms": 1000 * max(timings["pages"], default=float("nan")),
+        "healthz_p99_ms": p99_ms(timings["healthz"]),
+        "healthz_max_ms": 1000 * max(timings["healthz"], default=float("nan")),
+        "requests": len(timings["pages"]) + len(timings["healthz"]),
+        "failed": len(failed),
+    }
+
+
 def measure_floods(stack: Stack, args: argparse.Namespace, r: dict[str, Any], say: Any) -> None:
     """Honest shoppers alone, then beside one address flooding Pay and the admin login, then beside one address
     guessing promotion codes through nginx (rate limits on)."""
@@ -255,6 +354,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             r["item_id"] = stack.scalar("SELECT min(id) FROM catalog_item WHERE price_currency = 'USD'")
             if args.only == "all":
                 measure_throughput(stack, args, r, say)
+                measure_starvation(stack, r, say)
             measure_floods(stack, args, r, say)
     except BaseException as exc:
         print(f"benchmark failed: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -93,6 +93,9 @@ MIDDLEWARE = [
     "django.middleware.locale.LocaleMiddleware",
     # ... except in the admin, which stays in English (core/middleware.py).
     "core.middleware.AdminLanguageMiddleware",
+    # Past the bound of requests waiting on Stripe, Pay and /buy are refused here, before any other work
+    # (payments/bulkhead.py, STRIPE_CONCURRENCY below).
+    "payments.bulkhead.BulkheadMiddleware",
     # Rate limits of the endpoints that create Stripe objects or orders (RATELIMITS below), before CSRF.
     "core.ratelimit.RateLimitMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -382,6 +385,17 @@ STRIPE_JS_URL: str = env.str("STRIPE_JS_URL", default="https://js.stripe.com/end
 # row lock is held across such a call, so this is also the longest any other request waits for that order.
 STRIPE_TIMEOUT: float = env.float("STRIPE_TIMEOUT", default=5.0)
 STRIPE_MAX_NETWORK_RETRIES: int = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
+# The bulkhead for Stripe waits (payments/bulkhead.py): per process, at most this many requests wait on Stripe
+# at once (Pay, /buy, "Change order"); past it they answer 503 with Retry-After, writing nothing. Each such
+# request holds a thread and, in its transaction, a pooled connection for the whole Stripe call, so the default
+# is a quarter of the threads (half of DB_POOL_MAX_SIZE): the other threads and connections keep the pages,
+# /healthz, the admin and the webhooks answering however slow Stripe is. 0 = no bound. README "Configuration".
+STRIPE_CONCURRENCY: int = env.int(
+    "STRIPE_CONCURRENCY", default=max(2, env.int("GUNICORN_THREADS", default=32) // 4)
+)
+# Staff refunds (the admin) have slots of their own, so that shoppers never refuse a refund.
+STRIPE_STAFF_CONCURRENCY: int = env.int("STRIPE_STAFF_CONCURRENCY", default=2)
+STRIPE_BUSY_RETRY_AFTER: int = env.int("STRIPE_BUSY_RETRY_AFTER", default=5)
 # So a request waits for an order's row lock at most as long as one Stripe call may hold it (PostgreSQL's
 # lock_timeout, set for every connection; a webhook delivery waits less, see payments/locks.py).
 ORDER_LOCK_WAIT: float = STRIPE_TIMEOUT * (1 + STRIPE_MAX_NETWORK_RETRIES) + 1

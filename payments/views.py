@@ -42,6 +42,7 @@ from payments import (
     webhooks,
 )
 from payments.accounts import AccountNotConfigured, account_for
+from payments.bulkhead import compartment, waits_on_stripe
 from payments.errors import CurrencyMismatch, OrderNotEditable, PaymentProviderError, ShopError
 from payments.forms import ItemForm, ItemQuantityForm, NewOrderForm, PayForm, PromoForm, PutForm, submitted
 from payments.models import FollowUp, Order, Payment, PaymentKind
@@ -211,6 +212,7 @@ def checkout_answer(request: HttpRequest, order: Order | freezing.NewOrder) -> H
 
 
 @require_GET
+@waits_on_stripe
 @json_errors
 def buy_item(request: HttpRequest, item_id: int) -> HttpResponse:
     """`GET /buy/<id>`: a Checkout Session for one item; answers its id and hosted page URL (JSON), or sends a
@@ -219,6 +221,7 @@ def buy_item(request: HttpRequest, item_id: int) -> HttpResponse:
 
 
 @require_GET
+@waits_on_stripe
 @json_errors
 def buy_order(request: HttpRequest, order_id: str) -> HttpResponse:
     """`GET /order/buy/<order_id>`: a Checkout Session for the whole order."""
@@ -248,6 +251,7 @@ def intent_answer(request: HttpRequest, order: Order | freezing.NewOrder) -> Jso
 
 
 @require_POST
+@waits_on_stripe
 @json_errors
 def item_intent(request: HttpRequest, item_id: int) -> HttpResponse:
     """`POST /item/<id>/intent`: the PaymentIntent of the shopper's one-item order for this item."""
@@ -255,6 +259,7 @@ def item_intent(request: HttpRequest, item_id: int) -> HttpResponse:
 
 
 @require_POST
+@waits_on_stripe
 @json_errors
 def order_intent(request: HttpRequest, order_id: str) -> HttpResponse:
     """`POST /order/intent/<order_id>`: the PaymentIntent for the whole order."""
@@ -375,6 +380,7 @@ def order_remove(request: HttpRequest, order_id: str) -> HttpResponse:
 
 
 @require_POST
+@waits_on_stripe
 @shop_errors
 def order_change(request: HttpRequest, order_id: str) -> HttpResponse:
     """`POST /order/<order_id>/change`: "Change order". Closes the order's payment objects at Stripe and makes
@@ -427,10 +433,13 @@ def refreshed(payment: Payment) -> tuple[Payment, str]:
     if payment.status not in states.LIVE_PAYMENTS:
         return payment, ""
     before = payment.status
-    try:
-        payment = sync.refresh(payment, quick=True)
-    except PaymentProviderError as exc:
-        return payment, exc.message
+    with compartment().slot() as entered:  # Stripe busy with other shoppers: the page shows what is known
+        if not entered:
+            return payment, ""
+        try:
+            payment = sync.refresh(payment, quick=True)
+        except PaymentProviderError as exc:
+            return payment, exc.message
     if payment.status != before:  # what follows is a worker's (the webhook queues it too, once)
         followups.enqueue(FollowUp.Kind.TIDY_ORDER, order_id=payment.order_id)
     return payment, ""

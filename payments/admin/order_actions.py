@@ -16,6 +16,7 @@ from core.money import format_money
 from payments import orders, refunds, states
 from payments.admin.base import ReadOnlyInline, ReviewForm
 from payments.admin.refund_page import ask_for_note, refund_left
+from payments.bulkhead import staff_waits_on_stripe
 from payments.errors import ShopError
 from payments.models import Order, StaffAction
 
@@ -33,6 +34,7 @@ class OrderActions(admin.ModelAdmin):
     """The order admin's actions (`OrderAdmin.actions` names them)."""
 
     @admin.action(description="Refund selected paid orders in full (through each order's Stripe account)…")
+    @staff_waits_on_stripe
     def refund_in_full(self, request: HttpRequest, queryset: QuerySet[Order]) -> TemplateResponse | None:
         """First a page that lists what would be refunded (each order, the amount per currency, the totals)
         and asks why; the refunds are made only once that page is confirmed."""
@@ -80,6 +82,7 @@ class OrderActions(admin.ModelAdmin):
         return TemplateResponse(request, "admin/payments/order/bulk_refund.html", context)
 
     @admin.action(description="Cancel the open payment of selected orders (they become carts again)")
+    @staff_waits_on_stripe
     def cancel_open_payment(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         for order in queryset:
             try:

@@ -25,6 +25,7 @@ from core.money import (
 )
 from payments import orders, refunds
 from payments.admin.base import object_pk
+from payments.bulkhead import STAFF, STAFF_BUSY, compartment
 from payments.errors import ShopError
 from payments.models import Order, Refund
 from payments.pricing import PricedOrder, price_order
@@ -202,8 +203,13 @@ def refund_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: 
     confirming = False
     if request.method == "POST" and form.is_valid():
         confirming = not form.cleaned_data["confirmed"]  # shown back with the amount as read, to be confirmed
-        if not confirming and (done := _refund(request, order, form, change_url)) is not None:
-            return done
+        if not confirming:
+            with compartment(STAFF).slot() as entered:  # payments/bulkhead.py: staff's own Stripe slots
+                done = _refund(request, order, form, change_url) if entered else None
+            if not entered:
+                form.add_error(None, STAFF_BUSY)
+            elif done is not None:
+                return done
     return _page(model_admin, request, form, confirming=confirming, change_url=change_url)
 
 
