@@ -29,16 +29,23 @@ def browser_navigation(request: HttpRequest) -> bool:
     return "text/html" in accept and "application/json" not in accept
 
 
-def wants_json(request: HttpRequest) -> bool:
-    """JSON for scripts (the pages' fetch calls, Stripe, curl posting), a page for a browser.
+def asks_for_json(request: HttpRequest) -> bool:
+    """The client asked for JSON: `Accept: application/json` or a JSON body (the pages' fetch calls). The
+    cart endpoints answer JSON exactly then; a form posted by a browser gets pages."""
+    return (
+        "application/json" in request.headers.get("Accept", "") or request.content_type == "application/json"
+    )
 
-    JSON when the client asks for it (`Accept` or a JSON body) or posts without accepting HTML; a page for
-    GET and HEAD requests and for anything whose `Accept` lists `text/html` first-class (a browser's form).
+
+def wants_json(request: HttpRequest) -> bool:
+    """The error answers: JSON for scripts (the pages' fetch calls, Stripe, curl posting), a page for a browser.
+
+    JSON when the client asks for it (`asks_for_json`) or posts without accepting HTML; a page for GET and
+    HEAD requests and for anything whose `Accept` lists `text/html` (a browser's form).
     """
-    accept = request.headers.get("Accept", "")
-    if "application/json" in accept or request.content_type == "application/json":
+    if asks_for_json(request):
         return True
-    if "text/html" in accept:
+    if "text/html" in request.headers.get("Accept", ""):
         return False
     return request.method not in ("GET", "HEAD")
 

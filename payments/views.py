@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from catalog.models import Item
 from core.browser import browser_id
-from core.errors import browser_navigation, error_json
+from core.errors import asks_for_json, browser_navigation, error_json
 from core.ratelimit import address_bucket, client_address
 from payments import (
     checkout,
@@ -59,7 +59,7 @@ def refused(request: HttpRequest, exc: ShopError, *, json: bool | None = None) -
     message shown there; a form from a cached page (the catalog, an item page, which show no messages) gets a
     page saying why, with a way back (or the error's own page, e.g. the offer of a new order in another
     currency)."""
-    if json if json is not None else wants_json(request):
+    if json if json is not None else asks_for_json(request):
         return keep_session(request, JsonResponse(exc.as_json(), status=exc.status))
     back = back_url(request)
     if exc.template == ShopError.template and not shows_no_messages(back):
@@ -67,13 +67,6 @@ def refused(request: HttpRequest, exc: ShopError, *, json: bool | None = None) -
         return HttpResponseRedirect(back)
     context = {**exc.details, **exc.page, "message": exc.message, "back": back, "page_path": back}
     return keep_session(request, render(request, exc.template, context, status=exc.status))
-
-
-def wants_json(request: HttpRequest) -> bool:
-    """The cart endpoints answer JSON when asked (`Accept`, or a JSON body); a browser's form gets pages."""
-    return (
-        "application/json" in request.headers.get("Accept", "") or request.content_type == "application/json"
-    )
 
 
 def shows_no_messages(url: str) -> bool:
@@ -270,7 +263,7 @@ def order_intent(request: HttpRequest, order_id: str) -> HttpResponse:
 
 
 def cart_answer(request: HttpRequest, order: Order, status: int = 200) -> HttpResponse:
-    if wants_json(request):
+    if asks_for_json(request):
         priced = price_order(orders.with_pricing().get(pk=order.pk))
         return JsonResponse(
             {
@@ -387,7 +380,7 @@ def order_change(request: HttpRequest, order_id: str) -> HttpResponse:
     it a cart again, unless Stripe says a payment went through or is processing (409)."""
     order = get_order(request, order_id)
     order = orders.change_order(order, may_change=orders.can_change(request, order))
-    if not wants_json(request):
+    if not asks_for_json(request):
         messages.info(request, gettext("Your order can be changed again. Paying will use the new total."))
     return cart_answer(request, order)
 

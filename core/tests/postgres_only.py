@@ -27,4 +27,5 @@ def summary_line(skipped: Iterable[Any]) -> str | None:
     tests = {report.nodeid for report in skipped if POSTGRES_ONLY.search(skip_reason(report))}
     if not tests:
         return None
-    return f"{len(tests)} PostgreSQL-only tests skipped (locks and concurrency); run them with: {HOW_TO_RUN}"
+    count = f"{len(tests)} PostgreSQL-only test{'' if len(tests) == 1 else 's'}"
+    return f"{count} skipped (locks and concurrency); run them with: {HOW_TO_RUN}"
