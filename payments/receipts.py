@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -77,14 +78,30 @@ def message_id(kind: str, ref: object) -> str:
     return f"<{kind}.{ref}@{domain or 'localhost'}>"
 
 
-def deliver(email: EmailMessage, claim_taken_back: Callable[[], object], what: str) -> str:
-    """Send an email whose claim (its stamp) is committed; if sending fails, take the claim back and raise, so
-    that the follow-up tries again. Returns the mail relay's answer."""
+def claim(row: FollowUp, record: Order | Refund, field: str, *, owed: bool) -> datetime | None:
+    """Claim a send (under the caller's lock on the record): stamp `record.<field>` and note the stamp on the
+    follow-up, committed before the email goes out. A follow-up run again after its worker died finds its own
+    claim and sends the same message again; any other finds the stamp and sends nothing (None)."""
+    claimed: datetime | None = getattr(record, field)
+    if claimed is not None and row.result == f"claimed {claimed.isoformat()}":
+        return claimed
+    if not owed:
+        return None
+    claimed = timezone.now()
+    setattr(record, field, claimed)
+    record.save(update_fields=[field])
+    FollowUp.objects.filter(pk=row.pk).update(result=f"claimed {claimed.isoformat()}")
+    return claimed
+
+
+def deliver(email: EmailMessage, record: Order | Refund, field: str, claimed: datetime, what: str) -> str:
+    """Send an email whose claim (`record.<field>` = `claimed`) is committed; if sending fails, take the claim
+    back and raise, so that the follow-up tries again. Returns the mail relay's answer."""
     try:
         email.send()
     except Exception:  # SMTP down, refused, timed out: the follow-up tries again later
         logger.exception("%s not sent", what)
-        claim_taken_back()
+        type(record)._default_manager.filter(pk=record.pk, **{field: claimed}).update(**{field: None})
         raise
     reply = relay_reply(email)
     logger.info("%s sent (%s)", what, reply)
@@ -114,21 +131,11 @@ def deliver_confirmation(row: FollowUp) -> str:
     and this one, run again after its worker died, finds its own claim and sends the same message again."""
     assert row.order_id is not None
     with locks.locked(row.order_id) as order:
-        claimed = order.confirmation_sent_at
-        resuming = claimed is not None and row.result == f"claimed {claimed.isoformat()}"
-        if not owed(order) and not resuming:
-            return "nothing to send (not paid, no address, or sent already)"
-        if not resuming:
-            claimed = order.confirmation_sent_at = timezone.now()
-            order.save(update_fields=["confirmation_sent_at"])
-            FollowUp.objects.filter(pk=row.pk).update(result=f"claimed {claimed.isoformat()}")
-    return deliver(
-        message(order),
-        lambda: Order.objects.filter(pk=order.pk, confirmation_sent_at=claimed).update(
-            confirmation_sent_at=None
-        ),
-        f"order {order.public_id}: confirmation to {order.email}",
-    )
+        claimed = claim(row, order, "confirmation_sent_at", owed=owed(order))
+    if claimed is None:
+        return "nothing to send (not paid, no address, or sent already)"
+    what = f"order {order.public_id}: confirmation to {order.email}"
+    return deliver(message(order), order, "confirmation_sent_at", claimed, what)
 
 
 # ------------------------------------------------------------------------------------------------ refunds
@@ -173,16 +180,8 @@ def deliver_refund_notice(row: FollowUp) -> str:
     with locks.locked(refund.order_id) as order:
         refund = locks.lock_refund(refund.pk)
         refund.order = order
-        claimed = refund.notice_sent_at
-        resuming = claimed is not None and row.result == f"claimed {claimed.isoformat()}"
-        if not refund_notice_owed(refund) and not resuming:
-            return "nothing to send (not made, no address, or sent already)"
-        if not resuming:
-            claimed = refund.notice_sent_at = timezone.now()
-            refund.save(update_fields=["notice_sent_at"])
-            FollowUp.objects.filter(pk=row.pk).update(result=f"claimed {claimed.isoformat()}")
-    return deliver(
-        refund_message(refund),
-        lambda: Refund.objects.filter(pk=refund.pk, notice_sent_at=claimed).update(notice_sent_at=None),
-        f"refund {refund.pk} of order {order.public_id}: notice to {order.email}",
-    )
+        claimed = claim(row, refund, "notice_sent_at", owed=refund_notice_owed(refund))
+    if claimed is None:
+        return "nothing to send (not made, no address, or sent already)"
+    what = f"refund {refund.pk} of order {order.public_id}: notice to {order.email}"
+    return deliver(refund_message(refund), refund, "notice_sent_at", claimed, what)
