@@ -95,10 +95,9 @@ def coupon_for(discount: DiscountInput, amount: int, currency: str, acct: Stripe
     found = _remembered(StripeObject.Kind.COUPON, discount.id, acct, fingerprint)
     if found:
         return found
-    with gateway.stripe_call("coupon.create", acct, discount=discount.id):
-        coupon = acct.client.v1.coupons.create(
-            params=params, options={"idempotency_key": f"coupon:{discount.id}:{fingerprint}"}
-        )
+    coupon = gateway.create_coupon(
+        acct, params, idempotency_key=f"coupon:{discount.id}:{fingerprint}", discount=discount.id
+    )
     _remember(StripeObject.Kind.COUPON, discount.id, acct, fingerprint, coupon.id)
     return coupon.id
 
@@ -116,10 +115,9 @@ def tax_rate_for(tax: TaxInput, acct: StripeAccount) -> str:
     found = _remembered(StripeObject.Kind.TAX_RATE, tax.id, acct, fingerprint)
     if found:
         return found
-    with gateway.stripe_call("tax_rate.create", acct, tax=tax.id):
-        rate = acct.client.v1.tax_rates.create(
-            params=params, options={"idempotency_key": f"tax_rate:{tax.id}:{fingerprint}"}
-        )
+    rate = gateway.create_tax_rate(
+        acct, params, idempotency_key=f"tax_rate:{tax.id}:{fingerprint}", tax=tax.id
+    )
     _remember(StripeObject.Kind.TAX_RATE, tax.id, acct, fingerprint, rate.id)
     return rate.id
 
@@ -219,9 +217,9 @@ def _create(
             )
         )
     params = session_params(order, priced, acct, success_url=success_url, cancel_url=cancel_url)
-    key = gateway.idempotency_key("checkout", order.public_id, f"v{order.version}", attempt, params=params)
-    with gateway.stripe_call("checkout.session.create", acct, order=order.public_id):
-        session = acct.client.v1.checkout.sessions.create(params=params, options={"idempotency_key": key})
+    session, key = gateway.create_session(
+        acct, params, order_ref=order.public_id, version=order.version, attempt=attempt
+    )
     payment = Payment.objects.record(
         order,
         PaymentKind.CHECKOUT_SESSION,

@@ -142,14 +142,10 @@ def _listed(acct: StripeAccount, kind: str, since: int) -> list[dict[str, Any]]:
     """Every object of `kind` the account created since `since`, oldest first (Stripe lists newest first)."""
     if kind == PaymentKind.CHECKOUT_SESSION:
         session_params: SessionListParams = {"created": {"gte": since}, "limit": 100}
-        with gateway.stripe_call("checkout.session.list", acct):
-            sessions = acct.client.v1.checkout.sessions.list(params=session_params)
-            found = [o.to_dict() for o in sessions.auto_paging_iter()]
+        found = gateway.list_sessions(acct, session_params)
     else:
         intent_params: PaymentIntentListParams = {"created": {"gte": since}, "limit": 100}
-        with gateway.stripe_call("payment_intent.list", acct):
-            intents = acct.client.v1.payment_intents.list(params=intent_params)
-            found = [o.to_dict() for o in intents.auto_paging_iter()]
+        found = gateway.list_intents(acct, intent_params)
     return list(reversed(found))
 
 
@@ -282,9 +278,7 @@ def replay_failed_deliveries(acct: StripeAccount, report: Report, days: int) -> 
     since = int((timezone.now() - timedelta(days=days)).timestamp())
     params: EventListParams = {"delivery_success": False, "created": {"gte": since}, "limit": 100}
     try:
-        with gateway.stripe_call("event.list", acct):
-            page = acct.client.v1.events.list(params=params)
-            events = [e.to_dict() for e in page.auto_paging_iter()]
+        events = gateway.list_events(acct, params)
     except Exception as exc:
         report.failed(f"events of {acct.currency}", exc)
         report.count("accounts not asked")
