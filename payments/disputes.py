@@ -46,13 +46,6 @@ RANK = {
     Dispute.Status.NEEDS_RESPONSE: 2,
     Dispute.Status.UNDER_REVIEW: 3,
 }
-EVENTS = (
-    "charge.dispute.created",
-    "charge.dispute.updated",
-    "charge.dispute.closed",
-    "charge.dispute.funds_withdrawn",
-    "charge.dispute.funds_reinstated",
-)
 
 
 class RefundRefused(ShopError):

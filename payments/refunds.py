@@ -358,6 +358,3 @@ def on_refund_event(acct: StripeAccount, refund: Mapping[str, Any], event_type: 
         return None
     lifecycle.apply_stripe_refund(payment, refund, wait=states.WEBHOOK_LOCK_WAIT)
     return payment
-
-
-REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")

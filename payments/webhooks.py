@@ -37,7 +37,7 @@ from django.utils import timezone
 from core import jsonbody
 from core.errors import ServiceUnavailable
 from core.redact import redact_json, redact_text
-from payments import disputes, followups, gateway, lifecycle, matching, refunds, states, stripe_fields
+from payments import disputes, events, followups, gateway, lifecycle, matching, refunds, states, stripe_fields
 from payments.accounts import StripeAccount, account_for
 from payments.errors import OrderBusy
 from payments.models import FollowUp, Payment, PaymentKind, StripeEvent
@@ -206,21 +206,13 @@ def _on_charge_refunded(acct: StripeAccount, charge: Mapping[str, Any], event_ty
     return lifecycle.apply_refund(payment, charge, wait=WAIT)
 
 
+# Each handled type (`events`, the one list) and its handler.
 HANDLERS: dict[str, Handler] = {
-    "payment_intent.succeeded": _on_payment_intent,
-    "payment_intent.payment_failed": _on_payment_intent,
-    "payment_intent.processing": _on_payment_intent,
-    "payment_intent.canceled": _on_payment_intent,
-    "payment_intent.requires_action": _on_payment_intent,
-    "checkout.session.completed": _on_checkout_session,
-    "checkout.session.async_payment_succeeded": _on_checkout_session,
-    "checkout.session.async_payment_failed": _on_checkout_session,
-    "checkout.session.expired": _on_checkout_session,
-    "charge.refunded": _on_charge_refunded,
-    # Refunds: the shop's own and those made in Stripe's dashboard; a failed one gives its amount back.
-    **dict.fromkeys(refunds.REFUND_EVENTS, refunds.on_refund_event),
-    # Disputes: created, updated, closed (won or lost), funds withdrawn and reinstated.
-    **dict.fromkeys(disputes.EVENTS, disputes.on_dispute_event),
+    **dict.fromkeys(events.PAYMENT_INTENT, _on_payment_intent),
+    **dict.fromkeys(events.CHECKOUT_SESSION, _on_checkout_session),
+    events.CHARGE_REFUNDED: _on_charge_refunded,
+    **dict.fromkeys(events.REFUND, refunds.on_refund_event),
+    **dict.fromkeys(events.DISPUTE, disputes.on_dispute_event),
 }
 
 

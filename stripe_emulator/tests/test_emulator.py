@@ -30,11 +30,14 @@ from stripe_emulator.stripe_js import render_stripe_js
 USD = EmulatorAccount("usd", "sk_test_usd_emulator_0001", "pk_test_usd_emulator_0001", "whsec_usd_emulator")
 EUR = EmulatorAccount("eur", "sk_test_eur_emulator_0001", "pk_test_eur_emulator_0001", "whsec_eur_emulator")
 REPO = Path(__file__).resolve().parents[2]
+# The endpoint most tests here listen with: the payment lifecycle and disputes (refunds and charges' own news
+# are recorded and listed, not sent).
+LIFECYCLE_EVENTS = ("payment_intent.*", "checkout.session.*", "charge.refunded", "charge.dispute.*")
 
 
 @pytest.fixture
 def emu() -> Emulator:
-    return Emulator([USD, EUR], base_url="http://127.0.0.1:12111")
+    return Emulator([USD, EUR], base_url="http://127.0.0.1:12111", enabled_events=LIFECYCLE_EVENTS)
 
 
 @pytest.fixture
@@ -1328,17 +1331,32 @@ def test_refund_statuses_and_events(emu: Emulator, sc: stripe.StripeClient) -> N
 def test_refund_events_are_sent_only_to_endpoints_enabled_for_them(
     emu: Emulator, sc: stripe.StripeClient
 ) -> None:
+    # An endpoint enabled for the payment lifecycle and disputes, but not for `refund.*`.
+    assert emu.enabled_events == LIFECYCLE_EVENTS
     sent: list[str] = []
     emu.deliver = _recorder(sent)
     pi = sc.v1.payment_intents.create(params={"amount": 5000, "currency": "usd"})
     emu.confirm_payment_intent(pi.id)
     sc.v1.refunds.create(params={"payment_intent": pi.id})
-    # The default endpoint listens to the payment lifecycle and disputes, like the shop's endpoints.
     assert sent == ["payment_intent.created", "payment_intent.succeeded", "charge.refunded"]
     types = [e["type"] for e in emu.events["usd"]]
     assert "refund.created" in types  # recorded and listed all the same
     refund_event = next(e for e in emu.events["usd"] if e["type"] == "refund.created")
     assert refund_event["pending_webhooks"] == 0
+
+
+def test_the_default_endpoint_is_sent_every_event() -> None:
+    """Unless whoever starts it says otherwise, as `stripe listen` without `--events`: refunds included."""
+    emu = Emulator([USD, EUR], base_url="http://127.0.0.1:12111")
+    assert emu.enabled_events == ("*",)
+    sent: list[str] = []
+    emu.deliver = _recorder(sent)
+    sc = client_for(EmulatorHTTPClient(emu))
+    pi = sc.v1.payment_intents.create(params={"amount": 5000, "currency": "usd"})
+    emu.confirm_payment_intent(pi.id)
+    sc.v1.refunds.create(params={"payment_intent": pi.id})
+    assert "refund.created" in sent and "charge.refunded" in sent
+    assert sent == [e["type"] for e in emu.events["usd"]]
 
 
 def test_disputes_from_the_test_card_and_the_helpers(emu: Emulator, sc: stripe.StripeClient) -> None:
