@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -19,7 +19,7 @@ from stripe.params.checkout import (
     SessionCreateParamsLineItemPriceDataProductData,
 )
 
-from payments import gateway, paying, promotions, states, sync
+from payments import gateway, paying, promotions, states, stripe_fields, sync
 from payments.accounts import StripeAccount
 from payments.errors import CheckoutUnavailable
 from payments.models import Order, Payment, PaymentKind, PaymentStatus, StripeObject
@@ -232,7 +232,7 @@ def _create(
         stripe_status=session.status or "",
         url=session.url or "",
         idempotency_key=key,
-        expires_at=datetime.fromtimestamp(session.expires_at, tz=UTC) if session.expires_at else None,
+        expires_at=stripe_fields.timestamp(session.expires_at),
     )
     if session.amount_total != priced.total:
         # Checkout would charge another total than the order's: never let the shopper pay it.

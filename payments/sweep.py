@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import F
@@ -40,7 +40,17 @@ from django.utils import timezone
 from stripe.params import EventListParams, PaymentIntentListParams
 from stripe.params.checkout import SessionListParams
 
-from payments import followups, gateway, lifecycle, matching, promotions, states, sync, webhooks
+from payments import (
+    followups,
+    gateway,
+    lifecycle,
+    matching,
+    promotions,
+    states,
+    stripe_fields,
+    sync,
+    webhooks,
+)
 from payments.accounts import StripeAccount, account_for, registry
 from payments.errors import PaymentProviderError
 from payments.models import (
@@ -175,7 +185,7 @@ def _stripe_status(kind: str, obj: dict[str, Any]) -> str:
 
 def match(acct: StripeAccount, kind: str, obj: dict[str, Any], *, settled_before: int) -> str:
     """Bring one object listed at Stripe in line with the shop; returns what was done (for the report)."""
-    object_id = matching.stripe_id(obj)
+    object_id = stripe_fields.object_id(obj)
     if (
         kind == PaymentKind.PAYMENT_INTENT
         and not matching.made_for_card_form(obj)
@@ -220,18 +230,17 @@ def match(acct: StripeAccount, kind: str, obj: dict[str, Any], *, settled_before
 def _record_stray(acct: StripeAccount, kind: str, obj: dict[str, Any]) -> None:
     amount = obj.get("amount") if kind == PaymentKind.PAYMENT_INTENT else obj.get("amount_total")
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    created = obj.get("created")
     StrayPayment.objects.update_or_create(
         account=acct.currency,
-        stripe_id=matching.stripe_id(obj),
+        stripe_id=stripe_fields.object_id(obj),
         defaults={
             "kind": kind,
             "livemode": obj.get("livemode") is True,
-            "amount": amount if isinstance(amount, int) else 0,
+            "amount": stripe_fields.integer(amount),
             "currency": str(obj.get("currency") or acct.currency)[:3],
             "stripe_status": str(obj.get("status") or "")[:40],
             "metadata": metadata,
-            "stripe_created": datetime.fromtimestamp(created, tz=UTC) if isinstance(created, int) else None,
+            "stripe_created": stripe_fields.timestamp(obj.get("created")),
         },
     )
     logger.warning("stray %s %s in %s: names no order of the shop", kind, obj.get("id"), acct.currency)
@@ -318,9 +327,7 @@ def _settle_pending(acct: StripeAccount, row: StripeEvent) -> bool:
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
         return False
-    intent_id = matching.stripe_id(
-        obj if obj.get("object") == "payment_intent" else obj.get("payment_intent")
-    )
+    intent_id = stripe_fields.payment_intent_id(obj)
     if not intent_id:
         return False
     intent = gateway.retrieve_intent(acct, intent_id).to_dict()

@@ -180,7 +180,7 @@ WAIT = states.WEBHOOK_LOCK_WAIT
 
 
 def _on_payment_intent(acct: StripeAccount, intent: Mapping[str, Any], event_type: str) -> Payment | None:
-    intent_id = matching.stripe_id(intent)
+    intent_id = stripe_fields.object_id(intent)
     paid_through = matching.by_payment_intent(acct, intent_id)
     if paid_through is not None and paid_through.kind == PaymentKind.CHECKOUT_SESSION:
         return None  # a Checkout Session's PaymentIntent: nothing to do, the session's own events count
