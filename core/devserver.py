@@ -21,7 +21,8 @@ The emulator keeps what it holds in a file beside the demo database (`emulator_s
 finds the tax rates, open payments and charges the database remembers; a new database (deleted, or another
 `DATABASE_URL`) starts with a new emulator state too.
 
-This launcher imports only the standard library; Django reads the environment it prepares.
+This launcher imports only the standard library and the shop's list of event types (`payments.events`, plain
+data); Django reads the environment it prepares.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import NoReturn
+
+from payments.events import HANDLED
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEMO_ACCOUNTS = {
@@ -212,7 +215,8 @@ def main() -> int:
     if demo:
         base = f"http://127.0.0.1:{args.emulator_port}"
         command = [sys.executable, "-m", "stripe_emulator", "--port", str(args.emulator_port)]
-        command += ["--webhook-base", f"http://127.0.0.1:{args.port}"]
+        # Its endpoint listens to exactly what a real one of the shop's is enabled for (`webhook_events`).
+        command += ["--webhook-base", f"http://127.0.0.1:{args.port}", "--enabled-events", ",".join(HANDLED)]
         state, database = emulator_state_file(merged)
         if database is not None and not database.exists():
             state.unlink(missing_ok=True)  # a new database: the emulator starts anew with it

@@ -25,6 +25,19 @@ class AccountNotConfigured(LookupError):
         super().__init__(f"Payments in {self.currency.upper()} are not set up.")
 
 
+def key_mode(key: str) -> str | None:
+    """A Stripe API key's mode, `live` or `test` (a secret `sk_`, restricted `rk_` or publishable `pk_` key);
+    None for anything else. The one place that tells live keys from test keys."""
+    for prefix in ("sk_", "rk_", "pk_"):
+        if key.startswith(prefix):
+            rest = key[len(prefix) :]
+            if rest.startswith("live_"):
+                return "live"
+            if rest.startswith("test_"):
+                return "test"
+    return None
+
+
 # Seconds a page that asks Stripe (the return page) waits for it: then it says "processing" rather than wait.
 QUICK_TIMEOUT = 2.0
 
@@ -42,7 +55,7 @@ class StripeAccount:
 
     @property
     def livemode(self) -> bool:
-        return self.secret_key.startswith(("sk_live_", "rk_live_"))
+        return key_mode(self.secret_key) == "live"
 
     @cached_property
     def client(self) -> stripe.StripeClient:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -19,7 +19,7 @@ from stripe.params.checkout import (
     SessionCreateParamsLineItemPriceDataProductData,
 )
 
-from payments import freezing, gateway, paying, promotions, sync
+from payments import freezing, gateway, paying, promotions, stripe_fields, sync
 from payments.accounts import StripeAccount
 from payments.errors import CheckoutUnavailable
 from payments.models import (
@@ -102,10 +102,9 @@ def coupon_for(discount: DiscountInput, amount: int, currency: str, acct: Stripe
     found = _remembered(StripeObject.Kind.COUPON, discount.id, acct, fingerprint)
     if found:
         return found
-    with gateway.stripe_call("coupon.create", acct, discount=discount.id):
-        coupon = acct.client.v1.coupons.create(
-            params=params, options={"idempotency_key": f"coupon:{discount.id}:{fingerprint}"}
-        )
+    coupon = gateway.create_coupon(
+        acct, params, idempotency_key=f"coupon:{discount.id}:{fingerprint}", discount=discount.id
+    )
     _remember(StripeObject.Kind.COUPON, discount.id, acct, fingerprint, coupon.id)
     return coupon.id
 
@@ -123,10 +122,9 @@ def tax_rate_for(tax: TaxInput, acct: StripeAccount) -> str:
     found = _remembered(StripeObject.Kind.TAX_RATE, tax.id, acct, fingerprint)
     if found:
         return found
-    with gateway.stripe_call("tax_rate.create", acct, tax=tax.id):
-        rate = acct.client.v1.tax_rates.create(
-            params=params, options={"idempotency_key": f"tax_rate:{tax.id}:{fingerprint}"}
-        )
+    rate = gateway.create_tax_rate(
+        acct, params, idempotency_key=f"tax_rate:{tax.id}:{fingerprint}", tax=tax.id
+    )
     _remember(StripeObject.Kind.TAX_RATE, tax.id, acct, fingerprint, rate.id)
     return rate.id
 
@@ -226,9 +224,9 @@ def _create(
             )
         )
     params = session_params(order, priced, acct, success_url=success_url, cancel_url=cancel_url)
-    key = gateway.idempotency_key("checkout", order.public_id, f"v{order.version}", attempt, params=params)
-    with gateway.stripe_call("checkout.session.create", acct, order=order.public_id):
-        session = acct.client.v1.checkout.sessions.create(params=params, options={"idempotency_key": key})
+    session, key = gateway.create_session(
+        acct, params, order_ref=order.public_id, version=order.version, attempt=attempt
+    )
     payment = Payment.objects.record(
         order,
         PaymentKind.CHECKOUT_SESSION,
@@ -241,7 +239,7 @@ def _create(
         stripe_status=session.status or "",
         url=session.url or "",
         idempotency_key=key,
-        expires_at=datetime.fromtimestamp(session.expires_at, tz=UTC) if session.expires_at else None,
+        expires_at=stripe_fields.timestamp(session.expires_at),
     )
     if session.amount_total != priced.total:
         # Checkout would charge another total than the order's: never let the shopper pay it.

@@ -10,20 +10,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError
 
-from payments.accounts import AccountRegistry
+from payments.accounts import AccountRegistry, key_mode
 from payments.models import Discount, Tax
-
-
-def _mode(key: str) -> str | None:
-    for prefix in ("sk_", "rk_", "pk_"):
-        if key.startswith(prefix):
-            rest = key[len(prefix) :]
-            if rest.startswith("live_"):
-                return "live"
-            if rest.startswith("test_"):
-                return "test"
-    return None
-
 
 # A placeholder rather than a key: .env.example's (`sk_test_paste_your_usd_secret_key_here`), `sk_test_...`,
 # `<your key>`. Stripe's keys are one run of letters and digits after their prefix, so whole words are looked
@@ -128,7 +116,7 @@ def check_stripe_accounts(app_configs: Any = None, **kwargs: Any) -> list[CheckM
                 )
             )
         for key in (account.secret_key, account.publishable_key):
-            mode = _mode(key)
+            mode = key_mode(key)
             if mode:
                 modes.add(mode)
         for key in (account.secret_key, account.publishable_key, account.webhook_secret):

@@ -28,22 +28,10 @@ from payments.models import Dispute, Order, Payment
 
 logger = logging.getLogger("payments.disputes")
 
-EVENTS = (
-    "charge.dispute.created",
-    "charge.dispute.updated",
-    "charge.dispute.closed",
-    "charge.dispute.funds_withdrawn",
-    "charge.dispute.funds_reinstated",
-)
-
 
 class RefundRefused(ShopError):
     status = 409
     code = "refund_refused"
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _funds(dispute: Mapping[str, Any], event_type: str) -> tuple[int, int]:
@@ -52,12 +40,12 @@ def _funds(dispute: Mapping[str, Any], event_type: str) -> tuple[int, int]:
     withdrawn = reinstated = 0
     for txn in dispute.get("balance_transactions") or []:
         if isinstance(txn, Mapping):
-            amount = _int(txn.get("amount"))
+            amount = stripe_fields.integer(txn.get("amount"))
             if amount < 0:
                 withdrawn += -amount
             else:
                 reinstated += amount
-    amount = _int(dispute.get("amount"))
+    amount = stripe_fields.integer(dispute.get("amount"))
     if event_type == "charge.dispute.funds_withdrawn":
         withdrawn = max(withdrawn, amount)
     if event_type == "charge.dispute.funds_reinstated":
@@ -113,7 +101,7 @@ def apply_dispute(
             if isinstance(due, Mapping) and stripe_fields.timestamp(due.get("due_by")):
                 row.evidence_due_by = stripe_fields.timestamp(due.get("due_by"))
         row.charge_id = stripe_fields.object_id(dispute.get("charge")) or row.charge_id
-        row.amount = _int(dispute.get("amount")) or row.amount or 0
+        row.amount = stripe_fields.integer(dispute.get("amount")) or row.amount or 0
         row.currency = str(dispute.get("currency") or payment.currency).lower()
         row.funds_withdrawn = max(row.funds_withdrawn, withdrawn)
         row.funds_reinstated = max(row.funds_reinstated, reinstated)

@@ -1,17 +1,33 @@
-"""Calling Stripe: which account, idempotency keys, and Stripe's errors turned into words for shoppers."""
+"""Calling Stripe: which account, idempotency keys, and Stripe's errors turned into words for shoppers.
+
+The one module that calls the Stripe SDK: every request the shop makes is a thin typed function below, its
+params typed with the SDK's own TypedDicts and its errors given their meaning by `classify` (through
+`stripe_call`). Other modules build params and decide what to do with the answer; they never touch a client's
+`v1` (`payments/tests/test_one_gateway.py` checks it)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import stripe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
+from stripe.params import (
+    CouponCreateParams,
+    EventListParams,
+    PaymentIntentCreateParams,
+    PaymentIntentListParams,
+    PaymentIntentUpdateParams,
+    RefundCreateParams,
+    RefundListParams,
+    TaxRateCreateParams,
+)
+from stripe.params.checkout import SessionCreateParams, SessionListParams
 
 from core.money import AmountError, check_chargeable
 from payments.accounts import AccountNotConfigured, StripeAccount, account_for
@@ -126,7 +142,117 @@ def stripe_call(action: str, acct: StripeAccount, **context: object) -> Iterator
 
 
 # ------------------------------------------------------------------------------------------------ thin wrappers
-# The calls that learn or close a payment object's state, shared by every path that needs them.
+# Every Stripe request of the shop, one function each.
+
+Params = TypeVar("Params", bound=Mapping[str, Any])
+Created = TypeVar("Created")
+
+
+def _create_payable(
+    acct: StripeAccount,
+    action: str,
+    prefix: str,
+    order_ref: object,
+    version: int,
+    attempt: int,
+    params: Params,
+    create: Callable[[Params, stripe.RequestOptions], Created],
+) -> tuple[Created, str]:
+    """The template of every object a shopper pays through (a Checkout Session, a PaymentIntent): its
+    idempotency key from the order, the snapshot's version, the attempt within it and the params' digest (a
+    retried identical request gets the first object back, a new amount never meets an old key), then the call.
+    Returns the object and the key (stored on the `Payment` row)."""
+    key = idempotency_key(prefix, order_ref, f"v{version}", attempt, params=params)
+    with stripe_call(action, acct, order=order_ref):
+        return create(params, {"idempotency_key": key}), key
+
+
+def create_session(
+    acct: StripeAccount, params: SessionCreateParams, *, order_ref: object, version: int, attempt: int
+) -> tuple[stripe.checkout.Session, str]:
+    """A Checkout Session for the order's snapshot `version` (see `_create_payable`)."""
+    return _create_payable(
+        acct,
+        "checkout.session.create",
+        "checkout",
+        order_ref,
+        version,
+        attempt,
+        params,
+        lambda p, options: acct.client.v1.checkout.sessions.create(params=p, options=options),
+    )
+
+
+def create_intent(
+    acct: StripeAccount, params: PaymentIntentCreateParams, *, order_ref: object, version: int, attempt: int
+) -> tuple[stripe.PaymentIntent, str]:
+    """A PaymentIntent for the order's snapshot `version` (see `_create_payable`)."""
+    return _create_payable(
+        acct,
+        "payment_intent.create",
+        "pi",
+        order_ref,
+        version,
+        attempt,
+        params,
+        lambda p, options: acct.client.v1.payment_intents.create(params=p, options=options),
+    )
+
+
+def update_intent(
+    acct: StripeAccount, intent_id: str, params: PaymentIntentUpdateParams, *, idempotency_key: str
+) -> stripe.PaymentIntent:
+    with stripe_call("payment_intent.update", acct, payment_intent=intent_id):
+        return acct.client.v1.payment_intents.update(
+            intent_id, params=params, options={"idempotency_key": idempotency_key}
+        )
+
+
+def create_coupon(
+    acct: StripeAccount, params: CouponCreateParams, *, idempotency_key: str, discount: int
+) -> stripe.Coupon:
+    with stripe_call("coupon.create", acct, discount=discount):
+        return acct.client.v1.coupons.create(params=params, options={"idempotency_key": idempotency_key})
+
+
+def create_tax_rate(
+    acct: StripeAccount, params: TaxRateCreateParams, *, idempotency_key: str, tax: int
+) -> stripe.TaxRate:
+    with stripe_call("tax_rate.create", acct, tax=tax):
+        return acct.client.v1.tax_rates.create(params=params, options={"idempotency_key": idempotency_key})
+
+
+def create_refund(
+    acct: StripeAccount, params: RefundCreateParams, *, idempotency_key: str, payment: str, refund: int
+) -> stripe.Refund:
+    with stripe_call("refund.create", acct, payment=payment, refund=refund):
+        return acct.client.v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})
+
+
+def list_refunds(
+    acct: StripeAccount, params: RefundListParams, *, payment: str
+) -> stripe.ListObject[stripe.Refund]:
+    """One page of refunds (the caller pages on, as it keeps what it found)."""
+    with stripe_call("refund.list", acct, payment=payment):
+        return acct.client.v1.refunds.list(params=params)
+
+
+def list_sessions(acct: StripeAccount, params: SessionListParams) -> list[dict[str, Any]]:
+    """Every Checkout Session the list names, all pages (newest first, as Stripe lists them)."""
+    with stripe_call("checkout.session.list", acct):
+        return [o.to_dict() for o in acct.client.v1.checkout.sessions.list(params=params).auto_paging_iter()]
+
+
+def list_intents(acct: StripeAccount, params: PaymentIntentListParams) -> list[dict[str, Any]]:
+    """Every PaymentIntent the list names, all pages (newest first)."""
+    with stripe_call("payment_intent.list", acct):
+        return [o.to_dict() for o in acct.client.v1.payment_intents.list(params=params).auto_paging_iter()]
+
+
+def list_events(acct: StripeAccount, params: EventListParams) -> list[dict[str, Any]]:
+    """Every event the list names, all pages (newest first)."""
+    with stripe_call("event.list", acct):
+        return [e.to_dict() for e in acct.client.v1.events.list(params=params).auto_paging_iter()]
 
 
 def retrieve_intent(acct: StripeAccount, intent_id: str, *, quick: bool = False) -> stripe.PaymentIntent:
@@ -148,6 +274,20 @@ def retrieve_session(acct: StripeAccount, session_id: str, *, quick: bool = Fals
 def expire_session(acct: StripeAccount, session_id: str) -> stripe.checkout.Session:
     with stripe_call("checkout.session.expire", acct, session=session_id):
         return acct.client.v1.checkout.sessions.expire(session_id)
+
+
+def signature_problem(payload: bytes, signature: str, secret: str) -> str | None:
+    """None when `signature` (a `Stripe-Signature` header) proves `payload` was signed with `secret` recently
+    enough (Stripe's tolerance); otherwise what is wrong, in words. Only the signature (and its age) is checked:
+    building the SDK's Event object would fail with an AttributeError on a signed body that is JSON but not an
+    object (a list, a number), i.e. a 500."""
+    try:
+        stripe.WebhookSignature.verify_header(payload, signature, secret, stripe.Webhook.DEFAULT_TOLERANCE)
+    except stripe.SignatureVerificationError:
+        return "Invalid signature."
+    except ValueError:  # not UTF-8: the SDK cannot even compute the signature of it
+        return "The body is not a Stripe event."
+    return None
 
 
 def refused_as_invalid(exc: PaymentProviderError) -> bool:

@@ -16,14 +16,17 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import stripe
 from stripe.params import PaymentIntentCreateParams
 
 from payments import freezing, gateway, lifecycle, paying, sync
 from payments.accounts import StripeAccount
 from payments.models import Order, Payment, PaymentKind, PaymentStatus
 from payments.pricing import PricedOrder, describe
+
+if TYPE_CHECKING:
+    from stripe import PaymentIntent
 
 logger = logging.getLogger("payments.intents")
 
@@ -82,14 +85,11 @@ def _reuse(order: Order, acct: StripeAccount) -> tuple[Payment, OpenIntent] | No
     return None
 
 
-def _update_receipt_email(acct: StripeAccount, intent_id: str, email: str) -> stripe.PaymentIntent:
+def _update_receipt_email(acct: StripeAccount, intent_id: str, email: str) -> PaymentIntent:
     """The shopper typed another address for the receipt: the open PaymentIntent takes it. The key is new for
     every update (an address changed back and forth must not meet an earlier key's answer)."""
     key = f"pi-receipt:{intent_id}:{uuid.uuid4().hex}"
-    with gateway.stripe_call("payment_intent.update", acct, payment_intent=intent_id):
-        return acct.client.v1.payment_intents.update(
-            intent_id, params={"receipt_email": email}, options={"idempotency_key": key}
-        )
+    return gateway.update_intent(acct, intent_id, {"receipt_email": email}, idempotency_key=key)
 
 
 def open_intent(
@@ -105,9 +105,9 @@ def open_intent(
 def _create(order: Order, priced: PricedOrder, acct: StripeAccount, attempt: int) -> OpenIntent:
     """Create the PaymentIntent (a retried identical request gets the first one back) and record it."""
     params = create_params(order, priced, attempt)
-    key = gateway.idempotency_key("pi", order.public_id, f"v{order.version}", attempt, params=params)
-    with gateway.stripe_call("payment_intent.create", acct, order=order.public_id):
-        intent = acct.client.v1.payment_intents.create(params=params, options={"idempotency_key": key})
+    intent, key = gateway.create_intent(
+        acct, params, order_ref=order.public_id, version=order.version, attempt=attempt
+    )
     payment = Payment.objects.record(
         order,
         PaymentKind.PAYMENT_INTENT,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Sum
@@ -72,9 +71,9 @@ def apply_payment_intent(payment: Payment, intent: StripeDict, *, wait: float | 
         "last_error": str(error.get("message") or "") if isinstance(error, Mapping) else "",
     }
     if status == PaymentStatus.SUCCEEDED:
-        fields["amount_received"] = _int(intent.get("amount_received"))
+        fields["amount_received"] = stripe_fields.integer(intent.get("amount_received"))
     if payment.kind == PaymentKind.PAYMENT_INTENT:
-        fields["stripe_amount_total"] = _int(intent.get("amount"))
+        fields["stripe_amount_total"] = stripe_fields.integer(intent.get("amount"))
     email = str(intent.get("receipt_email") or "")
     return _apply(payment, status, str(intent.get("currency") or ""), fields, wait, email=email)
 
@@ -87,18 +86,16 @@ def apply_checkout_session(
     stripe_status = str(session.get("status") or "")
     payment_status = str(session.get("payment_status") or "")
     fields: dict[str, Any] = {"stripe_status": f"{stripe_status}/{payment_status}"}
-    intent_id = session.get("payment_intent")
-    if isinstance(intent_id, Mapping):
-        intent_id = intent_id.get("id")
+    intent_id = stripe_fields.payment_intent_id(session)
     if intent_id:
-        fields["payment_intent_id"] = str(intent_id)
+        fields["payment_intent_id"] = intent_id
     if session.get("amount_total") is not None:
-        fields["stripe_amount_total"] = _int(session["amount_total"])
+        fields["stripe_amount_total"] = stripe_fields.integer(session["amount_total"])
     status = PaymentStatus.FAILED if async_failed else session_status(session)
     if async_failed:
         fields["last_error"] = "The payment was not completed (the bank transfer or delayed method failed)."
     elif status == PaymentStatus.SUCCEEDED:
-        fields["amount_received"] = _int(session.get("amount_total"))
+        fields["amount_received"] = stripe_fields.integer(session.get("amount_total"))
     if status != PaymentStatus.OPEN:
         fields["url"] = ""  # the hosted page can no longer be paid
     details = session.get("customer_details") or {}
@@ -124,10 +121,6 @@ def session_status(session: StripeDict) -> str:
             return PaymentStatus.SUCCEEDED
         return PaymentStatus.PROCESSING
     return PaymentStatus.OPEN
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _apply(
@@ -300,7 +293,7 @@ def _refund_row(order: Order, payment: Payment, refund: StripeDict) -> Refund:
         row = Refund.objects.create(
             order=order,
             payment=payment,
-            amount=_int(refund.get("amount")),
+            amount=stripe_fields.integer(refund.get("amount")),
             currency=str(refund.get("currency") or payment.currency).lower(),
             reason=Refund.Reason.OUTSIDE,
             status=Refund.Status.SENT,
@@ -323,9 +316,9 @@ def record_refund(row: Refund, refund: StripeDict) -> bool:
     if stripe_id and row.stripe_id != stripe_id:
         row.stripe_id = stripe_id
         fields.append("stripe_id")
-    created = refund.get("created")
-    if isinstance(created, int) and row.stripe_created is None:
-        row.stripe_created = datetime.fromtimestamp(created, tz=UTC)
+    created = stripe_fields.timestamp(refund.get("created"))
+    if created is not None and row.stripe_created is None:
+        row.stripe_created = created
         fields.append("stripe_created")
     if states.refund_may_move(row.status, status):
         row.status = status
@@ -360,7 +353,10 @@ def apply_refund(payment: Payment, charge: StripeDict, *, wait: float | None = N
     with locks.locked_payment(payment, wait=wait) as held:
         order, payment = held.order, held.payment
         recount(order, payment)
-        if _int(charge.get("amount_refunded")) != payment.amount_refunded and not payment.refunds_to_check:
+        if (
+            stripe_fields.integer(charge.get("amount_refunded")) != payment.amount_refunded
+            and not payment.refunds_to_check
+        ):
             payment.refunds_to_check = True
             payment.save(update_fields=["refunds_to_check", "updated_at"])
             logger.info(

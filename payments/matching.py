@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from payments import locks
+from payments import locks, stripe_fields
 from payments.accounts import StripeAccount
 from payments.models import Order, Payment, PaymentKind, PaymentOrigin, PaymentStatus
 
@@ -34,13 +34,6 @@ StripeDict = Mapping[str, Any]
 
 class NotKnownYet(Exception):
     """The object belongs to the shop, but what it belongs to is not (yet) in the shop's database."""
-
-
-def stripe_id(value: Any) -> str:
-    """An id from a field that Stripe sends either as an id or as the expanded object."""
-    if isinstance(value, Mapping):
-        value = value.get("id")
-    return value if isinstance(value, str) else ""
 
 
 def _metadata(obj: StripeDict) -> Mapping[str, Any]:
@@ -85,7 +78,7 @@ def payment_for(acct: StripeAccount, kind: str, obj: StripeDict) -> Payment | No
     """The shop's payment for a PaymentIntent or Checkout Session, adopting an unknown one that names an order
     of the shop; None when it is not the shop's. `NotKnownYet` when it names an order the shop does not have
     yet, or is a Checkout Session's PaymentIntent whose session is not known yet."""
-    object_id = stripe_id(obj)
+    object_id = stripe_fields.object_id(obj)
     payment = known(acct, kind, object_id)
     if payment is not None:
         return payment
@@ -108,7 +101,7 @@ def payment_for(acct: StripeAccount, kind: str, obj: StripeDict) -> Payment | No
 def adopt(acct: StripeAccount, kind: str, obj: StripeDict, order: Order) -> Payment:
     """Record a Stripe object the shop has no row for (under the order's lock; the row may have been written
     meanwhile by the request that created the object, which then wins). `lifecycle` applies its state next."""
-    object_id = stripe_id(obj)
+    object_id = stripe_fields.object_id(obj)
     with locks.locked(order.pk) as order:
         payment = known(acct, kind, object_id)
         if payment is not None:
@@ -123,7 +116,7 @@ def adopt(acct: StripeAccount, kind: str, obj: StripeDict, order: Order) -> Paym
             livemode=obj.get("livemode") is True,
             payment_intent_id=object_id if kind == PaymentKind.PAYMENT_INTENT else "",
             order_version=_version(obj),
-            amount=amount if isinstance(amount, int) and not isinstance(amount, bool) else 0,
+            amount=stripe_fields.integer(amount),
             currency=str(obj.get("currency") or order.currency).lower()[:3],
             status=PaymentStatus.OPEN,
             idempotency_key="(found at Stripe)",
@@ -141,7 +134,7 @@ def paid_through(acct: StripeAccount, obj: StripeDict) -> Payment | None:
     """The payment a charge, refund or dispute is about (through its `payment_intent`). None when it names no
     PaymentIntent; `NotKnownYet` when the PaymentIntent is not known yet (a Checkout Session's is learned when
     the session completes; the event waits for it)."""
-    intent_id = stripe_id(obj.get("payment_intent"))
+    intent_id = stripe_fields.payment_intent_id(obj)
     if not intent_id:
         return None
     payment = by_payment_intent(acct, intent_id)

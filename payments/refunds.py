@@ -256,11 +256,13 @@ def send(refund: Refund) -> Refund:
             if answer is None:
                 refund.attempts += 1
                 refund.save(update_fields=["attempts", "updated_at"])  # kept even if the call fails
-                with gateway.stripe_call("refund.create", acct, payment=payment.stripe_id, refund=refund.pk):
-                    made = acct.client.v1.refunds.create(
-                        params=_create_params(refund),
-                        options={"idempotency_key": f"{refund.idempotency_key}:{refund.attempts}"},
-                    )
+                made = gateway.create_refund(
+                    acct,
+                    _create_params(refund),
+                    idempotency_key=f"{refund.idempotency_key}:{refund.attempts}",
+                    payment=payment.stripe_id,
+                    refund=refund.pk,
+                )
                 answer = made.to_dict()
         except StripeRefused as exc:
             refund.status = Refund.Status.FAILED
@@ -326,8 +328,7 @@ def _stripe_refunds(payment: Payment, acct: StripeAccount) -> list[dict[str, Any
     found: list[dict[str, Any]] = []
     params: RefundListParams = {"payment_intent": payment.payment_intent_id, "limit": 100}
     while True:
-        with gateway.stripe_call("refund.list", acct, payment=payment.stripe_id):
-            page = acct.client.v1.refunds.list(params=params)
+        page = gateway.list_refunds(acct, params, payment=payment.stripe_id)
         found += [r.to_dict() for r in page.data]
         if not page.has_more or not page.data:
             return found
@@ -372,6 +373,3 @@ def on_refund_event(acct: StripeAccount, refund: Mapping[str, Any], event_type: 
         return None
     lifecycle.apply_stripe_refund(payment, refund, wait=locks.WEBHOOK_LOCK_WAIT)
     return payment
-
-
-REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")

@@ -95,9 +95,7 @@ def currency(value: Any) -> str:
 
 def identifier(value: Any) -> str:
     """An id, or an expanded object carrying one."""
-    if isinstance(value, Mapping):
-        value = value.get("id")
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
+    if not 0 < len(object_id(value)) <= MAX_ID_LENGTH:
         return f"is not an id of at most {MAX_ID_LENGTH} characters"
     return ""
 
@@ -251,6 +249,9 @@ def check_event(event: Mapping[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------ readers
 
 
+# The one reader of each kind of field: every module reads Stripe's objects through these.
+
+
 def timestamp(value: Any) -> datetime | None:
     """A Unix timestamp as a datetime; None when missing or not one a datetime can hold."""
     if unix_time(value) if value is not None else "missing":
@@ -258,8 +259,20 @@ def timestamp(value: Any) -> datetime | None:
     return datetime.fromtimestamp(value, tz=UTC)
 
 
+def integer(value: Any) -> int:
+    """A whole-number field (an amount); 0 when missing or not a whole number (`True` is not one)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def object_id(value: Any) -> str:
-    """The id of a field that holds an id or an expanded object; "" when there is none."""
+    """The id of an object, or of a field that Stripe sends either as an id or as the expanded object; "" when
+    there is none (or it is not a string)."""
     if isinstance(value, Mapping):
         value = value.get("id")
-    return str(value or "")
+    return value if isinstance(value, str) else ""
+
+
+def payment_intent_id(obj: Mapping[str, Any]) -> str:
+    """The PaymentIntent a Stripe object is about: the object itself if it is one, otherwise its `payment_intent`
+    (a Checkout Session's, a charge's, a refund's, a dispute's); "" when it names none."""
+    return object_id(obj if obj.get("object") == "payment_intent" else obj.get("payment_intent"))

@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import F
@@ -40,7 +40,16 @@ from django.utils import timezone
 from stripe.params import EventListParams, PaymentIntentListParams
 from stripe.params.checkout import SessionListParams
 
-from payments import followups, gateway, lifecycle, matching, states, sync, webhooks
+from payments import (
+    followups,
+    gateway,
+    lifecycle,
+    matching,
+    states,
+    stripe_fields,
+    sync,
+    webhooks,
+)
 from payments import orders as shop_orders
 from payments.accounts import StripeAccount, account_for, registry
 from payments.errors import PaymentProviderError
@@ -143,14 +152,10 @@ def _listed(acct: StripeAccount, kind: str, since: int) -> list[dict[str, Any]]:
     """Every object of `kind` the account created since `since`, oldest first (Stripe lists newest first)."""
     if kind == PaymentKind.CHECKOUT_SESSION:
         session_params: SessionListParams = {"created": {"gte": since}, "limit": 100}
-        with gateway.stripe_call("checkout.session.list", acct):
-            sessions = acct.client.v1.checkout.sessions.list(params=session_params)
-            found = [o.to_dict() for o in sessions.auto_paging_iter()]
+        found = gateway.list_sessions(acct, session_params)
     else:
         intent_params: PaymentIntentListParams = {"created": {"gte": since}, "limit": 100}
-        with gateway.stripe_call("payment_intent.list", acct):
-            intents = acct.client.v1.payment_intents.list(params=intent_params)
-            found = [o.to_dict() for o in intents.auto_paging_iter()]
+        found = gateway.list_intents(acct, intent_params)
     return list(reversed(found))
 
 
@@ -180,7 +185,7 @@ def _stripe_status(kind: str, obj: dict[str, Any]) -> str:
 
 def match(acct: StripeAccount, kind: str, obj: dict[str, Any], *, settled_before: int) -> str:
     """Bring one object listed at Stripe in line with the shop; returns what was done (for the report)."""
-    object_id = matching.stripe_id(obj)
+    object_id = stripe_fields.object_id(obj)
     if (
         kind == PaymentKind.PAYMENT_INTENT
         and not matching.made_for_card_form(obj)
@@ -225,18 +230,17 @@ def match(acct: StripeAccount, kind: str, obj: dict[str, Any], *, settled_before
 def _record_stray(acct: StripeAccount, kind: str, obj: dict[str, Any]) -> None:
     amount = obj.get("amount") if kind == PaymentKind.PAYMENT_INTENT else obj.get("amount_total")
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    created = obj.get("created")
     StrayPayment.objects.update_or_create(
         account=acct.currency,
-        stripe_id=matching.stripe_id(obj),
+        stripe_id=stripe_fields.object_id(obj),
         defaults={
             "kind": kind,
             "livemode": obj.get("livemode") is True,
-            "amount": amount if isinstance(amount, int) else 0,
+            "amount": stripe_fields.integer(amount),
             "currency": str(obj.get("currency") or acct.currency)[:3],
             "stripe_status": str(obj.get("status") or "")[:40],
             "metadata": metadata,
-            "stripe_created": datetime.fromtimestamp(created, tz=UTC) if isinstance(created, int) else None,
+            "stripe_created": stripe_fields.timestamp(obj.get("created")),
         },
     )
     logger.warning("stray %s %s in %s: names no order of the shop", kind, obj.get("id"), acct.currency)
@@ -283,9 +287,7 @@ def replay_failed_deliveries(acct: StripeAccount, report: Report, days: int) -> 
     since = int((timezone.now() - timedelta(days=days)).timestamp())
     params: EventListParams = {"delivery_success": False, "created": {"gte": since}, "limit": 100}
     try:
-        with gateway.stripe_call("event.list", acct):
-            page = acct.client.v1.events.list(params=params)
-            events = [e.to_dict() for e in page.auto_paging_iter()]
+        events = gateway.list_events(acct, params)
     except Exception as exc:
         report.failed(f"events of {acct.currency}", exc)
         report.count("accounts not asked")
@@ -325,9 +327,7 @@ def _settle_pending(acct: StripeAccount, row: StripeEvent) -> bool:
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
         return False
-    intent_id = matching.stripe_id(
-        obj if obj.get("object") == "payment_intent" else obj.get("payment_intent")
-    )
+    intent_id = stripe_fields.payment_intent_id(obj)
     if not intent_id:
         return False
     intent = gateway.retrieve_intent(acct, intent_id).to_dict()

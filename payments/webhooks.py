@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
 
-import stripe
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -38,7 +37,17 @@ from django.utils import timezone
 from core import jsonbody
 from core.errors import ServiceUnavailable
 from core.redact import redact_json, redact_text
-from payments import disputes, followups, lifecycle, locks, matching, refunds, stripe_fields
+from payments import (
+    disputes,
+    events,
+    followups,
+    gateway,
+    lifecycle,
+    locks,
+    matching,
+    refunds,
+    stripe_fields,
+)
 from payments.accounts import StripeAccount, account_for
 from payments.errors import OrderBusy
 from payments.models import FollowUp, Payment, PaymentKind, StripeEvent
@@ -130,16 +139,9 @@ def verify(acct: StripeAccount, payload: bytes, signature: str | None) -> dict[s
         raise InvalidEvent(f"No webhook secret is configured for {acct.currency.upper()}.")
     if not signature:
         raise InvalidEvent("Missing Stripe-Signature header.")
-    try:
-        # Only the signature (and its age) is checked here: building the SDK's Event object would fail with an
-        # AttributeError on a signed body that is JSON but not an object (a list, a number), i.e. a 500.
-        stripe.WebhookSignature.verify_header(
-            payload, signature, acct.webhook_secret, stripe.Webhook.DEFAULT_TOLERANCE
-        )
-    except stripe.SignatureVerificationError as exc:
-        raise InvalidEvent("Invalid signature.") from exc
-    except ValueError as exc:  # not UTF-8: the SDK cannot even compute the signature of it
-        raise InvalidEvent("The body is not a Stripe event.") from exc
+    problem = gateway.signature_problem(payload, signature, acct.webhook_secret)
+    if problem:
+        raise InvalidEvent(problem)
     # From here on the body is Stripe's (or made with the account's webhook secret): a refusal is recorded.
     try:  # the one JSON reader: not UTF-8, not JSON, NaN/Infinity or nested too deeply is refused
         event = jsonbody.parse(payload, max_bytes=len(payload), max_depth=MAX_EVENT_DEPTH)
@@ -188,7 +190,7 @@ WAIT = locks.WEBHOOK_LOCK_WAIT
 
 
 def _on_payment_intent(acct: StripeAccount, intent: Mapping[str, Any], event_type: str) -> Payment | None:
-    intent_id = matching.stripe_id(intent)
+    intent_id = stripe_fields.object_id(intent)
     paid_through = matching.by_payment_intent(acct, intent_id)
     if paid_through is not None and paid_through.kind == PaymentKind.CHECKOUT_SESSION:
         return None  # a Checkout Session's PaymentIntent: nothing to do, the session's own events count
@@ -214,21 +216,13 @@ def _on_charge_refunded(acct: StripeAccount, charge: Mapping[str, Any], event_ty
     return lifecycle.apply_refund(payment, charge, wait=WAIT)
 
 
+# Each handled type (`events`, the one list) and its handler.
 HANDLERS: dict[str, Handler] = {
-    "payment_intent.succeeded": _on_payment_intent,
-    "payment_intent.payment_failed": _on_payment_intent,
-    "payment_intent.processing": _on_payment_intent,
-    "payment_intent.canceled": _on_payment_intent,
-    "payment_intent.requires_action": _on_payment_intent,
-    "checkout.session.completed": _on_checkout_session,
-    "checkout.session.async_payment_succeeded": _on_checkout_session,
-    "checkout.session.async_payment_failed": _on_checkout_session,
-    "checkout.session.expired": _on_checkout_session,
-    "charge.refunded": _on_charge_refunded,
-    # Refunds: the shop's own and those made in Stripe's dashboard; a failed one gives its amount back.
-    **dict.fromkeys(refunds.REFUND_EVENTS, refunds.on_refund_event),
-    # Disputes: created, updated, closed (won or lost), funds withdrawn and reinstated.
-    **dict.fromkeys(disputes.EVENTS, disputes.on_dispute_event),
+    **dict.fromkeys(events.PAYMENT_INTENT, _on_payment_intent),
+    **dict.fromkeys(events.CHECKOUT_SESSION, _on_checkout_session),
+    events.CHARGE_REFUNDED: _on_charge_refunded,
+    **dict.fromkeys(events.REFUND, refunds.on_refund_event),
+    **dict.fromkeys(events.DISPUTE, disputes.on_dispute_event),
 }
 
 

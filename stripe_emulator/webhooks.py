@@ -6,16 +6,11 @@ import hashlib
 import hmac
 import time
 
-#: What the webhook endpoint listens to unless told otherwise: the events of the payment lifecycle the shop's
-#: README asks its Stripe endpoints to listen to (PaymentIntents, Checkout Sessions, ``charge.refunded``),
-#: plus disputes. Stripe sends an endpoint only the events it is enabled for; pass
-#: ``enabled_events=["*"]`` (CLI: ``--enabled-events '*'``) to receive every event, ``refund.*`` included.
-DEFAULT_ENABLED_EVENTS: tuple[str, ...] = (
-    "payment_intent.*",
-    "checkout.session.*",
-    "charge.refunded",
-    "charge.dispute.*",
-)
+#: What the webhook endpoint listens to unless told otherwise: every event, as ``stripe listen`` forwards
+#: them without ``--events`` (a dashboard endpoint has no default: its ``enabled_events`` are chosen when it is
+#: made). Stripe sends an endpoint only the events it is enabled for: whoever starts the emulator for an
+#: application passes that application's list (``enabled_events=[...]``, CLI ``--enabled-events a,b``).
+DEFAULT_ENABLED_EVENTS: tuple[str, ...] = ("*",)
 
 
 def sign_payload(payload: bytes, secret: str, timestamp: int | None = None) -> str:

@@ -25,6 +25,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
+from payments import events
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # The local Stripe emulator's package. It is moving to `stripe_emulator`: this line is the only one to change.
@@ -158,7 +160,7 @@ def emulator(
     command = [sys.executable, "-m", EMULATOR_MODULE, "--port", str(port), "--latency-ms", str(latency_ms)]
     command += [arg for account in accounts for arg in ("--account", account)]
     if webhook_base:
-        command += ["--webhook-base", webhook_base]
+        command += ["--webhook-base", webhook_base, "--enabled-events", ",".join(events.HANDLED)]
     base = f"http://127.0.0.1:{port}"
     with running(command, env, log, base, f"{base}/healthz") as process:
         yield process

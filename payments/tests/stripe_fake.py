@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.test import Client
 
+from payments import events
 from stripe_emulator import Emulator, EmulatorAccount, EmulatorHTTPClient, sign_payload
 
 
@@ -26,7 +27,12 @@ class FakeStripe:
             )
             for currency, keys in settings.STRIPE_ACCOUNTS.items()
         }
-        self.emulator = Emulator(list(self.accounts.values()), base_url="http://stripe-emulator.test")
+        # Its endpoint listens to exactly what the shop's endpoints do (`payments.events`).
+        self.emulator = Emulator(
+            list(self.accounts.values()),
+            base_url="http://stripe-emulator.test",
+            enabled_events=events.HANDLED,
+        )
         self.client = EmulatorHTTPClient(self.emulator)
         self.outbox: list[tuple[str, bytes, str]] = []
         self.emulator.deliver = self._queue

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client, override_settings
 
-from payments.accounts import AccountNotConfigured, AccountRegistry, account_for
+from payments.accounts import AccountNotConfigured, AccountRegistry, StripeAccount, account_for, key_mode
 from payments.checks import check_stripe_accounts
 from payments.refunds import refund_order
 from payments.tests.support import pay_item
@@ -22,6 +22,12 @@ EUR_SK = "sk_test_eur_1111111111111111"
 
 def keys(sk: str, pk: str, wh: str = "whsec_x") -> dict[str, str]:
     return {"secret_key": sk, "publishable_key": pk, "webhook_secret": wh}
+
+
+def _account(secret_key: str) -> StripeAccount:
+    return StripeAccount(
+        currency="usd", secret_key=secret_key, publishable_key="pk_x", webhook_secret="whsec_x"
+    )
 
 
 def check_ids(accounts: dict[str, dict[str, str]], **extra: str) -> list[str]:
@@ -101,6 +107,33 @@ class TestSystemCheck:
             {"usd": keys("sk_live_a", "pk_live_a", "whsec_a")}, STRIPE_API_BASE="http://127.0.0.1:12111"
         )
         assert "payments.E005" in ids
+
+    def test_a_restricted_live_key_is_live_too(self) -> None:
+        ids = check_ids(
+            {"usd": keys("rk_live_a", "pk_live_a", "whsec_a")}, STRIPE_API_BASE="http://127.0.0.1:12111"
+        )
+        assert "payments.E005" in ids and "payments.E003" not in ids
+        assert "payments.E003" in check_ids({"usd": keys("rk_live_a", "pk_test_a")})
+
+
+@pytest.mark.parametrize(
+    ("key", "mode"),
+    [
+        ("sk_live_a", "live"),
+        ("rk_live_a", "live"),
+        ("pk_live_a", "live"),
+        ("sk_test_a", "test"),
+        ("rk_test_a", "test"),
+        ("pk_test_a", "test"),
+        ("whsec_a", None),
+        ("sk_a", None),
+        ("", None),
+    ],
+)
+def test_one_reading_of_a_keys_mode(key: str, mode: str | None) -> None:
+    assert key_mode(key) == mode
+    account = AccountRegistry({"usd": _account(key)}).get("usd") if key else None
+    assert account is None or account.livemode == (mode == "live")
 
 
 class TestRegistry:

@@ -32,7 +32,6 @@ from payments.models import (
 from payments.tests.factories import make_cart
 from payments.tests.support import (
     JSON,
-    SHOP_EVENTS,
     Shopper,
     charges_at_stripe,
     make_event,
@@ -230,7 +229,6 @@ def test_an_admin_save_racing_pay_leaves_the_order_frozen_with_one_payable_objec
 def test_a_refund_refused_because_of_a_dashboard_refund_is_failed_and_left_to_refund_follows_stripe(
     client: Client, admin_client: Client, usd_item: Item, usd_item_2: Item, stripe_fake: Any
 ) -> None:
-    stripe_fake.emulator.enabled_events = SHOP_EVENTS
     shopper = Shopper(client)
     shopper.add(usd_item)
     shopper.add(usd_item_2, 2)  # $24.50 + 2 x $18.00 = $60.50

@@ -17,6 +17,7 @@ from catalog.models import Item
 from catalog.tests.factories import make_item
 from core import csp
 from core.money import format_money
+from payments import events
 from payments.accounts import AccountRegistry, install_registry
 from payments.models import Order, StripeEvent
 from payments.orders import with_pricing
@@ -57,7 +58,7 @@ def shop(live_server: Any, settings: Any) -> Iterator[Shop]:
         EmulatorAccount(currency, keys["secret_key"], keys["publishable_key"], keys["webhook_secret"])
         for currency, keys in settings.STRIPE_ACCOUNTS.items()
     ]
-    emulator = Emulator(accounts, webhook_base=live_server.url)
+    emulator = Emulator(accounts, webhook_base=live_server.url, enabled_events=events.HANDLED)
     server = start_in_thread(emulator)
     settings.STRIPE_API_BASE = emulator.base_url
     settings.STRIPE_JS_URL = f"{emulator.base_url}/js/stripe.js"

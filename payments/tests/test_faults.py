@@ -28,7 +28,7 @@ from django.db import OperationalError, connection
 from django.test import Client
 
 from core.test_settings import _TEST_ENV
-from payments import lifecycle, webhooks
+from payments import events, lifecycle, webhooks
 from payments.gateway import OUTAGE_MESSAGE
 from payments.models import Order, OrderLine, OrderStatus, Payment, PaymentKind, PaymentStatus, StripeEvent
 from payments.tests.stripe_fake import signed_event
@@ -317,7 +317,7 @@ def two_apps(
         EmulatorAccount(cur, keys["secret_key"], keys["publishable_key"], keys["webhook_secret"])
         for cur, keys in settings.STRIPE_ACCOUNTS.items()
     ]
-    emulator = Emulator(accounts)
+    emulator = Emulator(accounts, enabled_events=events.HANDLED)
     server = start_in_thread(emulator)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
     env.update(_TEST_ENV)

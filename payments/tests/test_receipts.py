@@ -20,7 +20,6 @@ from payments.tests.stripe_fake import signed_event
 from payments.tests.support import (
     CARD_REFUND_PENDING,
     JSON,
-    SHOP_EVENTS,
     events_of,
     pay_item,
     renumbered,
@@ -183,7 +182,6 @@ def test_a_refund_staff_made_is_told_to_the_shopper_once_in_their_language(
     client, admin_client, usd_item, stripe_fake, settings
 ) -> None:
     settings.SITE_URL = "https://shop.example.com"
-    stripe_fake.emulator.enabled_events = SHOP_EVENTS
     client.cookies["django_language"] = "ru"  # the shopper paid in Russian
     order, _ = pay_item(client, stripe_fake, usd_item, email="ada@example.com")
     refund = refunds.refund_order(order, amount=1000)
@@ -224,7 +222,6 @@ def test_a_refund_made_in_stripes_dashboard_is_told_too(client, usd_item, stripe
 def test_a_refund_is_told_once_stripe_made_it_never_before_or_when_it_failed(
     client, usd_item, stripe_fake
 ) -> None:
-    stripe_fake.emulator.enabled_events = SHOP_EVENTS
     order, _ = pay_item(client, stripe_fake, usd_item, card=CARD_REFUND_PENDING, email="ada@example.com")
     pending = refunds.refund_order(order, amount=1000)
     stripe_fake.deliver_webhooks()

@@ -23,7 +23,7 @@ from payments.tests.support import (
     CARD_REFUND_FAILS,
     CARD_REFUND_PENDING,
     JSON,
-    SHOP_EVENTS,
+    WITHOUT_REFUND_EVENTS,
     events_of,
     pay_item,
     pay_order,
@@ -252,7 +252,6 @@ def test_partial_refunds_in_jpy_and_kwd(more_currencies, admin_client, currency,
 
 
 def test_a_refund_that_fails_gives_the_amount_back(client, usd_item, stripe_fake) -> None:
-    stripe_fake.emulator.enabled_events = SHOP_EVENTS
     order, _ = pay_item(client, stripe_fake, usd_item, card=CARD_REFUND_FAILS)
     refund = refunds.refund_order(order)
     stripe_fake.deliver_webhooks()  # refund.created, charge.refunded
@@ -283,7 +282,6 @@ def _signed(event: dict[str, Any]) -> tuple[bytes, str]:
 def test_a_failed_partial_refund_moves_a_refunded_order_back_to_partially_refunded(
     client, usd_item, stripe_fake
 ) -> None:
-    stripe_fake.emulator.enabled_events = SHOP_EVENTS
     order, _ = pay_item(client, stripe_fake, usd_item, card=CARD_REFUND_FAILS)
     first = refunds.refund_order(order, amount=450)
     refunds.refund_order(order)
@@ -297,7 +295,6 @@ def test_a_failed_partial_refund_moves_a_refunded_order_back_to_partially_refund
 def test_a_stale_charge_refunded_after_a_failure_is_checked_at_stripe(client, usd_item, stripe_fake) -> None:
     """`charge.refunded` of before the failure arriving after it: the amount it reports is not what the shop's
     refunds add up to, so the refunds are looked up at Stripe, which says the refund failed."""
-    stripe_fake.emulator.enabled_events = SHOP_EVENTS
     order, payment = pay_item(client, stripe_fake, usd_item, card=CARD_REFUND_FAILS)
     refund = refunds.refund_order(order)
     stripe_fake.emulator.fail_refund(refund.stripe_id)
@@ -313,7 +310,6 @@ def test_a_stale_charge_refunded_after_a_failure_is_checked_at_stripe(client, us
 
 
 def test_a_pending_refund_counts_then_succeeds(client, usd_item, stripe_fake) -> None:
-    stripe_fake.emulator.enabled_events = SHOP_EVENTS
     order, _ = pay_item(client, stripe_fake, usd_item, card=CARD_REFUND_PENDING)
     refund = refunds.refund_order(order, amount=1000)
     assert refund.status == Refund.Status.SENT
@@ -329,8 +325,8 @@ def test_a_pending_refund_counts_then_succeeds(client, usd_item, stripe_fake) ->
 def test_refunds_made_in_stripes_dashboard_are_recorded(
     client, admin_client, usd_item, stripe_fake, events
 ) -> None:
-    if events == "refund events":
-        stripe_fake.emulator.enabled_events = SHOP_EVENTS
+    if events == "charge.refunded only":  # an endpoint set up without the refund events
+        stripe_fake.emulator.enabled_events = WITHOUT_REFUND_EVENTS
     order, payment = pay_item(client, stripe_fake, usd_item)
     dashboard = stripe_client("usd").v1.refunds.create(
         params={"payment_intent": payment.stripe_id, "amount": 2000}
@@ -355,7 +351,6 @@ def test_the_shops_own_refund_news_before_its_answer_is_matched_by_its_key(
 ) -> None:
     """`refund.created` arriving while the shop still waits for Stripe's answer is the same refund (its
     metadata carries the row's key), not one made outside the shop."""
-    stripe_fake.emulator.enabled_events = SHOP_EVENTS
     order, _ = pay_item(client, stripe_fake, usd_item)
     original = refunds.send
 
@@ -381,6 +376,7 @@ def test_the_shops_own_refund_news_before_its_answer_is_matched_by_its_key(
 def test_refunds_not_looked_up_while_stripe_was_down_are_by_reconciliation(
     client, usd_item, stripe_fake
 ) -> None:
+    stripe_fake.emulator.enabled_events = WITHOUT_REFUND_EVENTS  # `charge.refunded` alone tells of the refund
     order, payment = pay_item(client, stripe_fake, usd_item)
     stripe_client("usd").v1.refunds.create(params={"payment_intent": payment.stripe_id, "amount": 100})
     stripe_fake.client.fail_next("connection")
@@ -397,7 +393,6 @@ def test_refunds_not_looked_up_while_stripe_was_down_are_by_reconciliation(
 def test_a_refund_event_of_an_unknown_payment_waits_then_is_ignored_once_stripe_says_so(
     client, stripe_fake
 ) -> None:
-    stripe_fake.emulator.enabled_events = SHOP_EVENTS
     sc = stripe_client("usd")
     pi = sc.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
     stripe_fake.emulator.confirm_payment_intent(pi.id)

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from payments import refunds, revenue
 from payments.models import Dispute, Payment, Refund
-from payments.tests.support import CARD_DISPUTED, CARD_REFUND_FAILS, SHOP_EVENTS, pay_item, stripe_client
+from payments.tests.support import CARD_DISPUTED, CARD_REFUND_FAILS, pay_item, stripe_client
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,6 @@ def on(day: date, hour: int = 12) -> datetime:
 @pytest.fixture
 def history(usd_item, eur_item, stripe_fake) -> dict[str, date]:
     """Three days of a shop's life in USD and EUR (the shop's TIME_ZONE is UTC in tests)."""
-    stripe_fake.emulator.enabled_events = SHOP_EVENTS
     today = timezone.localdate()
     d1, d2, d3 = today - timedelta(days=2), today - timedelta(days=1), today
     # Day 1: two USD payments, one EUR payment.

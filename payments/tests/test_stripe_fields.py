@@ -293,3 +293,20 @@ def test_a_missing_or_null_field_is_read_as_nothing() -> None:
     stripe_fields.check(stripe_fields.PAYMENT_INTENT, {})
     assert stripe_fields.timestamp(None) is None and stripe_fields.timestamp(FAR_FUTURE) is None
     assert stripe_fields.object_id({"id": "pi_1"}) == "pi_1" and stripe_fields.object_id(None) == ""
+
+
+def test_the_readers_take_what_stripe_sends_either_way_and_nothing_else() -> None:
+    """One reader per kind of field, used by every module (`lifecycle`, `disputes`, `matching`, `sweep`, ...)."""
+    assert stripe_fields.integer(1200) == 1200 and stripe_fields.integer(-5) == -5
+    assert (
+        stripe_fields.integer(True) == 0
+        and stripe_fields.integer("12") == 0
+        and stripe_fields.integer(None) == 0
+    )
+    assert stripe_fields.object_id("ch_1") == "ch_1" and stripe_fields.object_id({"id": "ch_1"}) == "ch_1"
+    assert stripe_fields.object_id(12) == "" and stripe_fields.object_id({"id": 12}) == ""
+    intent = {"object": "payment_intent", "id": "pi_1", "payment_intent": "pi_other"}
+    assert stripe_fields.payment_intent_id(intent) == "pi_1"
+    assert stripe_fields.payment_intent_id({"object": "charge", "payment_intent": {"id": "pi_2"}}) == "pi_2"
+    assert stripe_fields.payment_intent_id({"object": "checkout.session", "payment_intent": None}) == ""
+    assert stripe_fields.timestamp(0) is not None and stripe_fields.timestamp(True) is None

@@ -17,7 +17,7 @@ from payments import lifecycle, refunds, webhooks
 from payments.accounts import account_for
 from payments.models import Order, OrderStatus, Payment, PaymentStatus, StripeEvent
 from payments.tests.stripe_fake import signed_event
-from payments.tests.support import make_event
+from payments.tests.support import WITHOUT_REFUND_EVENTS, make_event
 from stripe_emulator import sign_payload
 
 pytestmark = pytest.mark.django_db
@@ -621,6 +621,7 @@ def test_checkout_session_expired_leaves_the_order_frozen_with_nothing_open(
 
 
 def test_charge_refunded_in_full(client: Client, usd_item: Any, stripe_fake: Any) -> None:
+    stripe_fake.emulator.enabled_events = WITHOUT_REFUND_EVENTS  # `charge.refunded` alone tells of the refund
     order, payment = start_intent(client, usd_item)
     stripe_fake.pay_intent(payment.stripe_id)
     order.refresh_from_db()
@@ -754,6 +755,7 @@ def test_unpaid_completed_after_paid_completed_leaves_order_paid(
 def test_refund_event_before_paid_event_keeps_amount_and_order_ends_refunded(
     client: Client, usd_item: Any, stripe_fake: Any
 ) -> None:
+    stripe_fake.emulator.enabled_events = WITHOUT_REFUND_EVENTS  # `charge.refunded` alone tells of the refund
     order, payment = start_intent(client, usd_item)
     stripe_fake.emulator.confirm_payment_intent(payment.stripe_id)
     account_for("usd").client.v1.refunds.create(params={"payment_intent": payment.stripe_id})

@@ -11,6 +11,7 @@ from stripe_emulator import Emulator, EmulatorHTTPClient
 from stripe_emulator.server import start_in_thread
 from stripe_emulator.tests.helpers import (
     EUR,
+    LIFECYCLE_EVENTS,
     USD,
     client_for,
 )
@@ -18,7 +19,7 @@ from stripe_emulator.tests.helpers import (
 
 @pytest.fixture
 def emu() -> Emulator:
-    return Emulator([USD, EUR], base_url="http://127.0.0.1:12111")
+    return Emulator([USD, EUR], base_url="http://127.0.0.1:12111", enabled_events=LIFECYCLE_EVENTS)
 
 
 @pytest.fixture

@@ -21,6 +21,9 @@ EUR = EmulatorAccount("eur", "sk_test_eur_emulator_0001", "pk_test_eur_emulator_
 
 
 REPO = Path(__file__).resolve().parents[2]
+# The endpoint most tests here listen with: the payment lifecycle and disputes (refunds and charges' own news
+# are recorded and listed, not sent).
+LIFECYCLE_EVENTS = ("payment_intent.*", "checkout.session.*", "charge.refunded", "charge.dispute.*")
 
 
 def client_for(

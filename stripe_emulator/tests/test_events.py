@@ -12,6 +12,7 @@ from stripe_emulator.tests.helpers import (
     EUR,
     USD,
     client_for,
+    recorder,
 )
 
 
@@ -90,3 +91,17 @@ def test_event_list_filters(emu: Emulator, sc: stripe.StripeClient) -> None:
     assert [e.id for e in before.data] == [second["id"]]
     newer = sc.v1.events.list(params={"ending_before": first["id"], "limit": 1})
     assert [e.id for e in newer.data] == [second["id"]] and newer.has_more is True
+
+
+def test_the_default_endpoint_is_sent_every_event() -> None:
+    """Unless whoever starts it says otherwise, as `stripe listen` without `--events`: refunds included."""
+    emu = Emulator([USD, EUR], base_url="http://127.0.0.1:12111")
+    assert emu.enabled_events == ("*",)
+    sent: list[str] = []
+    emu.deliver = recorder(sent)
+    sc = client_for(EmulatorHTTPClient(emu))
+    pi = sc.v1.payment_intents.create(params={"amount": 5000, "currency": "usd"})
+    emu.confirm_payment_intent(pi.id)
+    sc.v1.refunds.create(params={"payment_intent": pi.id})
+    assert "refund.created" in sent and "charge.refunded" in sent
+    assert sent == [e["type"] for e in emu.events["usd"]]

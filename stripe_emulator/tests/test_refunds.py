@@ -7,6 +7,7 @@ import stripe
 
 from stripe_emulator import Emulator
 from stripe_emulator.tests.helpers import (
+    LIFECYCLE_EVENTS,
     paid_intent,
     recorder,
 )
@@ -64,12 +65,13 @@ def test_refund_statuses_and_events(emu: Emulator, sc: stripe.StripeClient) -> N
 def test_refund_events_are_sent_only_to_endpoints_enabled_for_them(
     emu: Emulator, sc: stripe.StripeClient
 ) -> None:
+    # An endpoint enabled for the payment lifecycle and disputes, but not for `refund.*`.
+    assert emu.enabled_events == LIFECYCLE_EVENTS
     sent: list[str] = []
     emu.deliver = recorder(sent)
     pi = sc.v1.payment_intents.create(params={"amount": 5000, "currency": "usd"})
     emu.confirm_payment_intent(pi.id)
     sc.v1.refunds.create(params={"payment_intent": pi.id})
-    # The default endpoint listens to the payment lifecycle and disputes, like the shop's endpoints.
     assert sent == ["payment_intent.created", "payment_intent.succeeded", "charge.refunded"]
     types = [e["type"] for e in emu.events["usd"]]
     assert "refund.created" in types  # recorded and listed all the same

@@ -1,4 +1,4 @@
-"""The event types the shop handles, one per line (or `--comma` separated): what each account's webhook endpoint
+"""The event types the shop handles (`payments.events`), one per line (or `--comma` separated): what each account's webhook endpoint
 should listen to in Stripe's dashboard, or `stripe listen --events "$(python manage.py webhook_events --comma)"`.
 Other types (`payment_intent.created`, ...) would only be stored and ignored.
 """
@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from payments.webhooks import HANDLERS
+from payments.events import HANDLED
 
 
 class Command(BaseCommand):
@@ -19,5 +19,5 @@ class Command(BaseCommand):
         parser.add_argument("--comma", action="store_true", help="one line, comma-separated")
 
     def handle(self, *args: Any, comma: bool = False, **options: Any) -> None:
-        events = sorted(HANDLERS)
+        events = sorted(HANDLED)
         self.stdout.write(",".join(events) if comma else "\n".join(events))
