@@ -24,7 +24,6 @@ from payments import freezing, locks, promotions, states, sync
 from payments.errors import (
     AlreadyPaid,
     CurrencyMismatch,
-    NotOrderOwner,
     OrderNotEditable,
     OrderNotPayable,
     ShopError,
@@ -187,16 +186,13 @@ def change_order(order: Order, *, may_change: bool) -> Order:
     thaws only if Stripe confirms none of them was paid or is processing (otherwise `OrderNotPayable`, with
     what Stripe said applied). A draft is left as it is."""
     if not may_change:
-        raise NotOrderOwner(_("This order belongs to another shopper."))
+        raise states.not_owner()
     refusal: OrderNotEditable | None = None
     with locks.locked(order.pk) as order:
         if order.status == OrderStatus.DRAFT:
             return order
         if order.status != OrderStatus.AWAITING_PAYMENT:
-            raise OrderNotEditable(
-                _("This order is %(status)s and can no longer be changed.")
-                % {"status": str(order.get_status_display()).lower()}
-            )
+            raise states.no_longer_changeable(order)
         try:
             sync.close_others(order)
         except OrderNotPayable as exc:  # keep what Stripe said (the order is now processing or paid)

@@ -28,11 +28,10 @@ from typing import TypeVar
 
 from django.db import IntegrityError, connection, transaction
 from django.utils.translation import get_language
-from django.utils.translation import gettext as _
 
 from payments import freezing, gateway, locks, states, sync
 from payments.accounts import StripeAccount
-from payments.errors import NotOrderOwner, ShopError
+from payments.errors import ShopError
 from payments.models import Order, PayAttempt, Payment
 from payments.pricing import PricedOrder
 
@@ -66,7 +65,7 @@ def open_object(
         if (
             owner and order.browser and order.browser != owner
         ):  # claimed meanwhile by the browser that paid it
-            raise NotOrderOwner(_("This order belongs to another shopper."))
+            raise states.not_owner()
         changed = []
         if email and email != order.email and not states.is_paid(order):
             order.email = email  # where Stripe's receipt and the shop's confirmation go

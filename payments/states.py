@@ -204,28 +204,45 @@ def dispute_state(statuses: Iterable[str]) -> str:
 # ------------------------------------------------------------------------------------------------ moves
 
 
+def not_owner() -> NotOrderOwner:
+    """The refusal of another browser's order (the one wording of it)."""
+    return NotOrderOwner(_("This order belongs to another shopper."))
+
+
+def no_longer_changeable(order: Order) -> OrderNotEditable:
+    """The refusal to change an order past its cart and payment (paid, processing, canceled...)."""
+    return OrderNotEditable(
+        _("This order is %(status)s and can no longer be changed.")
+        % {"status": str(order.get_status_display()).lower()}
+    )
+
+
+def nothing_to_pay(*, processing: bool) -> OrderNotPayable:
+    """The refusal to pay an order whose payment is processing or made (the one wording of each)."""
+    if processing:
+        return OrderNotPayable(
+            _("A payment for this order is being processed; there is nothing more to pay now.")
+        )
+    return OrderNotPayable(_("This order has been paid."))
+
+
 def check_editable(order: Order, may_change: bool) -> None:
     """The cart endpoints' rule: only the owner (or staff) changes an order, and only while it is a draft."""
     if not may_change:
-        raise NotOrderOwner(_("This order belongs to another shopper."))
+        raise not_owner()
     if order.status == OrderStatus.AWAITING_PAYMENT:
         raise OrderNotEditable(
             _("This order is being paid, so its contents are fixed. Reload its page and try again.")
         )
     if not is_editable(order):
-        raise OrderNotEditable(
-            _("This order is %(status)s and can no longer be changed.")
-            % {"status": str(order.get_status_display()).lower()}
-        )
+        raise no_longer_changeable(order)
 
 
 def check_payable(order: Order) -> None:
     if order.status == OrderStatus.PROCESSING:
-        raise OrderNotPayable(
-            _("A payment for this order is being processed; there is nothing more to pay now.")
-        )
+        raise nothing_to_pay(processing=True)
     if is_paid(order):
-        raise OrderNotPayable(_("This order has been paid."))
+        raise nothing_to_pay(processing=False)
     if order.needs_attention:
         raise OrderNotPayable(
             _("Our staff is checking a payment for this order; it cannot be paid again now.")

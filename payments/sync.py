@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import logging
 
-from django.utils.translation import gettext as _
-
 from payments import followups, gateway, lifecycle, refunds, states
-from payments.errors import OrderNotPayable, PaymentProviderError, ShopError
+from payments.errors import PaymentProviderError, ShopError
 from payments.models import FollowUp, Order, Payment, PaymentKind, PaymentOrigin, PaymentStatus
 
 logger = logging.getLogger("payments.sync")
@@ -56,11 +54,9 @@ def close(payment: Payment) -> Payment:
 
 def refuse_if_in_flight(payment: Payment) -> None:
     if payment.status == PaymentStatus.PROCESSING:
-        raise OrderNotPayable(
-            _("A payment for this order is being processed; there is nothing more to pay now.")
-        )
+        raise states.nothing_to_pay(processing=True)
     if payment.status == PaymentStatus.SUCCEEDED:
-        raise OrderNotPayable(_("This order has been paid."))
+        raise states.nothing_to_pay(processing=False)
 
 
 def close_others(order: Order, keep: Payment | None = None) -> None:
