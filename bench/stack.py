@@ -272,6 +272,7 @@ class Stack:
             )
             .stdout.decode()
             .strip()
+            .splitlines()[-1]  # the list is the last line (log lines may come first)
         )
         self.say(f"emulator on :{self.emu_port} (latency {self.latency_ms} ms per API call)")
         accounts = [f"{c}:{sk}:{pk}:{wh}" for c, (sk, pk, wh) in ACCOUNTS.items()]

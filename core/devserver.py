@@ -21,8 +21,8 @@ The emulator keeps what it holds in a file beside the demo database (`emulator_s
 finds the tax rates, open payments and charges the database remembers; a new database (deleted, or another
 `DATABASE_URL`) starts with a new emulator state too.
 
-This launcher imports only the standard library and the shop's list of event types (`payments.events`, plain
-data); Django reads the environment it prepares.
+This launcher imports only the standard library; Django reads the environment it prepares (the emulator's
+endpoint is enabled for the event types `manage.py webhook_events` prints, as a real endpoint of the shop is).
 """
 
 from __future__ import annotations
@@ -38,8 +38,6 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import NoReturn
-
-from payments.events import HANDLED
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEMO_ACCOUNTS = {
@@ -212,11 +210,16 @@ def main() -> int:
     emulator: subprocess.Popen[bytes] | None = None
     server: subprocess.Popen[bytes] | None = None
     worker: subprocess.Popen[bytes] | None = None
+    manage = [sys.executable, str(BASE_DIR / "manage.py")]
     if demo:
         base = f"http://127.0.0.1:{args.emulator_port}"
         command = [sys.executable, "-m", "stripe_emulator", "--port", str(args.emulator_port)]
         # Its endpoint listens to exactly what a real one of the shop's is enabled for (`webhook_events`).
-        command += ["--webhook-base", f"http://127.0.0.1:{args.port}", "--enabled-events", ",".join(HANDLED)]
+        printed = subprocess.run(  # noqa: S603
+            [*manage, "webhook_events", "--comma"], env=env, check=True, capture_output=True, text=True
+        ).stdout
+        handled = printed.strip().splitlines()[-1]  # the list is the last line (log lines may come first)
+        command += ["--webhook-base", f"http://127.0.0.1:{args.port}", "--enabled-events", handled]
         state, database = emulator_state_file(merged)
         if database is not None and not database.exists():
             state.unlink(missing_ok=True)  # a new database: the emulator starts anew with it
@@ -232,7 +235,6 @@ def main() -> int:
             STRIPE_JS_URL=f"{base}/js/stripe.js",
             STRIPE_DEMO_MODE="1",
         )
-    manage = [sys.executable, str(BASE_DIR / "manage.py")]
     try:
         if demo:
             emulator = child(command, env)

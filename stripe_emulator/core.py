@@ -33,7 +33,7 @@ from stripe_emulator.params import decode_form
 from stripe_emulator.reading import Reading
 from stripe_emulator.refunds import Refunds
 from stripe_emulator.shapes import new_id
-from stripe_emulator.store import IdempotentEntry
+from stripe_emulator.state import IdempotentEntry
 from stripe_emulator.webhooks import DEFAULT_ENABLED_EVENTS, sign_payload
 
 __all__ = [

@@ -7,15 +7,37 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from stripe_emulator.store import Store
-
-__all__ = ["load", "save"]
+__all__ = ["IdempotentEntry", "load", "save"]
 
 VERSION = 1
+
+
+@dataclass
+class IdempotentEntry:
+    """The answer saved for an idempotency key: replayed to a retry with the same parameters."""
+
+    fingerprint: str
+    status: int
+    body: bytes
+    request_id: str
+
+
+class Store(Protocol):
+    """What is kept of an emulator (``stripe_emulator.store.Store``): its objects, events and keys."""
+
+    objects: dict[str, dict[str, Any]]
+    events: dict[str, list[dict[str, Any]]]
+    _session_intents: set[str]
+    _idempotency: dict[tuple[str, str], IdempotentEntry]
+
+    @property
+    def accounts(self) -> Mapping[str, object]: ...
+
 
 #: The emulator's attributes that make up its state (plain JSON-able dicts and lists).
 _PLAIN = (
@@ -54,8 +76,6 @@ def save(emulator: Store, path: Path) -> None:
 
 def load(emulator: Store, path: Path) -> bool:
     """Restore the state saved in ``path`` (``False`` if there is none, or it is of other accounts)."""
-    from stripe_emulator.store import IdempotentEntry
-
     if not path.is_file():
         return False
     data = json.loads(path.read_text(encoding="utf-8"))

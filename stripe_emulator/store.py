@@ -9,7 +9,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,10 @@ from stripe_emulator import money, shapes, state
 from stripe_emulator.base import API_VERSION, EmulatorAccount, JSONDict, invalid, missing
 from stripe_emulator.params import check_params
 from stripe_emulator.shapes import new_id
+from stripe_emulator.state import IdempotentEntry
 from stripe_emulator.webhooks import DEFAULT_ENABLED_EVENTS
 
 Deliver = Callable[[EmulatorAccount, bytes, str], int]
-
-
-@dataclass
-class IdempotentEntry:
-    fingerprint: str
-    status: int
-    body: bytes
-    request_id: str
 
 
 def created_in(objects: list[JSONDict], created: Any) -> list[JSONDict]:
