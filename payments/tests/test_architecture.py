@@ -137,6 +137,32 @@ def test_product_modules_import_each_other_without_cycles() -> None:
     assert describe_cycles(graph) == []
 
 
+# Each app imports only the layers below it: core (settings, money, pages, rate limits) knows no app, the
+# catalog knows no payments; payments may use both.
+MAY_IMPORT = {"core": {"core"}, "catalog": {"core", "catalog"}, "payments": {"core", "catalog", "payments"}}
+
+
+def upward_imports(graph: Graph) -> list[str]:
+    return sorted(
+        f"{module} -> {dep}"
+        for module, deps in graph.items()
+        for dep in deps
+        if dep.partition(".")[0] not in MAY_IMPORT[module.partition(".")[0]]
+    )
+
+
+def test_each_app_imports_only_the_layers_below_it() -> None:
+    graph = import_graph(product_modules())
+    assert "payments.models" in graph["payments.orders"]  # the graph was read
+    assert upward_imports(graph) == []
+
+
+def test_an_upward_import_is_named() -> None:
+    assert upward_imports({"core.devserver": {"payments.events"}, "payments.orders": {"catalog.models"}}) == [
+        "core.devserver -> payments.events"
+    ]
+
+
 def test_the_cycle_finder_names_a_cycle_kept_alive_by_a_function_level_import(tmp_path: Path) -> None:
     (tmp_path / "payments").mkdir()
     (tmp_path / "payments" / "__init__.py").write_text("")
