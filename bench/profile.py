@@ -220,15 +220,21 @@ def timed(call: Callable[[], int], requests: int) -> dict[str, float]:
     return {"cpu_ms": 1000 * cpu / requests, "wall_ms": 1000 * wall / requests}
 
 
-def queries(call: Callable[[], int], requests: int = 5) -> float:
-    """Database queries per request (counted apart from the timings: counting costs CPU of its own)."""
+def queries(call: Callable[[], int], requests: int = 5, show: bool = False) -> float:
+    """Database queries per request (counted apart from the timings: counting costs CPU of its own); with
+    `show`, the last request's statements are printed."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    with CaptureQueriesContext(connection) as captured:
-        for _ in range(requests):
+    count = 0
+    for _ in range(requests):
+        with CaptureQueriesContext(connection) as captured:
             call()
-    return len(captured.captured_queries) / requests
+        count += len(captured.captured_queries)
+    if show:
+        for query in captured.captured_queries:
+            print(f"    sql: {query['sql'][:220]}")
+    return count / requests
 
 
 SITE = Path(sysconfig.get_paths()["purelib"])
@@ -255,22 +261,27 @@ def area(filename: str) -> str:
     return "/".join(head[:2]) if head[0] == "stdlib" else head[0].removesuffix(".py")
 
 
-def show_profile(profile: cProfile.Profile, requests: int, top: int) -> None:
+def show_profile(
+    profile: cProfile.Profile, requests: int, top: int, sort: str, focus: tuple[str, ...]
+) -> None:
     stats = pstats.Stats(profile)
     entries: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = stats.stats  # type: ignore[attr-defined]
-    rows = sorted(entries.items(), key=lambda kv: kv[1][3], reverse=True)
-    print(f"    top {top} by cumulative time (ms per request; own ms; calls per request)")
+    column = 3 if sort == "cumulative" else 2
+    rows = sorted(entries.items(), key=lambda kv: kv[1][column], reverse=True)
+    print(f"    top {top} by {sort} time (cumulative ms per request; own ms; calls per request)")
     shown = 0
     for (filename, line, name), (_, calls, own, cumulative, _) in rows:
+        if shown >= top:
+            break
         if name.startswith("<") or "django/test/" in filename or filename.endswith("bench/profile.py"):
+            continue
+        if focus and not where(filename).startswith(focus):
             continue
         print(
             f"    {1000 * cumulative / requests:8.3f} {1000 * own / requests:7.3f} {calls / requests:7.1f}  "
             f"{where(filename)}:{line}({name})"
         )
         shown += 1
-        if shown == top:
-            break
     by_area: dict[str, float] = {}
     for (filename, _, _), (_, _, own, _, _) in entries.items():
         by_area[area(filename)] = by_area.get(area(filename), 0.0) + own
@@ -291,7 +302,16 @@ def silence_logs() -> None:
                 handler.setStream(quiet)
 
 
-def measure(only: list[str], requests: int, profiled: int, top: int, say: Callable[[str], None]) -> None:
+def measure(
+    only: list[str],
+    requests: int,
+    profiled: int,
+    top: int,
+    sort: str,
+    focus: tuple[str, ...],
+    sql: bool,
+    say: Callable[[str], None],
+) -> None:
     import django
 
     django.setup()
@@ -314,19 +334,22 @@ def measure(only: list[str], requests: int, profiled: int, top: int, say: Callab
             call()
         say(f"{name}: {requests} requests timed, {profiled} profiled")
         figures[name] = timed(call, requests)
-        profile = cProfile.Profile()
+        # CPU time, not wall time: the waits on PostgreSQL and on the emulator are not the shop's work.
+        profile = cProfile.Profile(time.process_time)
         profile.enable()
         for _ in range(profiled):
             call()
         profile.disable()
-        figures[name]["queries"] = queries(call)
+        figures[name]["queries"] = queries(call, show=False)
         floor = figures.get("floor", {}).get("cpu_ms")
         ratio = f"{figures[name]['cpu_ms'] / floor:5.1f}x floor" if floor else ""
         print(
             f"\n{name}: CPU {figures[name]['cpu_ms']:.2f} ms per request {ratio}"
             f" (wall {figures[name]['wall_ms']:.2f} ms, {figures[name]['queries']:.0f} queries)"
         )
-        show_profile(profile, profiled, top)
+        show_profile(profile, profiled, top, sort, focus)
+        if sql:
+            queries(call, requests=1, show=True)
     floor = figures.get("floor", {}).get("cpu_ms", float("nan"))
     print("\n| endpoint | CPU ms per request | / floor | wall ms | queries |")
     print("|---|---|---|---|---|")
@@ -347,6 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--top", type=int, default=20, help="functions shown per endpoint (20)")
     parser.add_argument("--only", default=",".join(ENDPOINTS), help="endpoints, comma separated (all)")
+    parser.add_argument(
+        "--sort", choices=["cumulative", "own"], default="cumulative", help="order of the functions shown"
+    )
+    parser.add_argument(
+        "--focus", action="append", default=[], help="only functions of files under this path (repeatable)"
+    )
+    parser.add_argument("--sql", action="store_true", help="print the statements of one request per endpoint")
     parser.add_argument("--db", default="shop_profile", help="PostgreSQL database to create and drop")
     args = parser.parse_args(argv)
     only = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -360,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - t0:6.1f}s] {message}", file=sys.stderr, flush=True)
 
     with prepared(args.db, say):
-        measure(only, args.requests, args.profiled, args.top, say)
+        measure(only, args.requests, args.profiled, args.top, args.sort, tuple(args.focus), args.sql, say)
     return 0
 
 
