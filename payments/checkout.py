@@ -228,29 +228,31 @@ def _create(
     params = session_params(order, priced, acct, success_url=success_url, cancel_url=cancel_url)
     key = gateway.idempotency_key("checkout", order.public_id, f"v{order.version}", attempt, params=params)
     with gateway.stripe_call("checkout.session.create", acct, order=order.public_id):
-        session = acct.client.v1.checkout.sessions.create(params=params, options={"idempotency_key": key})
+        # The answer's few fields are read from its JSON: the SDK's object tree would be built and dropped.
+        session = acct.client.raw_request("post", "/v1/checkout/sessions", **params, idempotency_key=key).data
+    session_id, url, expires_at = str(session["id"]), str(session.get("url") or ""), session.get("expires_at")
     payment = Payment.objects.record(
         order,
         PaymentKind.CHECKOUT_SESSION,
         acct.currency,
-        session.id,
-        livemode=session.livemode,
+        session_id,
+        livemode=session.get("livemode") is True,
         order_version=order.version,
         amount=priced.total,
-        stripe_amount_total=session.amount_total,
-        stripe_status=session.status or "",
-        url=session.url or "",
+        stripe_amount_total=session.get("amount_total"),
+        stripe_status=str(session.get("status") or ""),
+        url=url,
         idempotency_key=key,
-        expires_at=datetime.fromtimestamp(session.expires_at, tz=UTC) if session.expires_at else None,
+        expires_at=datetime.fromtimestamp(expires_at, tz=UTC) if expires_at else None,
     )
-    if session.amount_total != priced.total:
+    if session.get("amount_total") != priced.total:
         # Checkout would charge another total than the order's: never let the shopper pay it.
         logger.error(
             "checkout total differs order=%s session=%s ours=%s stripe=%s",
             order.public_id,
-            session.id,
+            session_id,
             priced.total,
-            session.amount_total,
+            session.get("amount_total"),
         )
         sync.close(payment)
         raise CheckoutUnavailable(
@@ -260,9 +262,9 @@ def _create(
         )
     logger.info(
         "checkout_session %s created order=%s v%s amount=%s",
-        session.id,
+        session_id,
         order.public_id,
         order.version,
         priced.total,
     )
-    return OpenSession(payment, session.url or "")
+    return OpenSession(payment, url)

@@ -107,27 +107,33 @@ def _create(order: Order, priced: PricedOrder, acct: StripeAccount, attempt: int
     params = create_params(order, priced, attempt)
     key = gateway.idempotency_key("pi", order.public_id, f"v{order.version}", attempt, params=params)
     with gateway.stripe_call("payment_intent.create", acct, order=order.public_id):
-        intent = acct.client.v1.payment_intents.create(params=params, options={"idempotency_key": key})
+        # The answer's few fields are read from its JSON: the SDK's object tree would be built and dropped.
+        intent = acct.client.raw_request("post", "/v1/payment_intents", **params, idempotency_key=key).data
+    intent_id, amount = str(intent["id"]), int(intent["amount"])
     payment = Payment.objects.record(
         order,
         PaymentKind.PAYMENT_INTENT,
         acct.currency,
-        intent.id,
-        livemode=intent.livemode,
-        payment_intent_id=intent.id,
+        intent_id,
+        livemode=intent.get("livemode") is True,
+        payment_intent_id=intent_id,
         order_version=order.version,
         amount=priced.total,
-        stripe_amount_total=intent.amount,
-        stripe_status=intent.status,
+        stripe_amount_total=amount,
+        stripe_status=str(intent.get("status") or ""),
         idempotency_key=key,
     )
     logger.info(
         "payment_intent %s created order=%s v%s amount=%s",
-        intent.id,
+        intent_id,
         order.public_id,
         order.version,
-        intent.amount,
+        amount,
     )
     return OpenIntent(
-        payment, intent.client_secret or "", intent.amount, intent.currency, acct.publishable_key
+        payment,
+        str(intent.get("client_secret") or ""),
+        amount,
+        str(intent["currency"]),
+        acct.publishable_key,
     )
