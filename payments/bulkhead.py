@@ -130,7 +130,8 @@ class BulkheadMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method in ("GET", "POST") and guarded(request.path_info) and full(compartment(SHOPPERS)):
+        # The slots are peeked first: while they are not all taken (nearly always) no URL is resolved here.
+        if request.method in ("GET", "POST") and full(compartment(SHOPPERS)) and guarded(request.path_info):
             return refuse(request)
         return self.get_response(request)
 

@@ -58,21 +58,18 @@ def enqueue(
     backoff, it is brought forward)."""
     key = f"{kind}:{target_id if target_id is not None else order_id}"
     run_after = timezone.now() + timedelta(seconds=delay)
-    waiting = FollowUp.objects.filter(key=key, status=FollowUp.Status.QUEUED).first()
-    if waiting is not None:
-        if (
-            waiting.run_after > run_after
-        ):  # a retry waiting out its backoff: news (or the sweep) brings it forward
-            FollowUp.objects.filter(pk=waiting.pk, status=FollowUp.Status.QUEUED).update(run_after=run_after)
-            waiting.run_after = run_after
-            _schedule(waiting)
-        return
-    try:
+    try:  # the usual case first: none is queued (one statement, no look-up before it)
         with transaction.atomic():
             row = FollowUp.objects.create(
                 key=key, kind=kind, order_id=order_id, target_id=target_id, run_after=run_after
             )
-    except IntegrityError:  # another transaction queued the same one meanwhile
+    except IntegrityError:  # one is queued already (or another transaction queued it meanwhile)
+        waiting = FollowUp.objects.filter(key=key, status=FollowUp.Status.QUEUED).first()
+        if waiting is not None and waiting.run_after > run_after:
+            # A retry waiting out its backoff: news (or the sweep) brings it forward.
+            FollowUp.objects.filter(pk=waiting.pk, status=FollowUp.Status.QUEUED).update(run_after=run_after)
+            waiting.run_after = run_after
+            _schedule(waiting)
         return
     _schedule(row)
 

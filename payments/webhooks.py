@@ -194,7 +194,12 @@ def _on_payment_intent(acct: StripeAccount, intent: Mapping[str, Any], event_typ
     paid_through = matching.by_payment_intent(acct, intent_id)
     if paid_through is not None and paid_through.kind == PaymentKind.CHECKOUT_SESSION:
         return None  # a Checkout Session's PaymentIntent: nothing to do, the session's own events count
-    payment = matching.payment_for(acct, PaymentKind.PAYMENT_INTENT, intent)
+    if paid_through is not None and paid_through.stripe_id == intent_id:
+        payment: Payment | None = (
+            paid_through  # the card form's own row: the one payment_for would read again
+        )
+    else:
+        payment = matching.payment_for(acct, PaymentKind.PAYMENT_INTENT, intent)
     if payment is None:
         return None  # names no order of this shop
     return lifecycle.apply_payment_intent(payment, intent, wait=WAIT)

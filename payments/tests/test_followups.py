@@ -297,3 +297,16 @@ def test_follow_ups_are_idempotent_whatever_repeats(usd_item: Item, stripe_fake:
         HTTP_STRIPE_SIGNATURE=signature,
     )
     assert len(mail.outbox) == 1
+
+
+def test_news_brings_a_retry_waiting_out_its_backoff_forward_and_queues_no_second(held_queue: Any) -> None:
+    order = Order.objects.create(currency="usd", browser="b" * 32)
+    followups.enqueue(FollowUp.Kind.TIDY_ORDER, order_id=order.pk, delay=900)  # a retry after its backoff
+    followups.enqueue(FollowUp.Kind.TIDY_ORDER, order_id=order.pk)  # news: the work is owed now
+    followups.enqueue(FollowUp.Kind.TIDY_ORDER, order_id=order.pk, delay=900)  # later news moves nothing back
+    queued = FollowUp.objects.get(key=f"tidy_order:{order.pk}", status=FollowUp.Status.QUEUED)
+    assert queued.run_after <= timezone.now()
+    assert FollowUp.objects.filter(key=queued.key).count() == 1
+    assert run_tasks() >= 1  # its task is due now, not in 15 minutes
+    queued.refresh_from_db()
+    assert queued.status == FollowUp.Status.DONE
