@@ -143,7 +143,13 @@ def publishable_key_for(currency: str) -> str:
         return ""
 
 
+# The settings `AccountRegistry.from_settings` reads: a change to one of them (tests) builds the accounts anew.
+ACCOUNT_SETTINGS = frozenset(
+    {"STRIPE_ACCOUNTS", "STRIPE_API_BASE", "STRIPE_TIMEOUT", "STRIPE_MAX_NETWORK_RETRIES"}
+)
+
+
 @receiver(setting_changed)
 def _reset_on_settings_change(setting: str, **kwargs: object) -> None:
-    if setting.startswith("STRIPE_"):
+    if setting in ACCOUNT_SETTINGS:
         install_registry(None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+from typing import Any
 
 import pytest
 from django.core.checks import run_checks
@@ -160,6 +161,13 @@ class TestRegistry:
             account_for("gbp")
 
 
+@pytest.fixture
+def no_bulkhead(settings: Any) -> None:
+    """Shoppers at once as if on many processes: this process's bulkhead (payments/bulkhead.py, its own tests in
+    test_bulkhead.py) would refuse all but a few."""
+    settings.STRIPE_CONCURRENCY = 0
+
+
 @pytest.mark.django_db
 class TestIsolation:
     def test_buy_uses_only_the_account_of_the_item_currency(
@@ -172,7 +180,7 @@ class TestIsolation:
         assert {r.api_key for r in stripe_fake.requests} == {USD_SK}
 
     @pytest.mark.django_db(transaction=True)
-    def test_accounts_stay_apart_across_threads(self, usd_item, eur_item, stripe_fake) -> None:
+    def test_accounts_stay_apart_across_threads(self, no_bulkhead, usd_item, eur_item, stripe_fake) -> None:
         if connection.vendor == "sqlite":
             pytest.skip(
                 "concurrent writers need PostgreSQL; SQLite serialises them (runs in CI on PostgreSQL)"

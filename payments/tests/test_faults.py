@@ -332,6 +332,9 @@ def two_apps(
             "CSRF_COOKIE_SECURE": "0",
             "WEB_CONCURRENCY": "1",
             "GUNICORN_THREADS": "8",
+            # These tests race requests at the two processes on purpose; the bulkhead would admit 2 of them per
+            # process and refuse the rest before they race (its own tests: test_bulkhead, test_stripe_bulkhead).
+            "STRIPE_CONCURRENCY": "0",
             "GUNICORN_MAX_REQUESTS": "0",
             "GUNICORN_LOG_LEVEL": "warning",
             "LOG_LEVEL": "WARNING",
