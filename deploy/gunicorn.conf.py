@@ -64,7 +64,7 @@ def _cores() -> int:
 # The ceiling is the database: every thread keeps its own connection (CONN_MAX_AGE), so keep
 # workers x threads (+ the reconciliation job and a margin) under PostgreSQL's max_connections (100 by
 # default): 2 x 32 = 64. With more workers, lower the threads or raise max_connections (or add pgbouncer).
-# However many shoppers press Pay, at most STRIPE_CONCURRENCY (threads / 4) requests per worker wait on Stripe;
+# However many shoppers press Pay, at most STRIPE_CONCURRENCY (3/4 of the DB pool, 12) requests per worker wait on Stripe;
 # the rest answer 503 at once (payments/bulkhead.py), so the other threads always serve the pages.
 workers = _int("WEB_CONCURRENCY", max(2, _cores()))
 threads = _int("GUNICORN_THREADS", 32)

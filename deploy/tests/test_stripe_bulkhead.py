@@ -173,7 +173,7 @@ def test_200_pay_clicks_on_a_hanging_stripe_leave_the_pages_answering(
     assert len(answers) == CLICKS
     assert all(a["status"] == 503 for a in during)  # while Stripe hung, only refusals came back
     assert len(during) == len(refused) == CLICKS - len(admitted)
-    assert 2 <= len(admitted) <= 2 * 8, len(admitted)  # at most STRIPE_CONCURRENCY (8) per worker (2)
+    assert 2 <= len(admitted) <= 2 * 12, len(admitted)  # at most STRIPE_CONCURRENCY (12) per worker (2)
     assert all(a["retry_after"] == "5" and a["code"] == "stripe_busy" for a in refused)
     assert all(a["took"] >= MEASURE_UNTIL for a in admitted)  # they waited on Stripe through the measurement
     assert in_stripe == len(admitted)  # each admitted click's new order waited, uncommitted, on Stripe
