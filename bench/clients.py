@@ -369,17 +369,7 @@ def build_events(spec: dict[str, Any]) -> list[tuple[str, bytes]]:
     now = int(time.time())
     distinct: list[tuple[str, bytes]] = []
     for n, intent in enumerate(spec["known_intents"]):
-        obj = {
-            "id": intent["id"],
-            "object": "payment_intent",
-            "amount": intent["amount"],
-            "amount_received": intent["amount"],
-            "currency": intent["currency"],
-            "status": "succeeded",
-        }
-        distinct.append(
-            (intent["currency"], _event(f"evt_bench_paid_{n}", "payment_intent.succeeded", obj, now))
-        )
+        distinct.append((intent["currency"], succeeded_event(f"evt_bench_paid_{n}", intent, now)))
     n = 0
     while len(distinct) < spec["distinct"]:
         obj = {"id": f"pi_bench_unknown_{n}", "object": "payment_intent", "amount": 1000, "currency": "usd"}
@@ -391,6 +381,19 @@ def build_events(spec: dict[str, Any]) -> list[tuple[str, bytes]]:
         if i % 4 == 3:
             sequence.append(distinct[(i * 7) % (i + 1)])  # a redelivery of an earlier event
     return sequence
+
+
+def succeeded_event(event_id: str, intent: dict[str, Any], created: int) -> bytes:
+    """`payment_intent.succeeded` for a PaymentIntent a Pay request opened (its id, amount and currency)."""
+    obj = {
+        "id": intent["id"],
+        "object": "payment_intent",
+        "amount": intent["amount"],
+        "amount_received": intent["amount"],
+        "currency": intent["currency"],
+        "status": "succeeded",
+    }
+    return _event(event_id, "payment_intent.succeeded", obj, created)
 
 
 def _event(event_id: str, event_type: str, obj: dict[str, Any], created: int) -> bytes:
